@@ -1,0 +1,3 @@
+from graphtap.hosts.cli import main
+
+main()

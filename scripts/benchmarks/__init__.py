@@ -1,0 +1,1 @@
+"""One module per measured area; each exposes `run(console) -> dict`."""
