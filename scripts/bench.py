@@ -15,7 +15,7 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.results import record  # noqa: E402
+from benchmarks.results import record
 
 AREAS = ("processing", "inspection", "synth", "reconcile", "eventhubs")
 
@@ -25,7 +25,9 @@ def main(argv: list[str]) -> int:
     selected = argv or list(AREAS)
     unknown = sorted(set(selected) - set(AREAS))
     if unknown:
-        console.print(f"[red]unknown bench area(s): {', '.join(unknown)}; known: {', '.join(AREAS)}")
+        console.print(
+            f"[red]unknown bench area(s): {', '.join(unknown)}; known: {', '.join(AREAS)}"
+        )
         return 2
     for area in selected:
         try:

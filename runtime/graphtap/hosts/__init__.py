@@ -1,0 +1,1 @@
+"""Hosts: the CLI, the App Service web app and the Azure Functions entry."""

@@ -1,0 +1,1 @@
+"""One module per `graphtap` sub-command; `hosts.cli` registers them."""

@@ -1,0 +1,42 @@
+"""`graphtap keys`: the notification encryption keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from graphtap.subscriptions.certificates import ALLOWED_BITS, create_certificate
+
+
+@click.group()
+def keys() -> None:
+    """Manage the certificates Graph encrypts notifications to."""
+
+
+@keys.command("create")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write ID.key.pem (mode 0600) and ID.cert.pem into.",
+)
+@click.option("--id", "certificate_id", help="Certificate id (default: graphtap-DATE-RANDOM).")
+@click.option(
+    "--bits",
+    type=click.Choice([str(b) for b in ALLOWED_BITS]),
+    default="2048",
+    show_default=True,
+    help="RSA key size.",
+)
+def create(out_dir: Path, certificate_id: str | None, bits: str) -> None:
+    """Create a self-signed RSA certificate and its private key for rich notifications."""
+    try:
+        files = create_certificate(out_dir, certificate_id=certificate_id, bits=int(bits))
+    except (ValueError, FileExistsError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"certificate id: {files.certificate_id}")
+    click.echo(f"thumbprint:     {files.thumbprint}")
+    click.echo(f"private key:    {files.key_path}")
+    click.echo(f"certificate:    {files.certificate_path}")

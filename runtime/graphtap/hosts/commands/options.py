@@ -1,0 +1,40 @@
+"""What several commands need alike: secrets from files or the environment, the policy."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import click
+
+HASH_KEY_ENV = "GRAPHTAP_FINDING_HASH_KEY"
+
+
+def finding_hash_key(path: Path | None) -> bytes:
+    """The per-environment key findings are hashed under, so repeats can be correlated.
+
+    From a file (raw bytes or hex) or $GRAPHTAP_FINDING_HASH_KEY (hex). Without either, a
+    random key for this run only: hashes then correlate within the run and nowhere else.
+    """
+    if path is not None:
+        raw = path.read_bytes().strip()
+        try:
+            key = bytes.fromhex(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            key = raw
+    elif HASH_KEY_ENV in os.environ:
+        try:
+            key = bytes.fromhex(os.environ[HASH_KEY_ENV])
+        except ValueError:
+            raise click.UsageError(f"${HASH_KEY_ENV} is not hex") from None
+    else:
+        click.echo(
+            f"note: no --hash-key-file or ${HASH_KEY_ENV}; finding hashes use a random key "
+            "for this run only",
+            err=True,
+        )
+        return secrets.token_bytes(32)
+    if len(key) < 16:
+        raise click.UsageError("the finding hash key must be at least 16 bytes")
+    return key

@@ -1,0 +1,303 @@
+"""`graphtap process`: run the processor over a source until it is drained."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from graphtap.hosts.commands.options import finding_hash_key
+from graphtap.inspection import InspectionSettings, Policy, load_policy
+from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError
+from graphtap.notifications.authenticity import DEFAULT_JWKS_URL, TokenPolicy
+from graphtap.notifications.keyring import KeyRing, KeyRingError
+from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
+from graphtap.processing.endpoints import (
+    SINK_SCHEMES,
+    SOURCE_SCHEMES,
+    Endpoint,
+    EndpointError,
+    default_lifecycle_queue,
+    open_source,
+    open_stores,
+)
+from graphtap.processing.pipeline import PipelineSettings
+from graphtap.processing.runner import (
+    DEFAULT_BATCH_SIZE,
+    Processor,
+    ProcessorOptions,
+    ProgressCallback,
+    Summary,
+)
+from graphtap.processing.sources import EventSource
+from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.subscriptions.lifecycle import LifecycleQueue
+
+
+@click.command()
+@click.option("--source", "source", required=True, help="jsonl:FILE or local:DIR.")
+@click.option(
+    "--keys",
+    "key_paths",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Key file or folder of them (ID.key.pem, PKCS#12); repeat for rotation.",
+)
+@click.option(
+    "--key-password",
+    envvar="GRAPHTAP_KEY_PASSWORD",
+    help="Password of encrypted PEM or PKCS#12 keys [env: GRAPHTAP_KEY_PASSWORD].",
+)
+@click.option(
+    "--client-state",
+    "client_states",
+    required=True,
+    multiple=True,
+    envvar="GRAPHTAP_CLIENT_STATES",
+    help="Accepted clientState; repeat during rotation [env: GRAPHTAP_CLIENT_STATES, "
+    "space-separated].",
+)
+@click.option("--sink", "sink", required=True, help="sqlite:FILE or jsonl:FILE.")
+@click.option(
+    "--dead-letter",
+    "dead_letter",
+    default=None,
+    help="jsonl:FILE or sqlite:FILE [default: the sink's store].",
+)
+@click.option(
+    "--lifecycle-queue",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite file of lifecycle events for the control plane [default: beside the sink].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker processes for decryption and inspection.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Events per batch (one checkpoint per batch).",
+)
+@click.option(
+    "--consumer-group",
+    default=DEFAULT_CONSUMER_GROUP,
+    show_default=True,
+    help="Consumer group whose checkpoints a local hub resumes from.",
+)
+@click.option(
+    "--follow", is_flag=True, help="Keep polling a local hub instead of stopping when drained."
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Inspection policy TOML [default: report every finding at 65 or above].",
+)
+@click.option(
+    "--hash-key-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Per-environment key for finding hashes [env: GRAPHTAP_FINDING_HASH_KEY, hex].",
+)
+@click.option(
+    "--app-id",
+    "app_ids",
+    multiple=True,
+    help="Accepted audience of validation tokens (webhook-style deliveries).",
+)
+@click.option(
+    "--jwks",
+    default=DEFAULT_JWKS_URL,
+    show_default=True,
+    help="JWKS URL or file to verify validation tokens with.",
+)
+@click.option(
+    "--max-event-bytes",
+    type=click.IntRange(1024),
+    default=DEFAULT_MAX_EVENT_BYTES,
+    show_default=True,
+    help="Larger event bodies are dead-lettered as oversized.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def process(
+    source: str,
+    key_paths: tuple[Path, ...],
+    key_password: str | None,
+    client_states: tuple[str, ...],
+    sink: str,
+    dead_letter: str | None,
+    lifecycle_queue: Path | None,
+    workers: int,
+    batch_size: int,
+    consumer_group: str,
+    follow: bool,
+    policy_path: Path | None,
+    hash_key_file: Path | None,
+    app_ids: tuple[str, ...],
+    jwks: str,
+    max_event_bytes: int,
+    as_json: bool,
+) -> None:
+    """Decrypt, inspect and issue one verdict per change notification.
+
+    Exits 0 once the source is drained and prints a summary: events, notifications,
+    verdicts, findings by type, dead letters by reason and throughput.
+    """
+    try:
+        source_endpoint = Endpoint.parse(source, allowed=SOURCE_SCHEMES, what="--source")
+        sink_endpoint = Endpoint.parse(sink, allowed=SINK_SCHEMES, what="--sink")
+        dead_letter_endpoint = (
+            Endpoint.parse(dead_letter, allowed=SINK_SCHEMES, what="--dead-letter")
+            if dead_letter
+            else None
+        )
+        password = key_password.encode() if key_password else None
+        ring = KeyRing.load(key_paths, password=password)  # fail fast, before any worker starts
+        policy = load_policy(policy_path) if policy_path else Policy.default()
+    except (EndpointError, KeyRingError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    settings = PipelineSettings(
+        key_paths=key_paths,
+        key_password=password,
+        client_states=tuple(s for value in client_states for s in value.split()),
+        inspection=InspectionSettings(hash_key=finding_hash_key(hash_key_file), policy=policy),
+        token_policy=TokenPolicy(app_ids=app_ids, jwks=jwks) if app_ids else None,
+        max_event_bytes=max_event_bytes,
+    )
+    console = Console(stderr=True)
+    console.print(f"keys: {', '.join(e.certificate_id for e in ring.entries())}")
+    progress = Progress(
+        TextColumn("[bold]processing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    task = progress.add_task("events", total=None)
+    with progress:
+        summary = run_processor(
+            source_endpoint,
+            sink_endpoint,
+            dead_letter_endpoint,
+            lifecycle_queue or default_lifecycle_queue(sink_endpoint),
+            settings,
+            ProcessorOptions(workers=workers, batch_size=batch_size),
+            consumer_group=consumer_group,
+            follow=follow,
+            on_start=lambda total: progress.update(task, total=total),
+            on_progress=lambda _summary, events: progress.advance(task, events),
+        )
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        Console().print(summary_table(summary))
+
+
+def run_processor(
+    source_endpoint: Endpoint,
+    sink_endpoint: Endpoint,
+    dead_letter_endpoint: Endpoint | None,
+    lifecycle_path: Path,
+    settings: PipelineSettings,
+    options: ProcessorOptions,
+    *,
+    consumer_group: str,
+    follow: bool,
+    on_start: Callable[[int | None], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Summary:
+    """Open the endpoints, run to the end (or a stop signal), close everything.
+
+    `on_start` receives the number of events waiting, when the source can tell.
+    """
+    try:
+        source = open_source(source_endpoint, consumer_group=consumer_group, follow=follow)
+    except (FileNotFoundError, LocalHubError) as exc:
+        raise click.UsageError(str(exc)) from None
+    stores = open_stores(sink_endpoint, dead_letter_endpoint)
+    lifecycle = LifecycleQueue(lifecycle_path)
+    if on_start is not None:
+        waiting = None
+        if isinstance(source, LocalHubSource):
+            waiting = sum(p.lag for p in source.hub.partitions(consumer_group))
+        on_start(waiting)
+    processor = Processor(
+        source=source,
+        sink=stores.sink,
+        dead_letters=stores.dead_letters,
+        lifecycle=lifecycle,
+        settings=settings,
+        options=options,
+        on_progress=on_progress,
+    )
+    restore = _stop_on_signals(source)
+    try:
+        return processor.run()
+    finally:
+        restore()
+        source.close()
+        stores.close()
+        lifecycle.close()
+
+
+def summary_table(summary: Summary) -> Table:
+    table = Table(title="graphtap processor summary", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    figures = summary.to_dict()
+    for name in (
+        "events",
+        "notifications",
+        "validation_skipped",
+        "lifecycle_queued",
+        "verdicts",
+        "duplicate_verdicts",
+    ):
+        table.add_row(name.replace("_", " "), str(figures[name]))
+    table.add_section()
+    for kind, count in sorted(summary.findings_by_type.items()):
+        table.add_row(f"finding: {kind}", str(count))
+    if not summary.findings_by_type:
+        table.add_row("findings", "0")
+    table.add_section()
+    for reason, count in sorted(summary.dead_letters_by_reason.items()):
+        table.add_row(f"dead letter: {reason}", str(count))
+    if not summary.dead_letters_by_reason:
+        table.add_row("dead letters", "0")
+    table.add_section()
+    table.add_row("seconds", f"{summary.seconds:.2f}")
+    table.add_row("notifications per second", f"{summary.notifications_per_second:,.0f}")
+    return table
+
+
+def _stop_on_signals(source: EventSource) -> Callable[[], None]:
+    """SIGTERM/SIGINT end the run after the current batch is durable and checkpointed."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        source.stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore

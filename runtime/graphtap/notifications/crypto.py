@@ -1,0 +1,144 @@
+"""Graph's rich-notification envelope, exactly as Graph documents it.
+
+RSA-OAEP (SHA-1, MGF1-SHA-1) wraps a 32-byte symmetric key; HMAC-SHA256 under that key
+signs the ciphertext; AES-256-CBC with the key's first 16 bytes as IV and PKCS7 padding
+encrypts the UTF-8 JSON resource. The signature is checked, in constant time, before a
+single byte is decrypted.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as symmetric_padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from graphtap.notifications.errors import NotificationError, Reason
+from graphtap.notifications.model import EncryptedContent
+
+# SHA-1 is what Graph's protocol prescribes for the OAEP key wrap, not a choice made here.
+OAEP_SHA1 = padding.OAEP(
+    mgf=padding.MGF1(hashes.SHA1()),  # noqa: S303
+    algorithm=hashes.SHA1(),  # noqa: S303
+    label=None,
+)
+SYMMETRIC_KEY_BYTES = 32
+#: A 4096-bit RSA ciphertext is 512 bytes: a longer dataKey cannot be Graph's.
+MAX_DATA_KEY_BYTES = 512
+
+
+def decrypt_content(content: EncryptedContent, private_key: rsa.RSAPrivateKey) -> dict[str, Any]:
+    """Verify and decrypt `encryptedContent`; return the resource JSON object."""
+    plaintext = decrypt_bytes(content, private_key)
+    try:
+        resource = json.loads(plaintext)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotificationError(
+            Reason.MALFORMED_RESOURCE, f"decrypted resource is not UTF-8 JSON: {exc}"
+        ) from None
+    if not isinstance(resource, dict):
+        raise NotificationError(
+            Reason.MALFORMED_RESOURCE,
+            f"decrypted resource is a JSON {type(resource).__name__}, not an object",
+        )
+    return resource
+
+
+def decrypt_bytes(content: EncryptedContent, private_key: rsa.RSAPrivateKey) -> bytes:
+    """The decrypted resource bytes, only after the HMAC over the ciphertext verified."""
+    wrapped_key = _b64(content.data_key, "dataKey")
+    if len(wrapped_key) > MAX_DATA_KEY_BYTES:
+        raise NotificationError(
+            Reason.MALFORMED_ENCRYPTED_CONTENT,
+            f"dataKey is {len(wrapped_key)} bytes, longer than any RSA-4096 ciphertext",
+        )
+    if content.data_signature is None:
+        raise NotificationError(
+            Reason.SIGNATURE_MISMATCH, "encryptedContent has no dataSignature to verify"
+        )
+    signature = _b64(content.data_signature, "dataSignature")
+    ciphertext = _b64(content.data, "data")
+    try:
+        key = private_key.decrypt(wrapped_key, OAEP_SHA1)
+    except ValueError:
+        raise NotificationError(
+            Reason.DECRYPTION_FAILED,
+            "dataKey does not unwrap with the certificate's private key "
+            "(wrong key, or the key was corrupted)",
+        ) from None
+    if len(key) != SYMMETRIC_KEY_BYTES:
+        raise NotificationError(
+            Reason.DECRYPTION_FAILED,
+            f"unwrapped key is {len(key)} bytes, not the {SYMMETRIC_KEY_BYTES} of AES-256",
+        )
+    expected = hmac.new(key, ciphertext, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        raise NotificationError(
+            Reason.SIGNATURE_MISMATCH,
+            "HMAC-SHA256 of data does not match dataSignature: the content was altered",
+        )
+    if not ciphertext or len(ciphertext) % 16:
+        raise NotificationError(
+            Reason.MALFORMED_ENCRYPTED_CONTENT,
+            f"data is {len(ciphertext)} bytes, not a whole number of AES blocks",
+        )
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = symmetric_padding.PKCS7(128).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise NotificationError(
+            Reason.DECRYPTION_FAILED, "decrypted data has invalid PKCS7 padding"
+        ) from None
+
+
+def encrypt_content(
+    resource: bytes,
+    public_key: rsa.RSAPublicKey,
+    *,
+    certificate_id: str,
+    certificate_thumbprint: str | None = None,
+    symmetric_key: bytes | None = None,
+) -> dict[str, str]:
+    """Encrypt a resource the way Graph does; returns the `encryptedContent` JSON object.
+
+    `symmetric_key` exists so simulations can be reproducible; Graph draws a fresh one for
+    every notification, and so does this function when it is omitted.
+    """
+    key = symmetric_key if symmetric_key is not None else os.urandom(SYMMETRIC_KEY_BYTES)
+    if len(key) != SYMMETRIC_KEY_BYTES:
+        raise ValueError(f"symmetric key must be {SYMMETRIC_KEY_BYTES} bytes, got {len(key)}")
+    padder = symmetric_padding.PKCS7(128).padder()
+    padded = padder.update(resource) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    content = {
+        "data": binascii.b2a_base64(ciphertext, newline=False).decode("ascii"),
+        "dataSignature": binascii.b2a_base64(
+            hmac.new(key, ciphertext, hashlib.sha256).digest(), newline=False
+        ).decode("ascii"),
+        "dataKey": binascii.b2a_base64(public_key.encrypt(key, OAEP_SHA1), newline=False).decode(
+            "ascii"
+        ),
+        "encryptionCertificateId": certificate_id,
+    }
+    if certificate_thumbprint is not None:
+        content["encryptionCertificateThumbprint"] = certificate_thumbprint
+    return content
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise NotificationError(
+            Reason.MALFORMED_ENCRYPTED_CONTENT, f"{field} is not valid base64: {exc}"
+        ) from None

@@ -1,0 +1,1 @@
+"""Processing: the pipeline of stages, its sources and sinks, dead letters and the runner."""

@@ -1,0 +1,187 @@
+"""The notification pipeline: one event body in, verdicts, lifecycle events and dead letters out.
+
+Event level: parse the collection, verify validation tokens when present. Item level: the
+chain of stages in `stages.py`. Nothing here touches a sink or a checkpoint: the runner
+does that after the whole batch is through, so this code is free of I/O and can run in
+worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graphtap.inspection import InspectionSettings, Inspector
+from graphtap.notifications.authenticity import (
+    ClientStateCheck,
+    TokenPolicy,
+    ValidationTokenVerifier,
+)
+from graphtap.notifications.errors import NotificationError, Reason
+from graphtap.notifications.keyring import KeyRing
+from graphtap.notifications.model import (
+    DEFAULT_MAX_EVENT_BYTES,
+    ChangeNotification,
+    MalformedItem,
+    parse_collection,
+)
+from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.sources import SourceEvent
+from graphtap.processing.stages import (
+    CheckClientState,
+    DecryptContent,
+    InspectContent,
+    IssueVerdict,
+    ItemContext,
+    RejectBlobPayloads,
+    RequireChangeFields,
+    RouteLifecycleEvents,
+    Skipped,
+    SkipValidationEvents,
+    Stage,
+)
+from graphtap.processing.verdicts import Verdict
+from graphtap.subscriptions.lifecycle import LifecycleEvent
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything a worker needs to build its own pipeline (picklable, no open handles)."""
+
+    key_paths: tuple[Path, ...]
+    client_states: tuple[str, ...]
+    inspection: InspectionSettings
+    key_password: bytes | None = None
+    token_policy: TokenPolicy | None = None
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+
+
+@dataclass(slots=True)
+class EventResult:
+    """Everything one event produced; the runner makes it durable, then checkpoints."""
+
+    partition: str
+    offset: int
+    notifications: int = 0
+    validation_skipped: int = 0
+    verdicts: list[Verdict] = field(default_factory=list)
+    lifecycle: list[LifecycleEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        *,
+        token_verifier: ValidationTokenVerifier | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        self._stages = tuple(stages)
+        self._token_verifier = token_verifier
+        self._max_event_bytes = max_event_bytes
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        keys: KeyRing,
+        client_states: Sequence[str],
+        inspector: Inspector,
+        token_policy: TokenPolicy | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> Pipeline:
+        """The standard chain, in the order the data path prescribes."""
+        client_state = ClientStateCheck(client_states)
+        stages: list[Stage] = [
+            SkipValidationEvents(),
+            RouteLifecycleEvents(client_state),
+            CheckClientState(client_state),
+            RequireChangeFields(),
+            RejectBlobPayloads(),
+            DecryptContent(keys),
+            InspectContent(inspector),
+            IssueVerdict(),
+        ]
+        verifier = ValidationTokenVerifier(token_policy) if token_policy is not None else None
+        return cls(stages, token_verifier=verifier, max_event_bytes=max_event_bytes)
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings) -> Pipeline:
+        return cls.build(
+            keys=KeyRing.load(settings.key_paths, password=settings.key_password),
+            client_states=settings.client_states,
+            inspector=Inspector(settings.inspection),
+            token_policy=settings.token_policy,
+            max_event_bytes=settings.max_event_bytes,
+        )
+
+    def process(self, event: SourceEvent) -> EventResult:
+        result = EventResult(event.partition, event.offset)
+        now = time.time()
+        try:
+            collection = parse_collection(event.body, max_bytes=self._max_event_bytes)
+            if collection.validation_tokens is not None:
+                self._verify_tokens(collection.validation_tokens, collection.items)
+        except NotificationError as error:
+            result.dead_letters.append(self._dead_letter(error, event, None, now))
+            return result
+        for notification in collection.items:
+            result.notifications += 1
+            if isinstance(notification, MalformedItem):
+                malformed = NotificationError(Reason.MALFORMED_NOTIFICATION, notification.problem)
+                result.dead_letters.append(
+                    self._dead_letter(malformed, event, notification.index, now)
+                )
+                continue
+            ctx = ItemContext(notification, event.body, event.partition, event.offset, now)
+            try:
+                outcome = self._run_stages(ctx)
+            except NotificationError as error:
+                result.dead_letters.append(self._dead_letter(error, event, notification.index, now))
+                continue
+            if isinstance(outcome, Verdict):
+                result.verdicts.append(outcome)
+            elif isinstance(outcome, LifecycleEvent):
+                result.lifecycle.append(outcome)
+            else:
+                result.validation_skipped += 1
+        return result
+
+    def _run_stages(self, ctx: ItemContext) -> Verdict | LifecycleEvent | Skipped:
+        for stage in self._stages:
+            outcome = stage(ctx)
+            if outcome is not None:
+                return outcome
+        raise RuntimeError("the pipeline's last stage must issue a verdict")
+
+    def _verify_tokens(
+        self, tokens: Sequence[str], items: Sequence[ChangeNotification | MalformedItem]
+    ) -> None:
+        if self._token_verifier is None:
+            raise NotificationError(
+                Reason.INVALID_VALIDATION_TOKEN,
+                "event carries validationTokens but no JWKS and app ids are configured "
+                "to verify them",
+            )
+        tenants = {
+            item.tenant_id
+            for item in items
+            if isinstance(item, ChangeNotification) and item.encrypted_content and item.tenant_id
+        }
+        self._token_verifier.verify(tokens, tenants)
+
+    @staticmethod
+    def _dead_letter(
+        error: NotificationError, event: SourceEvent, index: int | None, now: float
+    ) -> DeadLetter:
+        return DeadLetter.from_error(
+            error,
+            body=event.body,
+            item_index=index,
+            partition=event.partition,
+            offset=event.offset,
+            occurred_at=now,
+        )

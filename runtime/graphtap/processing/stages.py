@@ -1,0 +1,212 @@
+"""The stages a change notification passes through, in order, each with one job.
+
+A stage looks at the item's context and either returns an outcome, which ends the chain
+for that item, or returns None to pass it on (setting what it learnt on the context).
+A stage that finds a problem raises `NotificationError`; the pipeline turns that into a
+dead letter with the stage's reason code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from graphtap.notifications.authenticity import ClientStateCheck
+from graphtap.notifications.crypto import decrypt_content
+from graphtap.notifications.errors import NotificationError, Reason
+from graphtap.notifications.keyring import KeyRing
+from graphtap.notifications.model import ChangeNotification
+from graphtap.processing.verdicts import DELETED, INSPECTED, NOT_INCLUDED, Verdict, verdict_key
+from graphtap.subscriptions.lifecycle import LifecycleEvent
+
+if TYPE_CHECKING:
+    from graphtap.inspection import InspectionResult, Inspector
+
+log = logging.getLogger(__name__)
+
+CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
+
+
+@dataclass(slots=True)
+class ItemContext:
+    """What the stages know about one item of one event."""
+
+    notification: ChangeNotification
+    body: bytes
+    partition: str
+    offset: int
+    received_at: float
+    resource: dict[str, Any] | None = None
+    certificate_id: str | None = None
+    inspection: InspectionResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Graph's reachability test: counted, not a change."""
+
+    why: str
+
+
+Outcome = Skipped | LifecycleEvent | Verdict
+
+
+class Stage(Protocol):
+    def __call__(self, ctx: ItemContext) -> Outcome | None: ...
+
+
+class SkipValidationEvents:
+    """Graph writes a validation message into the hub after each subscription is created."""
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        return Skipped("validation") if ctx.notification.is_validation else None
+
+
+class RouteLifecycleEvents:
+    """Lifecycle items go to the control plane's queue, once their clientState is verified."""
+
+    def __init__(self, client_state: ClientStateCheck) -> None:
+        self._client_state = client_state
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        if not ctx.notification.is_lifecycle:
+            return None
+        self._client_state.verify(ctx.notification.client_state)
+        return LifecycleEvent.from_item(
+            ctx.notification.raw,
+            body=ctx.body,
+            index=ctx.notification.index,
+            received_at=ctx.received_at,
+        )
+
+
+class CheckClientState:
+    """The secret set on the subscription must come back on every notification."""
+
+    def __init__(self, client_state: ClientStateCheck) -> None:
+        self._client_state = client_state
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        self._client_state.verify(ctx.notification.client_state)
+        return None
+
+
+class RequireChangeFields:
+    """A change needs what its verdict is keyed on."""
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        n = ctx.notification
+        if n.change_type not in CHANGE_TYPES:
+            raise NotificationError(
+                Reason.MALFORMED_NOTIFICATION,
+                f"changeType {n.change_type[:80]!r} is not created, updated or deleted",
+            )
+        if not n.tenant_id:
+            raise NotificationError(Reason.MALFORMED_NOTIFICATION, "notification has no tenantId")
+        if not n.resource and n.additional_payload_storage_id is None:
+            raise NotificationError(Reason.MALFORMED_NOTIFICATION, "notification has no resource")
+        return None
+
+
+class RejectBlobPayloads:
+    """Payloads over 1 MB live in blob storage; fetching them is not supported yet."""
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        storage_id = ctx.notification.additional_payload_storage_id
+        if storage_id is not None:
+            raise NotificationError(
+                Reason.PAYLOAD_IN_BLOB_STORAGE,
+                f"payload is in blob storage (additionalPayloadStorageId {storage_id[:200]!r}); "
+                "blob payloads are not supported yet",
+            )
+        return None
+
+
+class DecryptContent:
+    """Rich notifications: unwrap, verify and decrypt with the key the notification names."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        content = ctx.notification.encrypted_content
+        if content is None:
+            return None
+        entry = self._keys.key_for(content)
+        ctx.certificate_id = entry.certificate_id
+        ctx.resource = decrypt_content(content, entry.private_key)
+        return None
+
+
+class InspectContent:
+    """HTML to text, then the detectors: the DLP engine's whole job on one message."""
+
+    def __init__(self, inspector: Inspector) -> None:
+        self._inspector = inspector
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        if ctx.resource is not None and ctx.notification.change_type != "deleted":
+            ctx.inspection = self._inspector.inspect_message(ctx.resource)
+        return None
+
+
+class IssueVerdict:
+    """The end of every change's chain: exactly one verdict."""
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        n = ctx.notification
+        resource = ctx.resource or {}
+        resource_data = n.resource_data or {}
+        message_id = str(resource.get("id") or resource_data.get("id") or n.resource)
+        version = resource.get("etag") or resource.get("lastModifiedDateTime")
+        if version is None:
+            version = resource_data.get("@odata.etag")
+        tenant_id = n.tenant_id or ""
+        resource_path = n.resource or ""
+        if n.change_type == "deleted":
+            content = DELETED
+        elif ctx.resource is not None:
+            content = INSPECTED
+        else:
+            content = NOT_INCLUDED
+        inspection = ctx.inspection
+        return Verdict(
+            key=verdict_key(tenant_id, resource_path, message_id, n.change_type, version),
+            tenant_id=tenant_id,
+            subscription_id=n.subscription_id,
+            change_type=n.change_type,
+            resource=resource_path,
+            message_id=message_id,
+            conversation_id=_conversation_id(resource),
+            version=None if version is None else str(version),
+            sender_id=_sender_id(resource),
+            content=content,
+            severity=inspection.severity if inspection is not None else "none",
+            findings=tuple(f.to_dict() for f in inspection.findings) if inspection else (),
+            certificate_id=ctx.certificate_id,
+            partition=ctx.partition,
+            offset=ctx.offset,
+            processed_at=ctx.received_at,
+        )
+
+
+def _conversation_id(resource: dict[str, Any]) -> str | None:
+    """The chat, or team/channel, a message belongs to: the unit whose order matters."""
+    chat_id = resource.get("chatId")
+    if isinstance(chat_id, str):
+        return chat_id
+    channel = resource.get("channelIdentity")
+    if isinstance(channel, dict) and channel.get("channelId"):
+        return f"{channel.get('teamId')}/{channel.get('channelId')}"
+    return None
+
+
+def _sender_id(resource: dict[str, Any]) -> str | None:
+    sender = resource.get("from")
+    if isinstance(sender, dict):
+        for kind in ("user", "application", "device"):
+            identity = sender.get(kind)
+            if isinstance(identity, dict) and isinstance(identity.get("id"), str):
+                return str(identity["id"])
+    return None

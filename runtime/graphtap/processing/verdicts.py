@@ -1,0 +1,68 @@
+"""One verdict per change notification, keyed so a replay adds nothing.
+
+Graph repeats notifications (retries, replays after outages) and Event Hubs consumers are
+at-least-once, so the sink deduplicates on a key built from what identifies one version of
+one message: tenant, resource, message id, change type and the etag (else the last
+modification time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+#: What the verdict could say about the content.
+INSPECTED = "inspected"  # decrypted and run through the detectors
+DELETED = "deleted"  # a deletion: there is no content to inspect
+NOT_INCLUDED = "not_included"  # a basic notification: Graph sent no resource data
+
+
+def verdict_key(
+    tenant_id: str, resource: str, message_id: str, change_type: str, version: str | None
+) -> str:
+    """Stable identity of one notified change; equal for replays of the same change."""
+    material = "\x1f".join((tenant_id, resource, message_id, change_type, version or ""))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    key: str
+    tenant_id: str
+    subscription_id: str
+    change_type: str
+    resource: str
+    message_id: str
+    conversation_id: str | None
+    version: str | None
+    sender_id: str | None
+    content: str
+    severity: str
+    findings: tuple[dict[str, Any], ...]
+    certificate_id: str | None
+    partition: str
+    offset: int
+    processed_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record sinks write: no message content, findings already masked and hashed."""
+        return {
+            "verdict_key": self.key,
+            "tenant_id": self.tenant_id,
+            "subscription_id": self.subscription_id,
+            "change_type": self.change_type,
+            "resource": self.resource,
+            "message_id": self.message_id,
+            "conversation_id": self.conversation_id,
+            "version": self.version,
+            "sender_id": self.sender_id,
+            "content": self.content,
+            "severity": self.severity,
+            "findings": list(self.findings),
+            "certificate_id": self.certificate_id,
+            "source": {"partition": self.partition, "offset": self.offset},
+            "processed_at": self.processed_at,
+            **self.extra,
+        }

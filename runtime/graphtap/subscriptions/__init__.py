@@ -1,0 +1,1 @@
+"""The subscription control plane: desired state, reconcile, lifecycle, certificates."""

@@ -1,0 +1,85 @@
+"""The embedded hub keeps Event Hubs' semantics: partitions, sequence numbers, checkpoints."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from graphtap.localhub import LocalHub, LocalHubError
+from graphtap.processing.sources.localhub import LocalHubSource
+
+
+def test_round_robin_and_keyed_partitions(tmp_path: Path) -> None:
+    with LocalHub(tmp_path, partitions=3) as hub:
+        sent = hub.send([b"a", b"b", b"c", b"d"])
+        assert [e.partition for e in sent] == [0, 1, 2, 0]
+        assert [e.sequence for e in sent] == [0, 0, 0, 1]
+        keyed = hub.send([b"x", b"y"], partition_key="chat-1")
+        assert keyed[0].partition == keyed[1].partition
+        assert keyed[1].sequence == keyed[0].sequence + 1
+
+
+def test_partition_count_is_fixed_at_creation(tmp_path: Path) -> None:
+    LocalHub(tmp_path, partitions=2).close()
+    assert LocalHub(tmp_path).partition_count == 2
+    with pytest.raises(LocalHubError, match="2 partitions"):
+        LocalHub(tmp_path, partitions=4)
+
+
+def test_opening_a_missing_hub_without_create_fails(tmp_path: Path) -> None:
+    with pytest.raises(LocalHubError, match="no local hub"):
+        LocalHub(tmp_path / "nothing", create=False)
+
+
+def test_consumer_resumes_after_its_checkpoint(tmp_path: Path) -> None:
+    with LocalHub(tmp_path, partitions=2) as hub:
+        hub.send([str(i).encode() for i in range(10)])
+    source = LocalHubSource(tmp_path, consumer_group="g")
+    first = next(source.batches(3))
+    assert [e.body for e in first] == [b"0", b"2", b"4"]
+    source.checkpoint(first)
+    source.close()
+
+    resumed = LocalHubSource(tmp_path, consumer_group="g")
+    bodies = sorted(e.body for batch in resumed.batches(100) for e in batch)
+    assert bodies == sorted(str(i).encode() for i in (1, 3, 5, 6, 7, 8, 9))
+    other_group = LocalHubSource(tmp_path, consumer_group="other")
+    assert sum(len(b) for b in other_group.batches(100)) == 10  # groups are independent
+    state = resumed.hub.partitions("g")
+    assert [(p.partition, p.checkpoint, p.lag) for p in state] == [(0, 2, 2), (1, None, 5)]
+
+
+def test_checkpoints_never_move_backwards(tmp_path: Path) -> None:
+    with LocalHub(tmp_path, partitions=1) as hub:
+        hub.send([b"a", b"b", b"c"])
+        hub.checkpoint("g", 0, 2)
+        hub.checkpoint("g", 0, 1)
+        assert hub.checkpoint_of("g", 0) == 2
+
+
+def _produce(directory: str, marker: int) -> None:
+    with LocalHub(Path(directory)) as hub:
+        for i in range(50):
+            hub.send([f"{marker}-{i}".encode()], partition_key=str(marker))
+
+
+def test_concurrent_producers_lose_nothing(tmp_path: Path) -> None:
+    LocalHub(tmp_path, partitions=2).close()
+    processes = [
+        multiprocessing.Process(target=_produce, args=(str(tmp_path), m)) for m in range(4)
+    ]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(30)
+        assert p.exitcode == 0
+    source = LocalHubSource(tmp_path)
+    events = [e for batch in source.batches(1000) for e in batch]
+    assert len(events) == 200
+    for marker in range(4):  # per key, order is kept
+        mine = [
+            int(e.body.split(b"-")[1]) for e in events if e.body.startswith(f"{marker}-".encode())
+        ]
+        assert mine == list(range(50))

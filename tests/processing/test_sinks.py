@@ -1,0 +1,121 @@
+"""Sinks: durable, idempotent by key, and a torn JSONL tail from a crash is repaired."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from graphtap.notifications.errors import NotificationError, Reason
+from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.endpoints import Endpoint, EndpointError, open_stores
+from graphtap.processing.sinks.jsonl import JsonlVerdictSink
+from graphtap.processing.sinks.sqlite import SqliteStore
+from graphtap.processing.verdicts import Verdict, verdict_key
+
+
+def _verdict(message_id: str, version: str = "1") -> Verdict:
+    key = verdict_key(
+        "tenant", f"chats('c')/messages('{message_id}')", message_id, "created", version
+    )
+    return Verdict(
+        key=key,
+        tenant_id="tenant",
+        subscription_id="s",
+        change_type="created",
+        resource=f"chats('c')/messages('{message_id}')",
+        message_id=message_id,
+        conversation_id="c",
+        version=version,
+        sender_id="u",
+        content="inspected",
+        severity="none",
+        findings=(),
+        certificate_id="cert",
+        partition="0",
+        offset=1,
+        processed_at=0.0,
+    )
+
+
+def _dead_letter(body: bytes) -> DeadLetter:
+    return DeadLetter.from_error(
+        NotificationError(Reason.MALFORMED_EVENT, "not JSON"),
+        body=body,
+        item_index=None,
+        partition="0",
+        offset=3,
+        occurred_at=0.0,
+    )
+
+
+def test_verdict_key_changes_with_every_component() -> None:
+    base = ("t", "r", "m", "created", "v1")
+    keys = {verdict_key(*base)}
+    for i in range(5):
+        changed = list(base)
+        changed[i] = changed[i] + "x"
+        keys.add(verdict_key(*changed))
+    assert len(keys) == 6
+    assert verdict_key(*base) == verdict_key(*base)
+
+
+def test_sqlite_store_ignores_replays(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "v.sqlite")
+    assert store.write_verdicts([_verdict("1"), _verdict("2")]) == 2
+    assert store.write_verdicts([_verdict("2"), _verdict("2", "2"), _verdict("3")]) == 2
+    assert store.write_dead_letters([_dead_letter(b"x"), _dead_letter(b"x")]) == 1
+    store.close()
+    reopened = SqliteStore(tmp_path / "v.sqlite")
+    assert reopened.write_verdicts([_verdict("1")]) == 0
+
+
+def test_jsonl_sink_dedupes_across_reopen_and_cuts_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    sink = JsonlVerdictSink(path)
+    assert sink.write_verdicts([_verdict("1"), _verdict("1"), _verdict("2")]) == 2
+    sink.close()
+    with path.open("ab") as f:
+        f.write(b'{"verdict_key": "torn-by-a-cra')
+    sink = JsonlVerdictSink(path)
+    assert sink.write_verdicts([_verdict("2"), _verdict("3")]) == 1
+    sink.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["message_id"] for r in records] == ["1", "2", "3"]
+    assert {
+        "tenant_id",
+        "subscription_id",
+        "change_type",
+        "resource",
+        "message_id",
+        "findings",
+    } <= set(records[0])
+
+
+def test_jsonl_sink_refuses_a_corrupt_middle(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    path.write_text('not json\n{"verdict_key": "a"}\n')
+    with pytest.raises(ValueError, match="not JSON"):
+        JsonlVerdictSink(path)
+
+
+def test_dead_letters_default_to_the_sinks_store(tmp_path: Path) -> None:
+    stores = open_stores(Endpoint("sqlite", tmp_path / "v.sqlite"), None)
+    assert stores.sink is stores.dead_letters
+    stores.close()
+    stores = open_stores(Endpoint("jsonl", tmp_path / "v.jsonl"), None)
+    stores.dead_letters.write_dead_letters([_dead_letter(b"\xffraw")])
+    stores.close()
+    letter = json.loads((tmp_path / "v.dead-letters.jsonl").read_text())
+    assert letter["reason"] == "malformed_event"
+    assert letter["event"] == "\\xffraw"
+
+
+@pytest.mark.parametrize("text", ["sqlite", "kafka:topic", "jsonl:", "sqlite:/x"])
+def test_endpoint_errors_name_the_choices(text: str) -> None:
+    if text == "sqlite:/x":
+        assert Endpoint.parse(text, allowed=("sqlite",), what="--sink").path == Path("/x")
+        return
+    with pytest.raises(EndpointError, match="sqlite:PATH"):
+        Endpoint.parse(text, allowed=("sqlite", "jsonl"), what="--sink")
