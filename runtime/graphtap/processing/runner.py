@@ -49,6 +49,25 @@ class Summary:
     def notifications_per_second(self) -> float:
         return self.notifications / self.seconds if self.seconds else 0.0
 
+    def record(self, results: Sequence[EventResult], *, events: int, new_verdicts: int) -> None:
+        """Count a committed batch: `new_verdicts` of its verdicts were not in the sink before."""
+        verdicts = [v for r in results for v in r.verdicts]
+        self.events += events
+        self.verdicts += new_verdicts
+        self.duplicate_verdicts += len(verdicts) - new_verdicts
+        now = time.time()
+        for result in results:
+            self.notifications += result.notifications
+            self.validation_skipped += result.validation_skipped
+            self.lifecycle_queued += len(result.lifecycle)
+            for letter in result.dead_letters:
+                self.dead_letters_by_reason[str(letter.reason)] += 1
+        for verdict in verdicts:
+            if verdict.certificate_id is not None:
+                self.certificates_used[verdict.certificate_id] = now
+            for finding in verdict.findings:
+                self.findings_by_type[str(finding["type"])] += int(finding["count"])
+
     def to_dict(self) -> dict[str, object]:
         return {
             "events": self.events,
@@ -139,30 +158,12 @@ class Processor:
     def _commit(self, batch: Sequence[SourceEvent], results: Sequence[EventResult]) -> None:
         verdicts = [v for r in results for v in r.verdicts]
         new_verdicts = self._sink.write_verdicts(verdicts)
-        dead_letters = [d for r in results for d in r.dead_letters]
-        self._dead_letters.write_dead_letters(dead_letters)
-        self.summary.lifecycle_queued += self._lifecycle.put(
-            [e for r in results for e in r.lifecycle]
-        )
+        self._dead_letters.write_dead_letters([d for r in results for d in r.dead_letters])
+        self._lifecycle.put([e for r in results for e in r.lifecycle])
         self._source.checkpoint(batch)
-
-        summary = self.summary
-        summary.events += len(batch)
-        summary.verdicts += new_verdicts
-        summary.duplicate_verdicts += len(verdicts) - new_verdicts
-        now = time.time()
-        for result in results:
-            summary.notifications += result.notifications
-            summary.validation_skipped += result.validation_skipped
-        for verdict in verdicts:
-            if verdict.certificate_id is not None:
-                summary.certificates_used[verdict.certificate_id] = now
-            for finding in verdict.findings:
-                summary.findings_by_type[str(finding["type"])] += int(finding["count"])
-        for letter in dead_letters:
-            summary.dead_letters_by_reason[str(letter.reason)] += 1
+        self.summary.record(results, events=len(batch), new_verdicts=new_verdicts)
         if self._on_progress is not None:
-            self._on_progress(summary, len(batch))
+            self._on_progress(self.summary, len(batch))
 
 
 _worker_pipeline: Pipeline | None = None

@@ -1,0 +1,127 @@
+"""What a deployed environment looks like to the runtime: the stack's outputs.
+
+`make outputs ENV=<env>` saves them to `.outputs/<env>.json` for operators' commands
+(`graphtap bootstrap`, `graphtap doctor`); on App Service and Functions the same facts
+arrive as app settings (`GRAPHTAP_*`). Nothing here is secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OUTPUTS_DIR = Path(".outputs")
+DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+
+
+class DeploymentError(ValueError):
+    """Stack outputs or app settings that are missing or malformed; the message says which."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    environment: str
+    tenant_id: str
+    tenant_domain: str
+    eventhub_namespace_host: str
+    notifications_hub: str
+    findings_hub: str
+    consumer_group: str
+    notification_url: str
+    key_vault_uri: str
+    certificate_name: str
+    runtime_client_id: str
+    checkpoint_account_url: str
+    checkpoint_container: str
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    eventhub_namespace_name: str | None = None
+    notification_partitions: int | None = None
+    web_app_name: str | None = None
+    function_app_name: str | None = None
+    graph_endpoint: str = DEFAULT_GRAPH_ENDPOINT
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any], *, source: str) -> Deployment:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        required = [
+            name
+            for name, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if not outputs.get(name)]
+        if missing:
+            raise DeploymentError(f"{source}: missing {', '.join(missing)}")
+        values: dict[str, Any] = {}
+        for name in fields:
+            value = outputs.get(name)
+            if value is None:
+                continue
+            if name == "notification_partitions":
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise DeploymentError(f"{source}: {name} is not a number: {value!r}") from None
+            elif not isinstance(value, str):
+                raise DeploymentError(f"{source}: {name} is not a string: {value!r}")
+            values[name] = value
+        if not values["notification_url"].startswith("EventHub:https://"):
+            raise DeploymentError(
+                f"{source}: notification_url {values['notification_url']!r} is not an "
+                "EventHub:https://... URL"
+            )
+        return cls(**values)
+
+    @classmethod
+    def load(cls, environment: str, *, directory: Path = OUTPUTS_DIR) -> Deployment:
+        """The outputs `make outputs ENV=<environment>` saved."""
+        path = directory / f"{environment}.json"
+        if not path.exists():
+            raise DeploymentError(
+                f"{path} not found: deploy the stack, then run `make outputs ENV={environment}`"
+            )
+        try:
+            outputs = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DeploymentError(f"{path}: not JSON: {exc}") from None
+        if not isinstance(outputs, dict):
+            raise DeploymentError(f"{path}: expected a JSON object of stack outputs")
+        return cls.from_outputs(outputs, source=str(path))
+
+    @classmethod
+    def from_app_settings(cls, settings: Mapping[str, str] = os.environ) -> Deployment:
+        """The same facts from the app settings the stack puts on the web and function apps."""
+        names = {
+            "environment": "GRAPHTAP_ENV",
+            "tenant_id": "GRAPHTAP_TENANT_ID",
+            "tenant_domain": "GRAPHTAP_TENANT_DOMAIN",
+            "eventhub_namespace_host": "GRAPHTAP_EVENTHUB_NAMESPACE",
+            "notifications_hub": "GRAPHTAP_NOTIFICATIONS_HUB",
+            "findings_hub": "GRAPHTAP_FINDINGS_HUB",
+            "consumer_group": "GRAPHTAP_CONSUMER_GROUP",
+            "notification_url": "GRAPHTAP_NOTIFICATION_URL",
+            "key_vault_uri": "GRAPHTAP_KEY_VAULT_URI",
+            "certificate_name": "GRAPHTAP_CERTIFICATE_NAME",
+            "runtime_client_id": "AZURE_CLIENT_ID",
+            "checkpoint_account_url": "GRAPHTAP_CHECKPOINT_ACCOUNT_URL",
+            "checkpoint_container": "GRAPHTAP_CHECKPOINT_CONTAINER",
+            "graph_endpoint": "GRAPHTAP_GRAPH_ENDPOINT",
+        }
+        outputs = {field: settings.get(variable) for field, variable in names.items()}
+        if not outputs["notification_url"] and outputs["eventhub_namespace_host"]:
+            outputs["notification_url"] = notification_url(
+                str(outputs["eventhub_namespace_host"]),
+                str(outputs["notifications_hub"]),
+                str(outputs["tenant_domain"]),
+            )
+        return cls.from_outputs(outputs, source="app settings")
+
+
+def notification_url(namespace_host: str, hub: str, tenant_domain: str) -> str:
+    """Graph's RBAC form of an Event Hubs notificationUrl (tenantId is the tenant's domain)."""
+    return f"EventHub:https://{namespace_host}/eventhubname/{hub}?tenantId={tenant_domain}"
