@@ -1,53 +1,8 @@
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 
-from graphtap.notifications.model import EncryptedContent
 from graphtap.subscriptions.certificates import CertificateFiles, create_certificate
-
-
-@dataclass(frozen=True)
-class GraphVector:
-    """Graph's own encrypted payload, with the key it was encrypted for."""
-
-    key: rsa.RSAPrivateKey
-    certificate: x509.Certificate
-    pkcs12: bytes
-    password: bytes
-    content: dict[str, str]
-    expected: dict[str, str]
-
-    def encrypted_content(self) -> EncryptedContent:
-        c = self.content
-        return EncryptedContent(
-            c["data"],
-            c["dataKey"],
-            c["dataSignature"],
-            c["encryptionCertificateId"],
-            c["encryptionCertificateThumbprint"],
-        )
-
-
-@pytest.fixture(scope="session")
-def graph_vector(shared_dir: Path) -> GraphVector:
-    raw: dict[str, Any] = json.loads(
-        (shared_dir / "testdata" / "graph-sdk-vector.json").read_text()
-    )
-    bundle = base64.b64decode(raw["pkcs12_base64"])
-    password = raw["pkcs12_password"].encode()
-    key, certificate, _ = pkcs12.load_key_and_certificates(bundle, password)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    assert certificate is not None
-    return GraphVector(key, certificate, bundle, password, raw["encryptedContent"], raw["expected"])
 
 
 @pytest.fixture(scope="session")

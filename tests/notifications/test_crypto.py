@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from graphtap.notifications.crypto import decrypt_bytes, decrypt_content, encrypt_content
 from graphtap.notifications.errors import NotificationError, Reason
 from graphtap.notifications.model import EncryptedContent
-
-from .conftest import GraphVector
+from tests.conftest import GraphVector
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

@@ -18,8 +18,7 @@ from graphtap.subscriptions.certificates import (
     create_certificate,
     load_certificate,
 )
-
-from .conftest import GraphVector
+from tests.conftest import GraphVector
 
 
 def _content(certificate_id: str | None, thumb: str | None = None) -> EncryptedContent:

@@ -8,13 +8,15 @@ import os
 import click
 
 from graphtap import __version__
-from graphtap.hosts.commands import demo, keys, process, simulate
+from graphtap.hosts.commands import demo, inspect, keys, process, serve, simulate
 
 COMMANDS: tuple[click.Command, ...] = (
     keys.keys,
     simulate.simulate,
     process.process,
     demo.demo,
+    inspect.inspect,
+    serve.serve,
 )
 
 

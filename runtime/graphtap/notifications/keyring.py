@@ -55,6 +55,14 @@ class KeyRing:
     _by_id: dict[str, KeyEntry] = field(default_factory=dict)
     _by_thumbprint: dict[str, KeyEntry] = field(default_factory=dict)
     _last_used: dict[str, float] = field(default_factory=dict)
+    #: Seconds between looks at the key files (`refresh`), so the hot path does no I/O.
+    refresh_interval: float = 5.0
+    #: Seconds a key that left its source stays usable after it last decrypted anything.
+    retire_grace: float = 3600.0
+    _sources: dict[Path, bytes | None] = field(default_factory=dict)
+    _signature: tuple[tuple[str, int, int], ...] = ()
+    _next_refresh: float = 0.0
+    _left_source: dict[str, float] = field(default_factory=dict)
 
     def add(
         self,
@@ -123,6 +131,9 @@ class KeyRing:
         """
         if not path.exists():
             raise KeyRingError(f"{path}: no such key file or folder")
+        if path not in self._sources:
+            self._sources[path] = password
+            self._signature = self._source_signature()
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file())
             certificates = [c for c in (_try_certificate(p) for p in files) if c is not None]
@@ -133,6 +144,59 @@ class KeyRing:
         siblings = sorted(p for p in path.parent.iterdir() if p.is_file() and p != path)
         certificates = [c for c in (_try_certificate(p) for p in siblings) if c is not None]
         return [self._load_file(path, password, certificates)]
+
+    def refresh(self, now: float | None = None) -> bool:
+        """Pick up keys added to the key files since, and retire keys that left them.
+
+        A rotation adds the new certificate's key while Graph may still encrypt to the old
+        one, so a key that left its source is dropped only once it has not decrypted
+        anything for `retire_grace` seconds. Looks at the files at most every
+        `refresh_interval` seconds; returns whether the ring changed.
+        """
+        now = time.time() if now is None else now
+        if now < self._next_refresh or not self._sources:
+            return False
+        self._next_refresh = now + self.refresh_interval
+        changed = False
+        signature = self._source_signature()
+        if signature != self._signature:
+            self._signature = signature
+            fresh = KeyRing()
+            for path, password in self._sources.items():
+                if path.exists():
+                    fresh.load_into(path, password=password)
+            for entry in fresh.entries():
+                current = self._by_id.get(entry.certificate_id)
+                if current is None or current.thumbprint != entry.thumbprint:
+                    self.add(
+                        entry.private_key,
+                        certificate_id=entry.certificate_id,
+                        certificate=entry.certificate,
+                        source=entry.source,
+                    )
+                    changed = True
+                self._left_source.pop(entry.certificate_id, None)
+            for certificate_id in set(self._by_id) - {e.certificate_id for e in fresh.entries()}:
+                self._left_source.setdefault(certificate_id, now)
+        for certificate_id, left in list(self._left_source.items()):
+            last = max(left, self._last_used.get(certificate_id, 0.0))
+            if now - last >= self.retire_grace and certificate_id in self._by_id:
+                self.remove(certificate_id)
+                del self._left_source[certificate_id]
+                changed = True
+        return changed
+
+    def _source_signature(self) -> tuple[tuple[str, int, int], ...]:
+        found: list[tuple[str, int, int]] = []
+        for path in self._sources:
+            files = sorted(path.iterdir()) if path.is_dir() else [path]
+            for file in files:
+                try:
+                    stat = file.stat()
+                except FileNotFoundError:
+                    continue
+                found.append((str(file), stat.st_mtime_ns, stat.st_size))
+        return tuple(found)
 
     def _load_file(
         self,

@@ -78,8 +78,10 @@ class Pipeline:
         *,
         token_verifier: ValidationTokenVerifier | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        keys: KeyRing | None = None,
     ) -> None:
         self._stages = tuple(stages)
+        self._keys = keys
         self._token_verifier = token_verifier
         self._max_event_bytes = max_event_bytes
 
@@ -106,7 +108,7 @@ class Pipeline:
             IssueVerdict(),
         ]
         verifier = ValidationTokenVerifier(token_policy) if token_policy is not None else None
-        return cls(stages, token_verifier=verifier, max_event_bytes=max_event_bytes)
+        return cls(stages, token_verifier=verifier, max_event_bytes=max_event_bytes, keys=keys)
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> Pipeline:
@@ -121,6 +123,8 @@ class Pipeline:
     def process(self, event: SourceEvent) -> EventResult:
         result = EventResult(event.partition, event.offset)
         now = time.time()
+        if self._keys is not None:
+            self._keys.refresh(now)  # a rotated key, without a restart (rate-limited, no I/O)
         try:
             collection = parse_collection(event.body, max_bytes=self._max_event_bytes)
             if collection.validation_tokens is not None:

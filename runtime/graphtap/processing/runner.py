@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
 from graphtap.processing.sinks import DeadLetterStore, VerdictSink
 from graphtap.processing.sources import EventSource, SourceEvent
@@ -129,14 +130,16 @@ class Processor:
                 self.summary.seconds = time.perf_counter() - started
             return self.summary
         with ProcessPoolExecutor(
-            self._options.workers, initializer=_start_worker, initargs=(self._settings,)
+            self._options.workers, initializer=start_worker, initargs=(self._settings,)
         ) as pool:
             # Start every worker (and load its keys) before the clock starts.
-            list(pool.map(_ready, range(self._options.workers)))
+            list(pool.map(worker_ready, range(self._options.workers)))
             started = time.perf_counter()
             in_flight: deque[tuple[list[SourceEvent], list[Future[list[EventResult]]]]] = deque()
             for batch in self._source.batches(self._options.batch_size):
-                in_flight.append((batch, [pool.submit(_process, c) for c in self._chunks(batch)]))
+                in_flight.append(
+                    (batch, [pool.submit(process_in_worker, c) for c in self._chunks(batch)])
+                )
                 # Keep the workers fed: commit a batch only once the next one is queued.
                 while len(in_flight) > 2:
                     self._commit_futures(*in_flight.popleft())
@@ -156,28 +159,30 @@ class Processor:
         self._commit(batch, [result for future in futures for result in future.result()])
 
     def _commit(self, batch: Sequence[SourceEvent], results: Sequence[EventResult]) -> None:
-        verdicts = [v for r in results for v in r.verdicts]
-        new_verdicts = self._sink.write_verdicts(verdicts)
-        self._dead_letters.write_dead_letters([d for r in results for d in r.dead_letters])
-        self._lifecycle.put([e for r in results for e in r.lifecycle])
+        outputs = BatchOutputs.of(results)
+        new_verdicts = self._sink.write_verdicts(outputs.verdicts)
+        self._dead_letters.write_dead_letters(outputs.dead_letters)
+        self._lifecycle.put(outputs.lifecycle)
         self._source.checkpoint(batch)
         self.summary.record(results, events=len(batch), new_verdicts=new_verdicts)
         if self._on_progress is not None:
             self._on_progress(self.summary, len(batch))
 
 
+# Worker-process side, shared by every host that runs the pipeline in a process pool.
+
 _worker_pipeline: Pipeline | None = None
 
 
-def _start_worker(settings: PipelineSettings) -> None:
+def start_worker(settings: PipelineSettings) -> None:
     global _worker_pipeline
     _worker_pipeline = Pipeline.from_settings(settings)
 
 
-def _ready(_: int) -> bool:
+def worker_ready(_: int) -> bool:
     return _worker_pipeline is not None
 
 
-def _process(events: list[SourceEvent]) -> list[EventResult]:
+def process_in_worker(events: list[SourceEvent]) -> list[EventResult]:
     assert _worker_pipeline is not None, "worker started without a pipeline"
     return [_worker_pipeline.process(event) for event in events]

@@ -147,7 +147,10 @@ class InspectContent:
 
     def __call__(self, ctx: ItemContext) -> Outcome | None:
         if ctx.resource is not None and ctx.notification.change_type != "deleted":
-            ctx.inspection = self._inspector.inspect_message(ctx.resource)
+            try:
+                ctx.inspection = self._inspector.inspect_message(ctx.resource)
+            except TypeError as exc:  # the inspector's word for a resource of the wrong shape
+                raise NotificationError(Reason.MALFORMED_RESOURCE, str(exc)) from None
         return None
 
 

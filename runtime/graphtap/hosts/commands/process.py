@@ -167,7 +167,7 @@ def process(
         )
         password = key_password.encode() if key_password else None
         ring = KeyRing.load(key_paths, password=password)  # fail fast, before any worker starts
-        policy = load_policy(policy_path) if policy_path else Policy.default()
+        policy = load_policy(policy_path) or Policy.default()
     except (EndpointError, KeyRingError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     settings = PipelineSettings(

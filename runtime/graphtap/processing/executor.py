@@ -1,0 +1,51 @@
+"""The pipeline off the event loop: decryption and inspection are CPU-bound.
+
+One worker runs the pipeline in a thread (it releases the loop, not the GIL); more run it in
+worker processes, each batch split across them as the synchronous runner does. A semaphore
+bounds the batches in flight, so a fast source cannot queue unbounded work in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
+from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
+from graphtap.processing.runner import process_in_worker, start_worker, worker_ready
+from graphtap.processing.sources import SourceEvent
+
+
+class PipelineExecutor:
+    def __init__(self, settings: PipelineSettings, *, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+        self._executor: Executor
+        if workers == 1:
+            self._pipeline: Pipeline | None = Pipeline.from_settings(settings)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="graphtap-pipeline")
+        else:
+            self._pipeline = None
+            pool = ProcessPoolExecutor(workers, initializer=start_worker, initargs=(settings,))
+            list(pool.map(worker_ready, range(workers)))  # keys loaded before the first batch
+            self._executor = pool
+        self._in_flight = asyncio.Semaphore(2 * workers)
+
+    async def process(self, events: Sequence[SourceEvent]) -> list[EventResult]:
+        loop = asyncio.get_running_loop()
+        async with self._in_flight:
+            if self._pipeline is not None:
+                pipeline = self._pipeline
+                return await loop.run_in_executor(
+                    self._executor, lambda: [pipeline.process(e) for e in events]
+                )
+            size = -(-len(events) // self.workers)
+            chunks = [list(events[i : i + size]) for i in range(0, len(events), size)]
+            parts = await asyncio.gather(
+                *(loop.run_in_executor(self._executor, process_in_worker, c) for c in chunks)
+            )
+            return [result for part in parts for result in part]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

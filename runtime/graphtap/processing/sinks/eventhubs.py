@@ -1,0 +1,165 @@
+"""The findings hub as the verdict sink: verdicts as JSON events through the async producer.
+
+Verdicts are grouped by partition key, the verdict's conversation (chat, or team/channel),
+else its tenant, so one conversation's verdicts land on one partition and stay in order.
+Each group goes out in as few `EventDataBatch`es as fit. A failed send is retried with
+exponential backoff; when the retries are spent the write raises, so the caller does not
+checkpoint and the batch is delivered again. Consumers of the findings hub deduplicate on
+`verdict_key` (also an application property of every event): delivery is at-least-once.
+
+A small, bounded set of recently sent keys skips re-sending what this process already sent
+(a replayed batch after a failed checkpoint); it is an optimisation, not the guarantee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.eventhub import EventData
+from azure.eventhub.aio import EventHubProducerClient
+from azure.eventhub.exceptions import EventHubError
+
+from graphtap.processing.verdicts import Verdict
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"retry attempts must be at least 1, got {self.attempts}")
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff: attempt 1 waits up to `initial_delay`."""
+        ceiling = min(self.max_delay, self.initial_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+
+class SinkUnavailable(RuntimeError):
+    """The findings hub refused every attempt; the batch must not be checkpointed."""
+
+
+def partition_key(verdict: Verdict) -> str:
+    return verdict.conversation_id or verdict.tenant_id
+
+
+class RecentKeys:
+    """The last `capacity` keys sent, oldest evicted first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def add(self, key: str) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._capacity:
+            self._keys.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class EventHubsVerdictSink:
+    def __init__(
+        self,
+        namespace: str,
+        hub: str,
+        *,
+        credential: AsyncTokenCredential,
+        retry: RetryPolicy = RetryPolicy(),
+        recent_keys: int = 100_000,
+    ) -> None:
+        self._producer = EventHubProducerClient(namespace, hub, credential)
+        self._retry = retry
+        self._recent = RecentKeys(recent_keys)
+        self.failed_attempts = 0
+
+    async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
+        """Send verdicts not sent before by this process; return how many were sent."""
+        groups: defaultdict[str, dict[str, Verdict]] = defaultdict(dict)
+        for verdict in verdicts:
+            if verdict.key not in self._recent:
+                groups[partition_key(verdict)].setdefault(verdict.key, verdict)
+        if not groups:
+            return 0
+        sent = await asyncio.gather(
+            *(self._send_group(key, list(group.values())) for key, group in groups.items()),
+            return_exceptions=True,
+        )
+        failures = [outcome for outcome in sent if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]
+        return sum(outcome for outcome in sent if isinstance(outcome, int))
+
+    async def _send_group(self, key: str, verdicts: list[Verdict]) -> int:
+        """Send one partition key's verdicts; remember them once the hub accepted them all."""
+        for attempt in range(1, self._retry.attempts + 1):
+            try:
+                await self._send(key, verdicts)
+            except EventHubError as error:
+                self.failed_attempts += 1
+                if attempt == self._retry.attempts:
+                    raise SinkUnavailable(
+                        f"findings hub refused {len(verdicts)} verdict(s) after {attempt} "
+                        f"attempts: {type(error).__name__}"
+                    ) from error
+                delay = self._retry.delay(attempt)
+                log.warning(
+                    "findings hub send failed; retrying",
+                    extra={
+                        "attempt": attempt,
+                        "delay": round(delay, 3),
+                        "error": type(error).__name__,
+                    },
+                )
+                await asyncio.sleep(delay)
+                continue
+            for verdict in verdicts:
+                self._recent.add(verdict.key)
+            return len(verdicts)
+        raise AssertionError("RetryPolicy.attempts must be at least 1")
+
+    async def _send(self, key: str, verdicts: list[Verdict]) -> None:
+        """One partition key's verdicts, in order, in as few batches as fit."""
+        batch = await self._producer.create_batch(partition_key=key)
+        for verdict in verdicts:
+            event = _event(verdict)
+            try:
+                batch.add(event)
+            except ValueError:
+                if len(batch) == 0:
+                    raise ValueError(
+                        f"verdict {verdict.key} is larger than one event may be"
+                    ) from None
+                await self._producer.send_batch(batch)
+                batch = await self._producer.create_batch(partition_key=key)
+                batch.add(event)
+        await self._producer.send_batch(batch)
+
+    async def close(self) -> None:
+        await self._producer.close()
+
+
+def _event(verdict: Verdict) -> EventData:
+    event = EventData(json.dumps(verdict.to_dict(), separators=(",", ":")).encode())
+    event.content_type = CONTENT_TYPE
+    event.properties = {"verdict_key": verdict.key, "severity": verdict.severity}
+    return event
