@@ -11,10 +11,10 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import json
 import os
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import padding as symmetric_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -38,8 +38,8 @@ def decrypt_content(content: EncryptedContent, private_key: rsa.RSAPrivateKey) -
     """Verify and decrypt `encryptedContent`; return the resource JSON object."""
     plaintext = decrypt_bytes(content, private_key)
     try:
-        resource = json.loads(plaintext)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        resource = orjson.loads(plaintext)
+    except orjson.JSONDecodeError as exc:
         raise NotificationError(
             Reason.MALFORMED_RESOURCE, f"decrypted resource is not UTF-8 JSON: {exc}"
         ) from None

@@ -7,9 +7,10 @@ must not cost the verdicts of its neighbours.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from graphtap.notifications.errors import NotificationError, Reason
 
@@ -86,8 +87,8 @@ def parse_collection(
             Reason.OVERSIZED_EVENT, f"event body is {size} bytes, over the {max_bytes}-byte limit"
         )
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise NotificationError(
             Reason.MALFORMED_EVENT, f"event body is not UTF-8 JSON: {exc}"
         ) from None

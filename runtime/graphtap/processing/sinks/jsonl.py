@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.verdicts import Verdict
 
@@ -51,7 +53,7 @@ class JsonlLog:
         for record in records:
             key = str(record[self._key_field])
             if key not in self._keys and key not in new:
-                new[key] = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+                new[key] = orjson.dumps(record) + b"\n"
         if new:
             self._file.write(b"".join(new.values()))
             self._file.flush()

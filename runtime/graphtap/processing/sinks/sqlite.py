@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+
+import orjson
 
 from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.verdicts import Verdict
@@ -62,7 +63,7 @@ class SqliteStore:
                 v.severity,
                 len(v.findings),
                 v.processed_at,
-                json.dumps(v.to_dict(), separators=(",", ":")),
+                orjson.dumps(v.to_dict()).decode(),
             )
             for v in verdicts
         ]
