@@ -1,0 +1,360 @@
+"""Matching: which rules fired, exact spans, validation, keywords, confidence.
+
+Two engines give the same answers. The Hyperscan (Vectorscan) engine scans the text once with
+a database of every rule and runs `regex` only for the rules that fired, so a clean message
+costs one scan; number rules are compiled exactly and say where their matches end, so `regex`
+looks only there. The pure-Python engine, chosen when `hyperscan` cannot be imported, decides
+with the keyword automaton's literal atoms instead, runs every rule that has none and finds
+number candidates in one pass. After that both share one path: `regex` spans, validators, the
+placeholder filter, keywords near the matches, confidence, overlaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+import regex
+
+from graphtap.inspection import validators
+from graphtap.inspection.keywords import (
+    PROXIMITY,
+    KeywordHits,
+    KeywordIndex,
+    quantity_follows,
+    windows_around,
+)
+from graphtap.inspection.rules import Evidence, Rule
+from graphtap.inspection.rules.base import (
+    HYPERSCAN_NUMBER_AFTER,
+    HYPERSCAN_NUMBER_BEFORE,
+    NUMBER_AFTER,
+    NUMBER_BEFORE,
+)
+
+EngineName = Literal["auto", "hyperscan", "python"]
+
+_log = logging.getLogger(__name__)
+
+hyperscan: ModuleType | None
+try:
+    import hyperscan
+except ImportError:  # the wheel exists for x86-64 only; elsewhere the Python engine runs
+    hyperscan = None
+
+
+def hyperscan_available() -> bool:
+    return hyperscan is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    rule: int  # index into the engine's rules: also the tie-break priority
+    start: int
+    end: int
+    value: str
+    confidence: int
+    distance: int  # to the nearest supporting keyword; PROXIMITY + 1 when none
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+# A standalone number (see `Rule.numeric`): where number rules can match at all.
+_NUMBER_RUN = re.compile(NUMBER_BEFORE + r"[0-9A-Z][0-9 \-]{4,}[0-9]", re.ASCII)
+_CONTEXT_REACH = 200
+
+
+class Engine:
+    """The shared path after the prefilter; subclasses decide which rules to run."""
+
+    name: str = ""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._keywords = KeywordIndex(self.rules)
+        self._patterns = [_compile(rule) for rule in self.rules]
+        self._has_value_group = ["v" in pattern.groupindex for pattern in self._patterns]
+        self._shortest_number = [rule.number_length[0] for rule in self.rules]
+        self._extra = [
+            regex.compile(rule.extra_evidence, regex.ASCII) if rule.extra_evidence else None
+            for rule in self.rules
+        ]
+
+    def find(self, text: str) -> list[Candidate]:
+        raise NotImplementedError
+
+    def _matches(
+        self,
+        text: str,
+        fired: Collection[int],
+        number_ends: Mapping[int, list[int]] | None = None,
+    ) -> list[_Match]:
+        """Validated, non-placeholder matches of the fired rules: no keywords needed yet.
+
+        `number_ends`: where Hyperscan saw each numeric rule's matches end (offsets in `text`),
+        so only those places are searched; without it one pass finds every number run.
+        """
+        found: list[_Match] = []
+        numeric: list[int] = []
+        for index in sorted(fired):
+            if not self.rules[index].numeric:
+                for match in self._patterns[index].finditer(text):
+                    self._accept(text, index, match, found)
+            elif number_ends is not None:
+                self._matches_near(text, index, number_ends[index], found)
+            else:
+                numeric.append(index)
+        if numeric:
+            self._numeric_matches(text, numeric, found)
+        return found
+
+    def _matches_near(self, text: str, index: int, ends: list[int], found: list[_Match]) -> None:
+        """`finditer` limited to windows that hold every match: each ends at one of `ends`
+        and is at most the rule's longest number long (plus the boundary characters)."""
+        reach, size = self.rules[index].number_length[1] + 2, len(text)
+        pattern = self._patterns[index]
+        low, high = max(0, ends[0] - reach), min(size, ends[0] + 2)
+        for end in ends[1:]:
+            if end - reach <= high:
+                high = min(size, end + 2)
+                continue
+            for match in pattern.finditer(text, low, high):
+                self._accept(text, index, match, found)
+            low, high = max(0, end - reach), min(size, end + 2)
+        for match in pattern.finditer(text, low, high):
+            self._accept(text, index, match, found)
+
+    def _numeric_matches(self, text: str, rules: list[int], found: list[_Match]) -> None:
+        """What `finditer` would find for the number rules, in one pass over the text.
+
+        Every number rule's match starts where a standalone number may start and runs over
+        digits, spaces and dashes, so it lies inside one run of `_NUMBER_RUN`, starting at the
+        run's start or right after a space in it. Trying the rules only there (non-overlapping
+        per rule, as `finditer` is) replaces five scans of the whole text with one.
+        """
+        last_end = dict.fromkeys(rules, -1)
+        shortest = self._shortest_number
+        for run in _NUMBER_RUN.finditer(text):
+            low, high = run.span()
+            starts = [low]
+            space = text.find(" ", low, high)
+            while space >= 0:
+                starts.append(space + 1)
+                space = text.find(" ", space + 1, high)
+            for index in rules:
+                pattern = self._patterns[index]
+                for start in starts:
+                    if start < last_end[index] or high - start < shortest[index]:
+                        continue
+                    match = pattern.match(text, start)
+                    if match is not None:
+                        last_end[index] = match.end()
+                        self._accept(text, index, match, found)
+
+    def _accept(self, text: str, index: int, match: Any, found: list[_Match]) -> None:
+        rule = self.rules[index]
+        start, raw_end = match.span("v") if self._has_value_group[index] else match.span()
+        raw = text[start:raw_end]
+        value = next((v for v in rule.trims(raw) if v and rule.validate(v)), None)
+        if value is None:
+            return
+        end = start + len(value)
+        if rule.placeholders:
+            context = _line_around(text, start, end) if rule.context_matters else ""
+            if validators.placeholder(value, context):
+                return
+        found.append(_Match(index, start, end, value, match.group()))
+
+    def _score(self, text: str, matches: list[_Match], hits: KeywordHits) -> list[Candidate]:
+        candidates: list[Candidate] = []
+        for found in matches:
+            index, start, end = found.rule, found.start, found.end
+            rule = self.rules[index]
+            if rule.labelled_elsewhere_excludes and (
+                hits.labelled_elsewhere(index, start) or quantity_follows(text, end)
+            ):
+                continue
+            distance = hits.near(index, start, end)
+            extra = False
+            pattern = self._extra[index]
+            if pattern is not None and distance is None:
+                window = pattern.search(text, max(0, start - PROXIMITY), end + PROXIMITY)
+                extra = window is not None
+            evidence = Evidence(found.text, found.value, distance is not None, extra)
+            confidence = rule.score(evidence)
+            if confidence is None:
+                continue
+            nearest = PROXIMITY + 1 if distance is None else distance
+            candidates.append(Candidate(index, start, end, found.value, confidence, nearest))
+        return _resolve_overlaps(candidates) if len(candidates) > 1 else candidates
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    rule: int
+    start: int
+    end: int
+    value: str
+    text: str  # the whole match, context included
+
+
+class PythonEngine(Engine):
+    """Keyword-automaton prefilter plus `regex`: no native dependency beyond the automaton."""
+
+    name = "python"
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        super().__init__(rules)
+        self._always = frozenset(i for i, rule in enumerate(self.rules) if not rule.atoms)
+
+    def find(self, text: str) -> list[Candidate]:
+        hits = self._keywords.scan(text)
+        fired = {
+            index
+            for index in self._always | hits.atoms
+            if not self.rules[index].requires_keyword or index in hits.keywords
+        }
+        matches = self._matches(text, fired)
+        return self._score(text, matches, hits) if matches else []
+
+
+class HyperscanEngine(Engine):
+    """One Hyperscan database over all rules decides which fired; `regex` then finds spans.
+
+    Patterns compile in prefilter mode (Hyperscan may fire where `regex` then finds nothing,
+    never the reverse) except number rules, which compile exactly; so both engines report
+    the same findings. Not thread-safe (one scratch space per engine): build one per worker.
+    """
+
+    name = "hyperscan"
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        if hyperscan is None:
+            raise RuntimeError("the hyperscan engine needs the `hyperscan` package (x86-64 wheels)")
+        super().__init__(rules)
+        self._database = _hyperscan_database(self.rules)
+        self._scratch = hyperscan.Scratch(self._database)
+        self._fired: set[int] = set()
+        # Numeric rules report every match end (their boundaries are exact in Hyperscan).
+        self._numeric = frozenset(i for i, rule in enumerate(self.rules) if rule.numeric)
+        self._ends: dict[int, list[int]] = {}
+        count = len(self.rules)
+        # Rules that need a keyword run only when one of theirs is in the text at all.
+        self._keyword_gates = {
+            index: count + index for index, rule in enumerate(self.rules) if rule.requires_keyword
+        }
+
+    def _on_match(self, rule: int, start: int, end: int, flags: int, context: object) -> None:
+        ends = self._ends.get(rule)
+        if ends is not None:
+            ends.append(end)
+        elif rule in self._numeric:
+            self._ends[rule] = [end]
+            self._fired.add(rule)
+        else:
+            self._fired.add(rule)
+
+    def find(self, text: str) -> list[Candidate]:
+        self._fired = fired = set[int]()
+        self._ends = ends = dict[int, list[int]]()
+        self._database.scan(
+            text.encode("utf-8", "surrogatepass"),
+            match_event_handler=self._on_match,
+            scratch=self._scratch,
+        )
+        if not fired:
+            return []
+        gates = self._keyword_gates
+        runnable = [
+            index
+            for index in fired
+            if index < len(self.rules) and (index not in gates or gates[index] in fired)
+        ]
+        # Match ends are byte offsets: they are character offsets only in ASCII text.
+        matches = self._matches(text, runnable, ends if text.isascii() else None)
+        if not matches:
+            return []
+        # Keywords only matter near a match: scan just those windows, not the whole text.
+        windows = windows_around([(m.start, m.end) for m in matches], len(text))
+        return self._score(text, matches, self._keywords.scan(text, windows))
+
+
+def build_engine(rules: Sequence[Rule], name: EngineName = "auto") -> Engine:
+    """ "auto" is Hyperscan when it is importable and runs on this CPU, else pure Python."""
+    if name == "python" or (name == "auto" and hyperscan is None):
+        return PythonEngine(rules)
+    if name == "hyperscan":
+        return HyperscanEngine(rules)
+    if name == "auto":
+        assert hyperscan is not None
+        try:
+            return HyperscanEngine(rules)
+        except hyperscan.ArchitectureError:
+            _log.warning("hyperscan does not support this CPU; using the pure-Python engine")
+            return PythonEngine(rules)
+    raise ValueError(f"engine must be 'auto', 'hyperscan' or 'python', not {name!r}")
+
+
+def _compile(rule: Rule) -> Any:
+    flags = regex.ASCII | regex.VERSION0 | (regex.IGNORECASE if rule.ignore_case else 0)
+    return regex.compile(rule.pattern, flags)
+
+
+def _hyperscan_database(rules: Sequence[Rule]) -> Any:
+    assert hyperscan is not None
+    expressions, flags = [], []
+    for rule in rules:
+        if rule.numeric:
+            flag = 0
+            # Exact: the number boundaries are written as consumed characters.
+            if NUMBER_BEFORE not in rule.pattern or NUMBER_AFTER not in rule.pattern:
+                raise ValueError(f"numeric rule {rule.type} must use NUMBER_BEFORE and _AFTER")
+            pattern = rule.pattern.replace(NUMBER_BEFORE, HYPERSCAN_NUMBER_BEFORE)
+            pattern = pattern.replace(NUMBER_AFTER, HYPERSCAN_NUMBER_AFTER)
+        else:
+            pattern = rule.hyperscan_pattern or rule.pattern
+            flag = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER
+        if rule.ignore_case:
+            flag |= hyperscan.HS_FLAG_CASELESS
+        expressions.append(_NAMED_GROUP.sub("(?:", pattern).encode("ascii"))
+        flags.append(flag)
+    ids = list(range(len(rules)))
+    # Keyword gates: any of a rule's keywords, as literals (a superset of whole words).
+    for index, rule in enumerate(rules):
+        if rule.requires_keyword:
+            expressions.append("|".join(map(re.escape, rule.keywords)).encode("ascii"))
+            flags.append(hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS)
+            ids.append(len(rules) + index)
+    database = hyperscan.Database()
+    database.compile(expressions=expressions, ids=ids, elements=len(ids), flags=flags)
+    return database
+
+
+def _line_around(text: str, start: int, end: int) -> str:
+    left = text.rfind("\n", max(0, start - _CONTEXT_REACH), start) + 1
+    right = text.find("\n", end, end + _CONTEXT_REACH)
+    return text[max(left, start - _CONTEXT_REACH) : right if right >= 0 else end + _CONTEXT_REACH]
+
+
+def _resolve_overlaps(candidates: list[Candidate]) -> list[Candidate]:
+    """A match inside a longer one is part of that value (`793325` in `3462 793325 60708`)
+    and drops out. Where types still claim overlapping characters, the most confident wins;
+    then the earlier (more specific) rule; then the one whose keyword is nearer."""
+    whole = [
+        c
+        for c in candidates
+        if not any(
+            o.start <= c.start and c.end <= o.end and o.end - o.start > c.end - c.start
+            for o in candidates
+        )
+    ]
+    ranked = sorted(whole, key=lambda c: (-c.confidence, c.rule, c.distance, c.start))
+    kept: list[Candidate] = []
+    for candidate in ranked:
+        if all(candidate.end <= other.start or other.end <= candidate.start for other in kept):
+            kept.append(candidate)
+    kept.sort(key=lambda c: c.start)
+    return kept

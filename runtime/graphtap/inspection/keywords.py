@@ -1,0 +1,176 @@
+"""Supporting keywords, found by one Aho-Corasick automaton over the lower-cased text.
+
+The same pass also finds the labels that say a number is something else (an order, a phone,
+a build) and, for the pure-Python engine, the literal atoms that decide which rules to run.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import ahocorasick
+
+from graphtap.inspection.rules import Rule
+
+# Purview measures keyword support within 300 characters either side of the primary match.
+PROXIMITY = 300
+# A label this close before a number names it ("Order # 12345678", "tel 4255550100").
+LABEL_REACH = 24
+LONGEST_KEYWORD = 48
+
+# Words that, right before a number, say what else it is. (Not a bare "id" or "code":
+# "passport ID" and "routing code" name the very types they precede.)
+UNRELATED_LABELS: tuple[str, ...] = (
+    "order", "order #", "order no", "po", "po #", "invoice", "inv", "ticket", "case",
+    "incident", "request", "req", "change", "issue", "pr", "meeting", "meeting id",
+    "conference", "conference id", "phone", "tel", "tel.", "cell", "mobile", "fax", "call",
+    "ext", "extension", "build", "version", "ver", "release", "tracking", "tracking no",
+    "tracking number", "serial", "serial no", "ref", "ref.", "reference", "order id",
+    "employee id", "user id", "device id", "request id", "transaction id", "session id",
+    "badge", "sku", "part", "model", "zip", "postal", "room", "confirmation", "booking",
+    "reservation", "customer", "member", "policy", "claim", "shipment", "parcel", "otp", "pin",
+)  # fmt: skip
+
+# Words that, right after a number, make it a quantity ("584661 impressions", "120000 ms").
+_QUANTITY_AFTER = re.compile(
+    r" ?(?:%|(?:percent|ms|sec|secs|seconds|minutes|hours|days|weeks|months|years|kb|mb|gb|tb"
+    r"|bytes|rows|records|items|units|pcs|pieces|users|people|employees|customers|members"
+    r"|views|visits|impressions|clicks|downloads|installs|requests|calls|messages|emails"
+    r"|tickets|points|votes|likes|steps|miles|km|meters|feet|lbs|kg|usd|eur|gbp|dollars)\b)",
+    re.IGNORECASE,
+)
+
+
+def quantity_follows(text: str, end: int) -> bool:
+    """True when the number ending at `end` is followed by a unit or a counted noun."""
+    return _QUANTITY_AFTER.match(text, end) is not None
+
+
+@dataclass
+class KeywordHits:
+    """Keyword and label occurrences in one text, ready for proximity questions."""
+
+    # rule index -> (starts, ends), sorted by start
+    keywords: dict[int, tuple[list[int], list[int]]]
+    # every label or keyword occurrence: (end, owners); owners empty for unrelated labels
+    labels: list[tuple[int, frozenset[int]]]
+    label_ends: list[int]
+    atoms: set[int]
+
+    def near(self, rule: int, start: int, end: int) -> int | None:
+        """Distance from [start, end) to the closest keyword of `rule` in the window."""
+        found = self.keywords.get(rule)
+        if not found:
+            return None
+        starts, ends = found
+        best: int | None = None
+        index = bisect_right(starts, end + PROXIMITY) - 1
+        while index >= 0 and starts[index] >= start - PROXIMITY - LONGEST_KEYWORD:
+            kw_start, kw_end = starts[index], ends[index]
+            if kw_end >= start - PROXIMITY:
+                distance = max(0, start - kw_end, kw_start - end)
+                if best is None or distance < best:
+                    best = distance
+            index -= 1
+        return best
+
+    def labelled_elsewhere(self, rule: int, start: int) -> bool:
+        """True when the label right before `start` names something other than `rule`."""
+        index = bisect_right(self.label_ends, start) - 1
+        if index < 0:
+            return False
+        label_end, owners = self.labels[index]
+        # Labels ending at the same place are merged: any of them naming `rule` keeps it.
+        return start - label_end <= LABEL_REACH and rule not in owners
+
+
+class KeywordIndex:
+    """One automaton for every rule's keywords and atoms and the unrelated labels."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        keyword_rules: dict[str, set[int]] = {}
+        atom_rules: dict[str, set[int]] = {}
+        for index, rule in enumerate(rules):
+            for keyword in rule.keywords:
+                keyword_rules.setdefault(keyword.lower(), set()).add(index)
+            for atom in rule.atoms:
+                atom_rules.setdefault(atom.lower(), set()).add(index)
+        words = {*keyword_rules, *atom_rules, *UNRELATED_LABELS}
+        too_long = sorted(word for word in words if len(word) > LONGEST_KEYWORD)
+        if too_long:
+            raise ValueError(f"keywords longer than {LONGEST_KEYWORD} characters: {too_long}")
+        self._automaton = ahocorasick.Automaton()
+        for word in words:
+            # (length, starts at a word boundary, ends at one, keyword of rules, is a label
+            # (of those rules, or unrelated), atom of rules)
+            owners = frozenset(keyword_rules.get(word, ()))
+            is_label = bool(owners) or word in UNRELATED_LABELS
+            atoms = tuple(atom_rules.get(word, ()))
+            left, right = _bounded(word)
+            self._automaton.add_word(word, (len(word), left, right, owners, is_label, atoms))
+        self._automaton.make_automaton()
+
+    def scan(self, text: str, windows: Sequence[tuple[int, int]] | None = None) -> KeywordHits:
+        """Occurrences in `text`, or only inside `windows` ((start, end), sorted, disjoint):
+        positions are always offsets in `text`."""
+        keywords: dict[int, tuple[list[int], list[int]]] = {}
+        labels: dict[int, frozenset[int]] = {}
+        atoms: set[int] = set()
+        size = len(text)
+        for low, high in windows if windows is not None else ((0, size),):
+            lowered = lower_same_length(text[low:high])
+            for last, found in self._automaton.iter(lowered):
+                length, left, right, owners, is_label, atom_rules = found
+                if atom_rules:
+                    atoms.update(atom_rules)
+                if not is_label:
+                    continue
+                end = low + last + 1
+                start = end - length
+                # Whole words only: "aba" is not in "database", "exp" not in "expense".
+                if (left and start > 0 and text[start - 1].isalnum()) or (
+                    right and end < size and text[end].isalnum()
+                ):
+                    continue
+                for rule in owners:
+                    starts, ends = keywords.setdefault(rule, ([], []))
+                    starts.append(start)
+                    ends.append(end)
+                labels[end] = labels[end] | owners if end in labels else owners
+        for starts, ends in keywords.values():
+            if any(a > b for a, b in pairwise(starts)):
+                pairs = sorted(zip(starts, ends, strict=True))
+                starts[:] = [pair[0] for pair in pairs]
+                ends[:] = [pair[1] for pair in pairs]
+        ordered = sorted(labels.items())
+        return KeywordHits(keywords, ordered, [end for end, _ in ordered], atoms)
+
+
+def windows_around(spans: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The text a keyword must lie in to support any of `spans`, merged into few windows."""
+    reach = PROXIMITY + LONGEST_KEYWORD
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        low, high = max(0, start - reach), min(size, end + reach)
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def lower_same_length(text: str) -> str:
+    """Lower case with every offset kept (a few characters, like U+0130, lower to two)."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+def _bounded(word: str) -> tuple[bool, bool]:
+    """Whether the word must start / end at a word boundary (only where it is alphanumeric)."""
+    return word[0].isalnum(), word[-1].isalnum()

@@ -1,0 +1,154 @@
+"""Which findings an environment reports, and how severe a verdict carrying them is.
+
+One TOML file per environment (`runtime/environments/<env>/policy.toml`):
+
+    [default]                 # applies to every type not listed below
+    min_confidence = 65       # 55 / 65 / 75 / 85, as Purview rates a match
+    min_count = 1             # occurrences of the type in one message before it counts
+    severity = "medium"       # low | medium | high | critical
+
+    [types.credit_card_number]
+    severity = "high"         # unspecified keys are taken from [default]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from graphtap.inspection.rules import TYPES
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+NO_SEVERITY = "none"
+
+
+class PolicyError(ValueError):
+    """The policy file is not valid; the message names the file and the offending key."""
+
+
+@dataclass(frozen=True)
+class TypePolicy:
+    min_confidence: int = 65
+    min_count: int = 1
+    severity: str = "medium"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.min_confidence, int) or not 0 <= self.min_confidence <= 100:
+            raise PolicyError(
+                f"min_confidence must be an integer 0-100, not {self.min_confidence!r}"
+            )
+        if not isinstance(self.min_count, int) or self.min_count < 1:
+            raise PolicyError(f"min_count must be an integer >= 1, not {self.min_count!r}")
+        if self.severity not in SEVERITIES:
+            raise PolicyError(
+                f"severity must be one of {', '.join(SEVERITIES)}, not {self.severity!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-type thresholds; `fallback` covers every type `types` does not list."""
+
+    fallback: TypePolicy = field(default_factory=TypePolicy)
+    types: Mapping[str, TypePolicy] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.types) - set(TYPES))
+        if unknown:
+            raise PolicyError(f"unknown type(s) {', '.join(unknown)}; known: {', '.join(TYPES)}")
+        object.__setattr__(self, "types", MappingProxyType(dict(self.types)))
+
+    def __hash__(self) -> int:
+        return hash((self.fallback, tuple(sorted(self.types.items()))))
+
+    def __reduce__(self) -> tuple[type[Policy], tuple[TypePolicy, dict[str, TypePolicy]]]:
+        """Picklable (a read-only mapping is not), so settings can go to worker processes."""
+        return (Policy, (self.fallback, dict(self.types)))
+
+    def for_type(self, name: str) -> TypePolicy:
+        return self.types.get(name, self.fallback)
+
+    @classmethod
+    def default(cls) -> Policy:
+        """The packaged default: every finding at 65 or above, severities by type."""
+        return _packaged_default()
+
+
+@cache
+def _packaged_default() -> Policy:
+    text = resources.files("graphtap.inspection").joinpath("default_policy.toml").read_text()
+    return _parse(tomllib.loads(text), "default_policy.toml")
+
+
+def _severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def highest_severity(severities: list[str]) -> str:
+    return max(severities, key=_severity_rank) if severities else NO_SEVERITY
+
+
+def load_policy(path: str | Path | None) -> Policy | None:
+    """The policy in `path`, or None when no path is given (callers fall back to the
+    default). A path that does not exist or does not parse is an error, never a silent
+    fallback: that would quietly change what an environment reports."""
+    if path is None:
+        return None
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PolicyError(f"policy file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from exc
+    return _parse(document, str(path))
+
+
+_TYPE_KEYS = frozenset(f.name for f in fields(TypePolicy))
+
+
+def _parse(document: dict[str, Any], source: str) -> Policy:
+    extra = sorted(set(document) - {"default", "types"})
+    if extra:
+        raise PolicyError(
+            f"{source}: unknown section(s) {', '.join(extra)};"
+            " expected [default] and [types.<type>]"
+        )
+    try:
+        default = _type_policy(document.get("default", {}), TypePolicy(), f"{source} [default]")
+        types_table = document.get("types", {})
+        if not isinstance(types_table, dict):
+            raise PolicyError(f"{source}: [types] must be a table of [types.<type>] tables")
+        types = {
+            name: _type_policy(table, default, f"{source} [types.{name}]")
+            for name, table in types_table.items()
+        }
+        return Policy(fallback=default, types=types)
+    except PolicyError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise PolicyError(f"{source}: {exc}") from exc
+
+
+def _type_policy(table: Any, base: TypePolicy, where: str) -> TypePolicy:
+    if not isinstance(table, dict):
+        raise PolicyError(f"{where} must be a table")
+    unknown = sorted(set(table) - _TYPE_KEYS)
+    if unknown:
+        raise PolicyError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_TYPE_KEYS))}"
+        )
+    try:
+        return TypePolicy(
+            min_confidence=table.get("min_confidence", base.min_confidence),
+            min_count=table.get("min_count", base.min_count),
+            severity=table.get("severity", base.severity),
+        )
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc}") from exc

@@ -1,0 +1,77 @@
+"""Precision and recall per type on a labeled corpus, matched value by value.
+
+A finding is a true positive when its type and value hash equal a planted value's (the planted
+value normalised and hashed with the same key), so a finding on a decoy sitting beside a true
+value still counts as the false positive it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from graphtap.inspection import InspectionResult, Inspector
+from graphtap.inspection.findings import ValueHasher
+from graphtap.inspection.rules import RULES, TYPES
+from graphtap.inspection.text import normalise
+from graphtap.simulation.corpus import LabeledMessage
+
+_NORMALISERS = {rule.type: rule.normalise for rule in RULES}
+
+
+@dataclass
+class Score:
+    true_positives: int = 0
+    false_positives: int = 0
+    false_negatives: int = 0
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.false_positives
+        return self.true_positives / found if found else 1.0
+
+    @property
+    def recall(self) -> float:
+        planted = self.true_positives + self.false_negatives
+        return self.true_positives / planted if planted else 1.0
+
+
+@dataclass
+class QualityReport:
+    scores: dict[str, Score] = field(default_factory=lambda: {kind: Score() for kind in TYPES})
+    messages: int = 0
+    # (message id, type, "false positive" | "false negative") for the first few misses
+    misses: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def planted_hash(hasher: ValueHasher, kind: str, value: str) -> str:
+    return hasher(_NORMALISERS[kind](normalise(value)))
+
+
+def measure(
+    inspector: Inspector,
+    messages: Iterable[LabeledMessage],
+    *,
+    hash_key: bytes,
+    inspect: Callable[[str], InspectionResult] | None = None,
+    keep_misses: int = 20,
+) -> QualityReport:
+    """Run every message through `inspect` (default `inspector.inspect_html`) and score it."""
+    hasher = ValueHasher(hash_key)
+    run = inspect or inspector.inspect_html
+    report = QualityReport()
+    for message in messages:
+        report.messages += 1
+        expected = {(p.type, planted_hash(hasher, p.type, p.value)) for p in message.planted}
+        found = {(f.type, f.value_hash) for f in run(message.html).findings}
+        for kind, _ in found & expected:
+            report.scores[kind].true_positives += 1
+        for kind, _ in found - expected:
+            report.scores[kind].false_positives += 1
+            if len(report.misses) < keep_misses:
+                report.misses.append((message.id, kind, "false positive"))
+        for kind, _ in expected - found:
+            report.scores[kind].false_negatives += 1
+            if len(report.misses) < keep_misses:
+                report.misses.append((message.id, kind, "false negative"))
+    return report

@@ -1,0 +1,1 @@
+"""A synthetic tenant: messages and notifications shaped exactly as Microsoft Graph sends them."""

@@ -1,0 +1,116 @@
+"""HTML and messages to the text the detectors read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graphtap.inspection.text import html_to_text, message_text, normalise
+
+
+def test_inline_markup_does_not_split_a_number() -> None:
+    assert html_to_text("<p>4111 <b>1111</b> 1111 1111</p>") == "\n4111 1111 1111 1111\n"
+
+
+def test_blocks_become_lines() -> None:
+    text = html_to_text("<p>one</p><p>two</p><div>three<div>four</div></div>a<br>b")
+    assert [line for line in text.split("\n") if line] == ["one", "two", "three", "four", "a", "b"]
+
+
+def test_table_cells_do_not_run_together() -> None:
+    text = html_to_text("<table><tr><td>123</td><td>456</td></tr><tr><td>789</td></tr></table>")
+    assert "123456" not in text
+    assert "456789" not in text
+    assert {"123", "456", "789"} <= set(text.split())
+
+
+def test_upper_case_tags_are_blocks_too() -> None:
+    lines = html_to_text("<P>one</P><DIV>two</DIV>").split("\n")
+    assert [line for line in lines if line] == ["one", "two"]
+
+
+def test_style_script_and_head_are_dropped() -> None:
+    html = (
+        "<html><head><title>t 4111111111111111</title><style>p{}</style></head>"
+        "<body><style>.x{color:red}</style><script>var card='4111'</script><p>hello</p></body>"
+        "</html>"
+    )
+    assert html_to_text(html).strip() == "hello"
+
+
+def test_source_newlines_render_as_spaces() -> None:
+    assert html_to_text("<p>4111\n1111\r\n1111\t1111</p>").strip() == "4111 1111 1111 1111"
+
+
+def test_nbsp_zero_width_and_full_width_digits_are_normalised() -> None:
+    full_width_4111 = "\uff14\uff11\uff11\uff11"
+    text = html_to_text(f"<p>{full_width_4111}&nbsp;1111\u200b 1111\ufeff 1111 &amp; more</p>")
+    assert text.strip() == "4111 1111 1111 1111 & more"
+
+
+def test_mentions_keep_their_text() -> None:
+    assert "Megan Bowen" in html_to_text('<p><at id="0">Megan Bowen</at>&nbsp;hi</p>')
+
+
+def test_plain_text_body_and_runs_of_spaces() -> None:
+    assert normalise("a  \u00a0 b") == "a b"
+
+
+def test_chat_message_parts() -> None:
+    card = {
+        "type": "AdaptiveCard",
+        "body": [{"type": "TextBlock", "text": "card says 536-22-1844"}],
+    }
+    message = {
+        "subject": "Quarterly",
+        "summary": "short summary",
+        "body": {"contentType": "html", "content": "<p>body text</p>"},
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": json.dumps(card),
+                "name": None,
+            },
+            {"contentType": "reference", "content": None, "name": "salaries-2026.xlsx"},
+        ],
+        "mentions": [{"id": 0, "mentionText": "Megan"}],
+    }
+    text = message_text(message)
+    for expected in ("Quarterly", "short summary", "body text", "card says 536-22-1844"):
+        assert expected in text
+    assert "salaries-2026.xlsx" in text
+
+
+def test_card_content_that_is_not_json_is_read_as_is() -> None:
+    message = {
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.hero", "content": "{not json 4111"}
+        ]
+    }
+    assert "{not json 4111" in message_text(message)
+
+
+def test_outlook_body_preview_only_without_a_body() -> None:
+    with_body = {
+        "subject": "s",
+        "body": {"contentType": "text", "content": "full body"},
+        "bodyPreview": "full bo",
+    }
+    assert message_text(with_body) == "s\nfull body"
+    assert message_text({"bodyPreview": "preview only"}) == "preview only"
+
+
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        ("not a dict", "mapping"),
+        ({"body": "x"}, "body"),
+        ({"body": {"contentType": "html", "content": 5}}, "body.content"),
+        ({"attachments": {"name": "x"}}, "attachments"),
+        ({"attachments": ["x"]}, "attachments[0]"),
+    ],
+)
+def test_malformed_messages_are_named_errors(message: object, problem: str) -> None:
+    with pytest.raises(TypeError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        message_text(message)  # type: ignore[arg-type]
