@@ -1,0 +1,51 @@
+"""What the commands that talk to Azure share: the deployment, the credential, the cloud."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import click
+
+from graphtap.deployment import Deployment, DeploymentError
+
+
+def environment_option(function: Any) -> Any:
+    return click.option(
+        "--env",
+        "environment",
+        default=lambda: os.environ.get("ENV", "dev"),
+        show_default="dev or $ENV",
+        help="Environment whose stack outputs (.outputs/ENV.json) to use.",
+    )(function)
+
+
+def cloud_options(function: Any) -> Any:
+    function = click.option(
+        "--graph-endpoint",
+        envvar="GRAPHTAP_GRAPH_ENDPOINT",
+        help="Graph endpoint for national clouds, e.g. https://graph.microsoft.us.",
+    )(function)
+    return click.option(
+        "--authority",
+        envvar="AZURE_AUTHORITY_HOST",
+        help="Entra authority host for national clouds, e.g. login.microsoftonline.us.",
+    )(function)
+
+
+def load_deployment(environment: str, graph_endpoint: str | None) -> Deployment:
+    try:
+        deployment = Deployment.load(environment)
+    except DeploymentError as exc:
+        raise click.ClickException(str(exc)) from None
+    if graph_endpoint:
+        deployment = dataclasses.replace(deployment, graph_endpoint=graph_endpoint)
+    return deployment
+
+
+def credential(authority: str | None) -> Any:
+    """DefaultAzureCredential: managed identity in Azure, the developer's login locally."""
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential(authority=authority) if authority else DefaultAzureCredential()

@@ -1,0 +1,434 @@
+"""The continuous control plane: keeps every declared subscription alive, inside the web host.
+
+Four loops share one reconciler: a jittered renewal check (from the expiries it already
+knows, without listing), a full reconcile every few minutes, the lifecycle queue the
+processor fills, and a watcher that moves every subscription to a new Key Vault
+certificate version. Renewal is always a PATCH (which also reauthorizes); graphtap never
+sends a reauthorize, so a PATCH and a reauthorize can never meet within 10 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError
+
+from graphtap.deployment import Deployment
+from graphtap.subscriptions import lifecycle
+from graphtap.subscriptions.certificates import graph_certificate_value
+from graphtap.subscriptions.clock import Clock, SystemClock, utcnow
+from graphtap.subscriptions.desired import DesiredState, DesiredSubscription, load_desired
+from graphtap.subscriptions.graph import (
+    GraphError,
+    GraphExports,
+    GraphSubscription,
+    GraphSubscriptions,
+    build_client,
+)
+from graphtap.subscriptions.keyvault import (
+    DEFAULT_CLIENT_STATE_SECRET,
+    EncryptionCertificate,
+    KeyVault,
+)
+from graphtap.subscriptions.lifecycle import LifecycleEvent, LifecycleQueue
+from graphtap.subscriptions.reconcile import (
+    Action,
+    Kind,
+    Outcome,
+    Reconciler,
+    Target,
+    renewal_due,
+)
+from graphtap.subscriptions.resync import Resync, ResyncSink
+from graphtap.subscriptions.throttle import RetryableError, ThrottleSettings, WriteThrottle
+
+log = logging.getLogger(__name__)
+MAX_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    renewal_check: float = 60.0
+    reconcile_interval: float = 300.0
+    lifecycle_poll: float = 10.0
+    rotation_check: float = 900.0
+    jitter: float = 0.2
+    #: How far back a `missed` event is resynced.
+    missed_window: dt.timedelta = dt.timedelta(hours=1)
+    #: Extra time resynced before a gap starts, for clock skew and delivery latency.
+    gap_margin: dt.timedelta = dt.timedelta(minutes=5)
+    client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatus:
+    resource: str
+    id: str | None
+    expiration: dt.datetime | None
+    last_action: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneStatus:
+    subscriptions: tuple[SubscriptionStatus, ...]
+    last_reconcile: dt.datetime | None
+    errors: tuple[str, ...]
+    certificate_id: str | None = None
+    resyncs: int = 0
+
+
+@dataclass
+class _Tracked:
+    subscription: GraphSubscription | None
+    last_action: str
+    state: str
+    #: When the control plane last saw the subscription alive in Graph.
+    confirmed_at: dt.datetime | None = None
+
+
+@dataclass
+class _State:
+    tracked: dict[str, _Tracked] = field(default_factory=dict)
+    last_reconcile: dt.datetime | None = None
+    errors: list[str] = field(default_factory=list)
+    resyncs: int = 0
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        *,
+        desired: DesiredState,
+        reconciler: Reconciler,
+        keyvault: KeyVault,
+        certificate_name: str,
+        notification_url: str,
+        clock: Clock,
+        settings: ControlPlaneSettings = ControlPlaneSettings(),
+        lifecycle_queue: LifecycleQueue | None = None,
+        resync: Resync | None = None,
+        on_certificate: Callable[[EncryptionCertificate], Awaitable[None]] | None = None,
+        heartbeat: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.desired = desired
+        self.reconciler = reconciler
+        self.keyvault = keyvault
+        self.certificate_name = certificate_name
+        self.notification_url = notification_url
+        self.clock = clock
+        self.settings = settings
+        self.lifecycle_queue = lifecycle_queue
+        self.resync = resync
+        self.on_certificate = on_certificate
+        self.heartbeat = heartbeat
+        self._rng = rng or random.Random()
+        self._state = _State()
+        self._target: Target | None = None
+        self._certificate: EncryptionCertificate | None = None
+        self._client_state: str | None = None
+
+    @classmethod
+    def from_deployment(
+        cls,
+        deployment: Deployment,
+        credential: AsyncTokenCredential,
+        *,
+        desired: DesiredState | None = None,
+        clock: Clock | None = None,
+        settings: ControlPlaneSettings = ControlPlaneSettings(),
+        lifecycle_queue: LifecycleQueue | None = None,
+        resync_sink: ResyncSink | None = None,
+        graph_transport: httpx.AsyncBaseTransport | None = None,
+        keyvault_options: dict[str, object] | None = None,
+        heartbeat: Path | None = None,
+    ) -> ControlPlane:
+        """The control plane for a deployed environment (stack outputs or app settings)."""
+        clock = clock or SystemClock()
+        client = build_client(
+            credential, endpoint=deployment.graph_endpoint, transport=graph_transport
+        )
+        throttle = WriteThrottle(clock, settings.throttle)
+        resync = (
+            Resync(GraphExports(client), throttle, resync_sink, tenant_id=deployment.tenant_id)
+            if resync_sink is not None
+            else None
+        )
+        return cls(
+            desired=desired or load_desired(deployment.environment),
+            reconciler=Reconciler(GraphSubscriptions(client), throttle, clock),
+            keyvault=KeyVault(deployment.key_vault_uri, credential, **(keyvault_options or {})),
+            certificate_name=deployment.certificate_name,
+            notification_url=deployment.notification_url,
+            clock=clock,
+            settings=settings,
+            lifecycle_queue=lifecycle_queue,
+            resync=resync,
+            heartbeat=heartbeat,
+        )
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self) -> ControlPlaneStatus:
+        return ControlPlaneStatus(
+            subscriptions=tuple(
+                SubscriptionStatus(
+                    resource,
+                    t.subscription.id if t.subscription else None,
+                    t.subscription.expiration if t.subscription else None,
+                    t.last_action,
+                    t.state,
+                )
+                for resource, t in sorted(self._state.tracked.items())
+            ),
+            last_reconcile=self._state.last_reconcile,
+            errors=tuple(self._state.errors),
+            certificate_id=self._certificate.certificate_id if self._certificate else None,
+            resyncs=self._state.resyncs,
+        )
+
+    # -- the service ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the subscriptions alive until `stop` is set."""
+        await self._guard("start", self.refresh_target)
+        await self._guard("reconcile", self.reconcile)
+        await self._guard("downtime", self._resync_downtime)
+        loops = [
+            self._every(stop, self.settings.renewal_check, "renewal", self._renewal_round),
+            self._every(stop, self.settings.reconcile_interval, "reconcile", self.reconcile),
+            self._every(stop, self.settings.rotation_check, "rotation", self.check_rotation),
+        ]
+        if self.lifecycle_queue is not None:
+            loops.append(
+                self._every(stop, self.settings.lifecycle_poll, "lifecycle", self.drain_lifecycle)
+            )
+        tasks = [asyncio.create_task(loop) for loop in loops]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _every(
+        self,
+        stop: asyncio.Event,
+        interval: float,
+        name: str,
+        job: Callable[[], Awaitable[object]],
+    ) -> None:
+        while not stop.is_set():
+            spread = interval * self.settings.jitter
+            await self.clock.sleep(interval + self._rng.uniform(-spread, spread))
+            if not stop.is_set():
+                await self._guard(name, job)
+
+    async def _guard(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """A failing round is recorded and retried next round; the loops never die."""
+        try:
+            await job()
+        except (GraphError, RetryableError, AzureError, OSError, ValueError, RuntimeError) as error:
+            self._error(f"{name}: {error}")
+
+    def _error(self, message: str) -> None:
+        log.warning("control plane: %s", message)
+        stamp = utcnow(self.clock).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._state.errors = [*self._state.errors, f"{stamp} {message}"][-MAX_ERRORS:]
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def refresh_target(self) -> Target:
+        """clientState and the current certificate version, from Key Vault."""
+        if self._client_state is None:
+            self._client_state, _ = await self.keyvault.ensure_client_state(
+                self.settings.client_state_secret
+            )
+        certificate = await self.keyvault.certificate(self.certificate_name)
+        if self._certificate is None or certificate.version != self._certificate.version:
+            if self.on_certificate is not None:
+                await self.on_certificate(certificate)
+            self._certificate = certificate
+        self._target = Target(
+            notification_url=self.notification_url,
+            client_state=self._client_state,
+            certificate=graph_certificate_value(certificate.certificate),
+            certificate_id=certificate.certificate_id,
+        )
+        return self._target
+
+    async def target(self) -> Target:
+        return self._target if self._target is not None else await self.refresh_target()
+
+    async def reconcile(self) -> list[Outcome]:
+        outcomes = await self.reconciler.reconcile(self.desired, await self.target())
+        gap = self._record(outcomes)
+        self._state.last_reconcile = utcnow(self.clock)
+        await self._resync_gap(gap, "subscription recreated")
+        return outcomes
+
+    async def renew_due(self) -> list[Outcome]:
+        """Renew what is due from the expiries already known: no list call needed."""
+        now = utcnow(self.clock)
+        target = await self.target()
+        wanted = {s.resource: s for s in self.desired.subscriptions}
+        due = [
+            (t.subscription, wanted[resource])
+            for resource, t in self._state.tracked.items()
+            if t.subscription is not None
+            and resource in wanted
+            and renewal_due(t.subscription, wanted[resource], self.desired.renew_at, now)
+        ]
+        outcomes = list(
+            await asyncio.gather(*(self._renew(actual, want, target) for actual, want in due))
+        )
+        await self._resync_gap(self._record(outcomes), "subscription recreated")
+        return outcomes
+
+    async def _renew(
+        self, actual: GraphSubscription, want: DesiredSubscription, target: Target
+    ) -> Outcome:
+        return await self.reconciler.execute(Action(Kind.RENEW, want, actual), target)
+
+    async def check_rotation(self) -> list[Outcome]:
+        """A newer certificate version in Key Vault: move every subscription to it."""
+        before = self._certificate.version if self._certificate else None
+        await self.refresh_target()
+        if self._certificate is not None and self._certificate.version != before:
+            log.info("certificate %s: new version, re-keying", self.certificate_name)
+            return await self.reconcile()
+        return []
+
+    async def _renewal_round(self) -> None:
+        await self.renew_due()
+        self._beat()
+
+    def _beat(self) -> None:
+        """Record that the control plane is alive, so a restart knows how long it was down."""
+        if self.heartbeat is not None:
+            self.heartbeat.parent.mkdir(parents=True, exist_ok=True)
+            self.heartbeat.write_text(f"{self.clock.time():.3f}\n")
+
+    async def _resync_downtime(self) -> None:
+        """After downtime longer than a few renewal rounds, read the gap back."""
+        if self.heartbeat is None or not self.heartbeat.exists():
+            self._beat()
+            return
+        last = float(self.heartbeat.read_text().strip() or "0")
+        if self.clock.time() - last > 3 * self.settings.renewal_check:
+            await self._resync_gap(
+                dt.datetime.fromtimestamp(last, dt.UTC), "control plane downtime"
+            )
+        self._beat()
+
+    async def rotate(self) -> list[Outcome]:
+        """`graphtap keys rotate`: issue a new version now, then re-key."""
+        await self.keyvault.rotate(self.certificate_name)
+        return await self.check_rotation()
+
+    async def drain_lifecycle(self) -> None:
+        assert self.lifecycle_queue is not None
+        for event in self.lifecycle_queue.pending():
+            try:
+                await self.handle(event)
+            except (GraphError, RetryableError) as error:
+                self.lifecycle_queue.retry_later(event.key, str(error))
+                self._error(f"lifecycle {event.event} {event.subscription_id}: {error}")
+            else:
+                self.lifecycle_queue.complete(event.key)
+
+    async def handle(self, event: LifecycleEvent) -> None:
+        tracked = self._by_id(event.subscription_id)
+        wanted = {s.resource: s for s in self.desired.subscriptions}
+        target = await self.target()
+        if event.event == lifecycle.REAUTHORIZATION_REQUIRED:
+            if tracked is None or tracked.subscription is None:
+                await self.reconcile()
+                return
+            want = wanted.get(tracked.subscription.resource)
+            if want is not None:
+                outcome = await self._renew(tracked.subscription, want, target)
+                await self._resync_gap(self._record([outcome]), "subscription recreated")
+                if outcome.error is not None:
+                    raise outcome.error  # the event stays queued and is tried again
+        elif event.event == lifecycle.SUBSCRIPTION_REMOVED:
+            # Recreating what is missing resyncs from when it was last seen alive.
+            await self.reconcile()
+        elif event.event == lifecycle.MISSED:
+            now = utcnow(self.clock)
+            await self._resync_gap(now - self.settings.missed_window, "missed notifications")
+        else:
+            log.warning("unknown lifecycle event %r: ignored", event.event)
+
+    async def resync_downtime(self, since: dt.datetime) -> None:
+        """The host was down since `since`: read back what it may have missed."""
+        await self._resync_gap(since, "control plane downtime")
+
+    async def _resync_gap(self, start: dt.datetime | None, why: str) -> None:
+        if start is None:
+            return
+        if self.resync is None or self._certificate is None or self._client_state is None:
+            self._error(f"gap since {start:%Y-%m-%dT%H:%M:%SZ} ({why}) not resynced: no resync")
+            return
+        report = await self.resync.window(
+            start - self.settings.gap_margin,
+            utcnow(self.clock),
+            certificate=self._certificate,
+            client_state=self._client_state,
+        )
+        self._state.resyncs += 1
+        log.info(
+            "resync (%s): %d messages, %d new verdicts", why, report.messages, report.new_verdicts
+        )
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _by_id(self, subscription_id: str) -> _Tracked | None:
+        return next(
+            (
+                t
+                for t in self._state.tracked.values()
+                if t.subscription is not None and t.subscription.id == subscription_id
+            ),
+            None,
+        )
+
+    def _record(self, outcomes: list[Outcome]) -> dt.datetime | None:
+        """Remember what Graph said; returns when the earliest gap began, if one opened.
+
+        A subscription that had to be created again (removed, expired, vanished) left a
+        gap since it was last seen alive, whatever told the control plane about it.
+        """
+        now = utcnow(self.clock)
+        gap: dt.datetime | None = None
+        for outcome in outcomes:
+            previous = self._state.tracked.get(outcome.resource)
+            recreated = outcome.action == "created" or outcome.action.startswith("recreated (404")
+            if recreated and previous is not None and previous.confirmed_at is not None:
+                gap = min(gap or previous.confirmed_at, previous.confirmed_at)
+            if outcome.error is not None:
+                self._error(f"{outcome.resource}: {outcome.error} ({outcome.error.hint})")
+                kept = previous.subscription if previous else None
+                confirmed = previous.confirmed_at if previous else None
+                self._state.tracked[outcome.resource] = _Tracked(
+                    kept, outcome.action, "failing", confirmed
+                )
+                continue
+            if outcome.action == "deleted":
+                self._state.tracked.pop(outcome.resource, None)
+                continue
+            subscription = outcome.subscription or (previous.subscription if previous else None)
+            self._state.tracked[outcome.resource] = _Tracked(
+                subscription, outcome.action, "active", now
+            )
+        return gap

@@ -1,0 +1,367 @@
+"""A thin async face over msgraph-sdk's `/subscriptions` and export APIs.
+
+The real SDK does the HTTP; this module chooses the endpoint (national clouds), puts
+graphtap's own retry in charge (the SDK's retry handler would sleep on the wall clock and
+retry behind the write pacer's back) and turns Graph's errors into `GraphError`s that say
+what the operator must do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware import (
+    HeadersInspectionHandler,
+    ParametersNameDecodingHandler,
+    RedirectHandler,
+    UrlReplaceHandler,
+    UserAgentHandler,
+)
+from kiota_serialization_json.json_serialization_writer import JsonSerializationWriter
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.subscription import Subscription
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from graphtap.deployment import DEFAULT_GRAPH_ENDPOINT
+from graphtap.subscriptions.throttle import RETRYABLE_STATUS, RetryableError
+
+API_VERSION = "v1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSubscription:
+    """A subscription as Graph returns it (Graph never returns clientState)."""
+
+    id: str
+    resource: str
+    change_type: str
+    notification_url: str
+    expiration: dt.datetime
+    lifecycle_notification_url: str | None = None
+    include_resource_data: bool = False
+    encryption_certificate_id: str | None = None
+    application_id: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.resource.lower(), ",".join(sorted(self.change_type.split(","))))
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    """What a POST /subscriptions carries."""
+
+    resource: str
+    change_type: str
+    notification_url: str
+    lifecycle_notification_url: str | None
+    expiration: dt.datetime
+    client_state: str
+    include_resource_data: bool
+    encryption_certificate: str | None = None
+    encryption_certificate_id: str | None = None
+
+    def __repr__(self) -> str:  # clientState is a secret: keep it out of logs and tracebacks
+        return f"NewSubscription(resource={self.resource!r}, change_type={self.change_type!r})"
+
+
+class GraphError(Exception):
+    """A Graph call that failed for a reason retrying will not fix; `hint` says what to do."""
+
+    def __init__(self, status: int | None, code: str | None, message: str, operation: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.operation = operation
+        self.hint = explain(status, message)
+        super().__init__(f"{operation}: {status} {code or ''} {message}".strip())
+
+
+def explain(status: int | None, message: str) -> str:
+    """What an operator does about the errors users actually hit."""
+    text = message.lower()
+    if "publishing validation failed" in text or "invalid event hub notification url" in text:
+        return (
+            "Graph could not publish to the event hub: make sure the 'Microsoft Graph Change "
+            "Tracking' service principal (appId 0bf30f3b-4a52-48df-9a82-234910c4a086) exists in "
+            "the tenant and holds 'Azure Event Hubs Data Sender' on the hub or namespace, that "
+            "the namespace allows public network access, and that tenantId in the URL is the "
+            "tenant's domain"
+        )
+    if "protected api" in text:
+        return (
+            "the app needs Microsoft's approval for protected Teams APIs in application "
+            "context: request it at https://aka.ms/teamsgraph/requestaccess"
+        )
+    if status == 403 and ("quota" in text or "limit" in text or "exceed" in text):
+        return (
+            "a subscription quota is exhausted (10,000 Teams subscriptions per organization, "
+            "1 per app per chat or channel, 1,000 per mailbox): delete unused subscriptions or "
+            "declare fewer"
+        )
+    if status == 403 or "missing role permissions" in text or "insufficient privileges" in text:
+        return (
+            "the app lacks the application permission or admin consent: grant the read "
+            "permission the resource needs (ChannelMessage.Read.All, Chat.Read.All, Mail.Read) "
+            "and have an admin consent"
+        )
+    if status == 402:
+        return "the tenant needs a licence or billing for this API (metered Teams APIs)"
+    if status == 401:
+        return "the credential's token was rejected: check the login, tenant and authority"
+    if status == 409:
+        return "a subscription for this resource and change type already exists"
+    return "see Graph's message"
+
+
+def graph_base_url(endpoint: str) -> str:
+    return f"{endpoint.rstrip('/')}/{API_VERSION}"
+
+
+def build_client(
+    credential: AsyncTokenCredential,
+    *,
+    endpoint: str = DEFAULT_GRAPH_ENDPOINT,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float = 30.0,
+) -> GraphServiceClient:
+    """msgraph-sdk's client for `endpoint` (a national cloud's Graph host works too).
+
+    `transport` replaces the network: tests put the fake Graph there.
+    """
+    host = urlsplit(endpoint).hostname or ""
+    auth = AzureIdentityAuthenticationProvider(
+        credential, scopes=[f"{endpoint.rstrip('/')}/.default"], allowed_hosts=[host]
+    )
+    http = httpx.AsyncClient(
+        base_url=graph_base_url(endpoint),
+        timeout=timeout,
+        transport=transport or httpx.AsyncHTTPTransport(retries=0),
+    )
+    # The SDK's defaults without its RetryHandler: WriteThrottle retries on the right clock.
+    middleware = [
+        RedirectHandler(),
+        ParametersNameDecodingHandler(),
+        UrlReplaceHandler(),
+        UserAgentHandler(),
+        HeadersInspectionHandler(),
+    ]
+    http = GraphClientFactory.create_with_custom_middleware(middleware, client=http)
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = graph_base_url(endpoint)  # httpx would add a trailing slash
+    return GraphServiceClient(request_adapter=adapter)
+
+
+class GraphSubscriptions:
+    """List, create, renew, re-key, reauthorize and delete subscriptions through the SDK."""
+
+    def __init__(self, client: GraphServiceClient) -> None:
+        self._client = client
+
+    async def list_all(self) -> list[GraphSubscription]:
+        """Every subscription this app holds in the tenant, following @odata.nextLink."""
+        found: list[GraphSubscription] = []
+        builder = self._client.subscriptions
+        while True:
+            page = await _call("list subscriptions", builder.get())
+            if page is None:
+                break
+            found.extend(_from_sdk(s) for s in page.value or [])
+            if not page.odata_next_link:
+                break
+            builder = self._client.subscriptions.with_url(page.odata_next_link)
+        return found
+
+    async def create(self, request: NewSubscription) -> GraphSubscription:
+        body = Subscription(
+            resource=request.resource,
+            change_type=request.change_type,
+            notification_url=request.notification_url,
+            lifecycle_notification_url=request.lifecycle_notification_url,
+            expiration_date_time=request.expiration,
+            client_state=request.client_state,
+            include_resource_data=request.include_resource_data,
+            encryption_certificate=request.encryption_certificate,
+            encryption_certificate_id=request.encryption_certificate_id,
+        )
+        created = await _call(f"create {request.resource}", self._client.subscriptions.post(body))
+        if created is None:
+            raise GraphError(None, None, "Graph returned no subscription", "create")
+        return _from_sdk(created)
+
+    async def renew(self, subscription_id: str, expiration: dt.datetime) -> GraphSubscription:
+        """PATCH a new expirationDateTime; this also reauthorizes the subscription."""
+        return await self._patch(subscription_id, Subscription(expiration_date_time=expiration))
+
+    async def update_certificate(
+        self,
+        subscription_id: str,
+        *,
+        certificate: str,
+        certificate_id: str,
+        expiration: dt.datetime,
+    ) -> GraphSubscription:
+        """PATCH a new encryption certificate (with a renewal); the caller checks it took."""
+        body = Subscription(
+            expiration_date_time=expiration,
+            encryption_certificate=certificate,
+            encryption_certificate_id=certificate_id,
+        )
+        return await self._patch(subscription_id, body)
+
+    async def _patch(self, subscription_id: str, body: Subscription) -> GraphSubscription:
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        updated = await _call(f"renew {subscription_id}", builder.patch(body))
+        if updated is None:
+            raise GraphError(None, None, "Graph returned no subscription", "renew")
+        return _from_sdk(updated)
+
+    async def reauthorize(self, subscription_id: str) -> None:
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        await _call(f"reauthorize {subscription_id}", builder.reauthorize.post())
+
+    async def delete(self, subscription_id: str) -> None:
+        builder = self._client.subscriptions.by_subscription_id(subscription_id)
+        await _call(f"delete {subscription_id}", builder.delete())
+
+
+class GraphExports:
+    """Graph's export APIs, for reading the messages of a gap back."""
+
+    def __init__(self, client: GraphServiceClient) -> None:
+        self._client = client
+
+    async def user_ids(self) -> list[str]:
+        page = await _call("list users", self._client.users.get())
+        ids: list[str] = []
+        while page is not None:
+            ids.extend(u.id for u in page.value or [] if u.id)
+            if not page.odata_next_link:
+                break
+            page = await _call(
+                "list users", self._client.users.with_url(page.odata_next_link).get()
+            )
+        return ids
+
+    async def team_ids(self) -> list[str]:
+        page = await _call("list teams", self._client.teams.get())
+        ids: list[str] = []
+        while page is not None:
+            ids.extend(t.id for t in page.value or [] if t.id)
+            if not page.odata_next_link:
+                break
+            page = await _call(
+                "list teams", self._client.teams.with_url(page.odata_next_link).get()
+            )
+        return ids
+
+    async def chat_messages(
+        self, user_id: str, start: dt.datetime, end: dt.datetime
+    ) -> list[dict[str, Any]]:
+        """`GET /users/{id}/chats/getAllMessages` filtered to the window, as Graph JSON."""
+        builder = self._client.users.by_user_id(user_id).chats.get_all_messages
+        config = RequestConfiguration(
+            query_parameters=builder.GetAllMessagesRequestBuilderGetQueryParameters(
+                filter=_window(start, end)
+            )
+        )
+        return await self._pages(f"export chats of {user_id}", builder, config)
+
+    async def channel_messages(
+        self, team_id: str, start: dt.datetime, end: dt.datetime
+    ) -> list[dict[str, Any]]:
+        """`GET /teams/{id}/channels/getAllMessages` filtered to the window, as Graph JSON."""
+        builder = self._client.teams.by_team_id(team_id).channels.get_all_messages
+        config = RequestConfiguration(
+            query_parameters=builder.GetAllMessagesRequestBuilderGetQueryParameters(
+                filter=_window(start, end)
+            )
+        )
+        return await self._pages(f"export channels of {team_id}", builder, config)
+
+    async def _pages(self, operation: str, builder: Any, config: Any) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        page = await _call(operation, builder.get(config))
+        while page is not None:
+            messages.extend(_to_json(m) for m in page.value or [])
+            if not page.odata_next_link:
+                break
+            page = await _call(operation, builder.with_url(page.odata_next_link).get())
+        return messages
+
+
+def _window(start: dt.datetime, end: dt.datetime) -> str:
+    return f"lastModifiedDateTime gt {_iso(start)} and lastModifiedDateTime lt {_iso(end)}"
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _to_json(model: Any) -> dict[str, Any]:
+    writer = JsonSerializationWriter()
+    writer.write_object_value(None, model)
+    value = json.loads(writer.get_serialized_content())
+    return value if isinstance(value, dict) else {}
+
+
+async def _call(operation: str, awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except APIError as error:
+        status = error.response_status_code
+        code, message = _odata(error)
+        if status in RETRYABLE_STATUS:
+            raise RetryableError(
+                status or 0, _retry_after(error), f"{operation}: {status} {message}"
+            ) from None
+        raise GraphError(status, code, message, operation) from None
+    except httpx.TransportError as error:
+        raise RetryableError(503, None, f"{operation}: {type(error).__name__}: {error}") from None
+
+
+def _odata(error: APIError) -> tuple[str | None, str]:
+    if isinstance(error, ODataError) and error.error is not None:
+        return error.error.code, error.error.message or ""
+    return None, error.message or str(error)
+
+
+def _retry_after(error: APIError) -> float | None:
+    headers: Any = error.response_headers
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _from_sdk(subscription: Subscription) -> GraphSubscription:
+    if not subscription.id or not subscription.expiration_date_time:
+        raise GraphError(None, None, "Graph returned a subscription without id or expiry", "read")
+    expiration = subscription.expiration_date_time
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=dt.UTC)
+    return GraphSubscription(
+        id=subscription.id,
+        resource=subscription.resource or "",
+        change_type=subscription.change_type or "",
+        notification_url=subscription.notification_url or "",
+        expiration=expiration,
+        lifecycle_notification_url=subscription.lifecycle_notification_url,
+        include_resource_data=bool(subscription.include_resource_data),
+        encryption_certificate_id=subscription.encryption_certificate_id,
+        application_id=subscription.application_id,
+    )

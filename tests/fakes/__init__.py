@@ -1,0 +1,1 @@
+"""Fakes of Azure and Graph services, used through the real SDKs at their transport boundary."""

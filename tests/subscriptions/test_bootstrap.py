@@ -1,0 +1,145 @@
+"""`graphtap bootstrap` and `graphtap doctor`: preflight, secrets, reconcile, the table, exits."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from graphtap.hosts.cli import cli
+from graphtap.hosts.commands.bootstrap import report
+from graphtap.subscriptions.bootstrap import BootstrapResult, bootstrap
+from graphtap.subscriptions.preflight import check_deployment
+from tests.fakes.eventhub_mgmt import FakeEventHubManagement, FakeNamespace
+from tests.subscriptions.conftest import Bench, FakeCredential, deployment, desired_state
+
+NAMESPACE = ("sub", "rg", "graphtap-dev")
+
+
+def management(**namespace: object) -> FakeEventHubManagement:
+    fields: dict[str, object] = {"hubs": {"notifications": 4}, **namespace}
+    return FakeEventHubManagement({NAMESPACE: FakeNamespace(**fields)})  # type: ignore[arg-type]
+
+
+def run_bootstrap(bench: Bench, arm: FakeEventHubManagement) -> BootstrapResult:
+    return asyncio.run(
+        bootstrap(
+            deployment(),
+            FakeCredential(),
+            desired_state(),
+            clock=bench.clock,
+            graph_transport=bench.graph,
+            keyvault_options={"transport": bench.vault.transport()},
+            management_options={"transport": arm.transport()},
+        )
+    )
+
+
+def printed(result: BootstrapResult) -> tuple[int, str]:
+    console = Console(record=True, width=200)
+    status = report(result, console)
+    return status, console.export_text()
+
+
+def test_bootstrap_creates_the_secret_and_subscriptions_then_changes_nothing(
+    bench: Bench,
+) -> None:
+    first = run_bootstrap(bench, management())
+    status, text = printed(first)
+    assert status == 0
+    assert {o.action for o in first.outcomes} == {"created"}
+    secret = bench.vault.secrets["graph-client-state"][-1][1]
+    assert secret not in text  # never printed
+    for header in ("resource", "id", "expiry", "action"):
+        assert header in text
+    assert "/teams/getAllMessages" in text
+    assert first.certificate_id is not None
+    assert first.certificate_id in text
+
+    second = run_bootstrap(bench, management())
+    assert {o.action for o in second.outcomes} == {"unchanged"}
+    assert len(bench.vault.secrets["graph-client-state"]) == 1
+    assert [o.subscription_id for o in second.outcomes] == [
+        o.subscription_id for o in first.outcomes
+    ]
+
+
+def test_an_unsound_deployment_stops_before_graph(bench: Bench) -> None:
+    result = run_bootstrap(bench, management(disable_local_auth=False))
+    status, text = printed(result)
+    assert status == 2
+    assert bench.graph.requests == []
+    assert "disableLocalAuth" in text
+    assert "Graph was not called" in text
+
+
+def test_graph_refusals_exit_nonzero_with_what_to_do(bench: Bench) -> None:
+    bench.graph.publishing_ok = False
+    status, text = printed(run_bootstrap(bench, management()))
+    assert status == 1
+    assert "publishing validation failed" in text
+    assert "Microsoft Graph Change Tracking" in text
+    assert "Data Sender" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "check", "words"),
+    [
+        ({"tier": "Basic"}, "tier", "256 KB"),
+        ({"disable_local_auth": False}, "local auth off", "disableLocalAuth"),
+        ({"public_network_access": "Disabled"}, "public network access", "network rules"),
+        ({"hubs": {}}, "event hub", "hub notifications not found"),
+        ({"hubs": {"notifications": 2}}, "partitions", "2 partitions, the stack configures 4"),
+    ],
+)
+def test_doctor_names_what_is_missing(change: dict[str, object], check: str, words: str) -> None:
+    checks = asyncio.run(
+        check_deployment(deployment(), FakeCredential(), transport=management(**change).transport())
+    )
+    failed = [c for c in checks if not c.ok]
+    assert [c.name for c in failed] == [check]
+    assert words in failed[0].detail
+
+
+def test_doctor_reports_a_missing_namespace() -> None:
+    empty = FakeEventHubManagement()
+    checks = asyncio.run(
+        check_deployment(deployment(), FakeCredential(), transport=empty.transport())
+    )
+    assert [(c.name, c.ok) for c in checks] == [("namespace", False)]
+    assert "graphtap-dev not found" in checks[0].detail
+
+
+def test_doctor_needs_the_management_outputs() -> None:
+    partial = dataclasses.replace(deployment(), resource_group=None)
+    checks = asyncio.run(check_deployment(partial, FakeCredential()))
+    assert not checks[0].ok
+    assert "resource_group" in checks[0].detail
+    assert "make outputs" in checks[0].detail
+
+
+@pytest.mark.parametrize("command", [["bootstrap"], ["doctor"], ["keys", "rotate"]])
+def test_commands_without_stack_outputs_explain_how_to_get_them(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [*command, "--env", "staging"])
+    assert result.exit_code != 0
+    assert "make outputs ENV=staging" in result.output
+
+
+def test_bootstrap_refuses_an_invalid_declaration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    outputs = {k: v for k, v in dataclasses.asdict(deployment()).items() if v is not None}
+    (tmp_path / ".outputs").mkdir()
+    (tmp_path / ".outputs" / "nowhere.json").write_text(json.dumps(outputs))
+    result = CliRunner().invoke(cli, ["bootstrap", "--env", "nowhere"])
+    assert result.exit_code != 0
+    assert "declare the subscriptions here" in result.output

@@ -1,0 +1,264 @@
+"""The continuous control plane on a virtual clock: renewals, lifecycle events, gap resync."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from pathlib import Path
+
+from graphtap.subscriptions.clock import utcnow
+from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
+from graphtap.subscriptions.resync import PipelineSink
+from graphtap.subscriptions.rotation import KeyFolderPublisher
+from tests.subscriptions.conftest import (
+    Bench,
+    Processing,
+    client_state_of,
+    desired_state,
+    tenant_for,
+)
+
+WEEK = 7 * 24 * 3600.0
+#: The synthetic tenant's own clock ticks a few seconds per message; start it behind "now".
+TICK = dt.timedelta(seconds=10)
+FAST = ControlPlaneSettings(
+    renewal_check=600.0, reconcile_interval=3600.0, lifecycle_poll=60.0, rotation_check=3600.0
+)
+
+
+async def started(bench: Bench, tmp_path: Path) -> tuple[ControlPlane, Processing]:
+    """A control plane that has bootstrapped, and a processor reading the same hub."""
+    plane = bench.control_plane(settings=FAST)
+    plane.on_certificate = KeyFolderPublisher(plane.keyvault, tmp_path / "keys")
+    await plane.refresh_target()
+    processing = Processing.start(
+        bench.hub.directory,
+        tmp_path / "keys",
+        client_state_of(bench.vault),
+        tmp_path / "out.sqlite",
+    )
+    plane.lifecycle_queue = processing.queue
+    return plane, processing
+
+
+def with_resync(bench: Bench, plane: ControlPlane, processing: Processing) -> None:
+    """Gap resync into the processor's own pipeline and verdict store."""
+    wired = bench.control_plane(resync_sink=PipelineSink(processing.pipeline, processing.store))
+    plane.resync = wired.resync
+
+
+def test_a_simulated_week_under_20_percent_faults_never_lets_a_subscription_expire(
+    bench: Bench, tmp_path: Path
+) -> None:
+    bench.graph.fault_rate = 0.2
+    tenant = tenant_for(bench.graph)
+    rng = random.Random(11)
+    published: set[str] = set()
+    removals = 0
+
+    async def tenant_activity(stop: asyncio.Event, processing: Processing) -> None:
+        nonlocal removals
+        while not stop.is_set():
+            await bench.clock.sleep(1200)
+            tenant.clock = utcnow(bench.clock) - TICK
+            message = tenant.post(sensitive=rng.random() < 0.3)
+            published.add(message.id)
+            bench.graph.publish(message)
+            live = bench.graph.active()
+            roll = rng.random()
+            if roll < 0.04 and live:
+                removals += 1
+                bench.graph.remove(rng.choice(live).id)
+                # Messages sent while the subscription is gone are only recoverable by resync.
+                tenant.clock = utcnow(bench.clock) - TICK
+                gap_message = tenant.post(sensitive=True)
+                published.add(gap_message.id)
+                bench.graph.publish(gap_message)
+            elif roll < 0.08 and live:
+                bench.graph.reauthorization_required(rng.choice(live).id)
+            processing.drain()
+
+    async def week() -> tuple[ControlPlane, Processing]:
+        plane, processing = await started(bench, tmp_path)
+        with_resync(bench, plane, processing)
+        stop = asyncio.Event()
+        start = bench.clock.time()
+
+        async def stopper() -> None:
+            await bench.clock.sleep(WEEK)
+            stop.set()
+
+        await asyncio.gather(plane.run(stop), stopper(), tenant_activity(stop, processing))
+        assert bench.clock.time() - start >= WEEK
+        processing.drain()
+        return plane, processing
+
+    plane, processing = asyncio.run(week())
+    graph = bench.graph
+    assert graph.faults_injected > 100
+    assert graph.expired == []
+    assert graph.reauth_patch_conflicts == []
+    assert not any(path.endswith("/reauthorize") for _, path, _ in graph.requests)
+    assert removals > 0
+    wanted = {s.resource for s in desired_state().subscriptions}
+    assert {s.resource for s in graph.active()} == wanted
+    status = plane.status()
+    assert {s.resource for s in status.subscriptions} == wanted
+    assert all(s.state == "active" for s in status.subscriptions)
+    # Every message of the week has exactly one verdict, the gaps' ones from resync.
+    assert processing.verdict_count() == len(published)
+    assert processing.summary.dead_letters == 0
+    assert processing.queue.counts().get("subscriptionRemoved/pending", 0) == 0
+
+
+def test_reauthorization_required_renews_with_a_patch_only(bench: Bench, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        plane, processing = await started(bench, tmp_path)
+        await plane.reconcile()
+        teams = next(s for s in bench.graph.active() if s.resource == "/teams/getAllMessages")
+        before = teams.expiration
+        bench.clock.advance(3600)
+        bench.graph.reauthorization_required(teams.id)
+        processing.drain()
+        await plane.drain_lifecycle()
+        assert bench.graph.subscriptions[teams.id].expiration > before
+        assert processing.queue.counts() == {"reauthorizationRequired/done": 1}
+
+    asyncio.run(scenario())
+    patches = [r for r in bench.graph.requests if r[0] == "PATCH"]
+    assert len(patches) == 1
+    assert not any(path.endswith("/reauthorize") for _, path, _ in bench.graph.requests)
+
+
+def test_subscription_removed_recreates_and_resyncs_the_gap_once(
+    bench: Bench, tmp_path: Path
+) -> None:
+    tenant = tenant_for(bench.graph)
+
+    async def scenario() -> Processing:
+        plane, processing = await started(bench, tmp_path)
+        with_resync(bench, plane, processing)
+        await plane.reconcile()
+        for _ in range(5):
+            bench.clock.advance(60)
+            tenant.clock = utcnow(bench.clock) - TICK
+            bench.graph.publish(tenant.post(sensitive=True))
+        processing.drain()
+        before = processing.verdict_count()
+        chats = next(s for s in bench.graph.active() if s.resource == "/chats/getAllMessages")
+        teams = next(s for s in bench.graph.active() if s.resource == "/teams/getAllMessages")
+        bench.graph.remove(chats.id)
+        bench.graph.remove(teams.id)
+        gap = []
+        for _ in range(4):  # the tenant goes on; Graph notifies nobody
+            bench.clock.advance(60)
+            tenant.clock = utcnow(bench.clock) - TICK
+            message = tenant.post(sensitive=True)
+            gap.append(message)
+            assert bench.graph.publish(message) == 0
+        processing.drain()
+        assert processing.verdict_count() == before
+        await plane.drain_lifecycle()
+        resources = {s.resource for s in bench.graph.active()}
+        assert {"/chats/getAllMessages", "/teams/getAllMessages"} <= resources
+        assert processing.verdict_count() == before + len(gap)
+        # Resyncing again (a duplicate lifecycle event) adds nothing.
+        await plane.handle(
+            processing.queue.pending(10)[0] if processing.queue.pending(10) else _missed(chats.id)
+        )
+        assert processing.verdict_count() == before + len(gap)
+        assert plane.status().resyncs >= 2
+        return processing
+
+    processing = asyncio.run(scenario())
+    assert processing.summary.dead_letters == 0
+
+
+def _missed(subscription_id: str):  # type: ignore[no-untyped-def]
+    from graphtap.subscriptions.lifecycle import LifecycleEvent
+
+    return LifecycleEvent("k", subscription_id, None, "missed", None, 0.0, {})
+
+
+def test_status_reports_each_subscription(bench: Bench) -> None:
+    async def scenario() -> None:
+        plane = bench.control_plane()
+        await plane.reconcile()
+        status = plane.status()
+        assert status.last_reconcile == utcnow(bench.clock)
+        assert status.errors == ()
+        assert status.certificate_id is not None
+        assert len(status.subscriptions) == 4
+        for subscription in status.subscriptions:
+            assert subscription.id
+            assert subscription.expiration is not None
+            assert subscription.expiration > utcnow(bench.clock) + dt.timedelta(hours=40)
+            assert subscription.last_action == "created"
+            assert subscription.state == "active"
+
+    asyncio.run(scenario())
+
+
+def test_failures_show_in_status_and_do_not_stop_the_loops(bench: Bench) -> None:
+    bench.graph.protected_api_approved = False
+
+    async def scenario() -> None:
+        plane = bench.control_plane(settings=FAST)
+        stop = asyncio.Event()
+
+        async def stopper() -> None:
+            await bench.clock.sleep(4000)
+            stop.set()
+
+        await asyncio.gather(plane.run(stop), stopper())
+        status = plane.status()
+        failing = {s.resource for s in status.subscriptions if s.state == "failing"}
+        assert failing == {"/teams/getAllMessages", "/chats/getAllMessages"}
+        assert any("requestaccess" in error for error in status.errors)
+        assert status.last_reconcile is not None
+        assert status.last_reconcile > utcnow(bench.clock) - dt.timedelta(seconds=3000)
+
+    asyncio.run(scenario())
+
+
+def test_downtime_past_expiry_is_resynced_on_restart(bench: Bench, tmp_path: Path) -> None:
+    tenant = tenant_for(bench.graph)
+    heartbeat = tmp_path / "control-plane.heartbeat"
+
+    async def run_for(plane: ControlPlane, seconds: float) -> None:
+        stop = asyncio.Event()
+
+        async def stopper() -> None:
+            await bench.clock.sleep(seconds)
+            stop.set()
+
+        await asyncio.gather(plane.run(stop), stopper())
+
+    async def scenario() -> tuple[int, int]:
+        plane, processing = await started(bench, tmp_path)
+        with_resync(bench, plane, processing)
+        plane.heartbeat = heartbeat
+        await run_for(plane, 1800)
+        assert heartbeat.exists()
+        bench.clock.advance(4 * 24 * 3600)  # the host is down; every subscription expires
+        lost = []
+        for _ in range(3):
+            tenant.clock = utcnow(bench.clock) - TICK
+            message = tenant.post(sensitive=True)
+            lost.append(message)
+            assert bench.graph.publish(message) == 0
+            bench.clock.advance(60)
+        assert len(bench.graph.expired) == 2  # the 72-hour Teams ones; mail lives 7 days
+        restarted, _ = await started(bench, tmp_path)
+        with_resync(bench, restarted, processing)
+        restarted.heartbeat = heartbeat
+        await run_for(restarted, 600)
+        processing.drain()
+        return processing.verdict_count(), len(lost)
+
+    verdicts, lost = asyncio.run(scenario())
+    assert verdicts == lost
+    assert {s.resource for s in bench.graph.active()} == {
+        s.resource for s in desired_state().subscriptions
+    }
