@@ -7,11 +7,13 @@ BIN     := $(VENV)/bin
 ENV     ?= dev
 RUNTIME := $(VENV)/.runtime-installed
 STACKS  := $(VENV)/.stacks-installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/.checkov-installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CHECKPOINT_DISABLE := 1
 export DISABLE_VERSION_CHECK := 1
 
-.PHONY: help demo test lint bench synth security snapshot outputs bootstrap doctor deploy-app clean
+.PHONY: help demo test lint bench synth security snapshot outputs bootstrap doctor deploy-app clean browser
 
 help:
 	@echo "make demo                 the whole local path: keys, simulated tenant, processor, summary"
@@ -41,7 +43,7 @@ $(STACKS): pyproject.toml | $(RUNTIME)
 demo: $(RUNTIME)
 	$(BIN)/graphtap demo
 
-test: $(RUNTIME) $(STACKS) lint
+test: $(RUNTIME) $(STACKS) $(CHECKOV) browser lint
 	$(BIN)/python -m pytest
 
 lint: $(RUNTIME)
@@ -52,5 +54,41 @@ lint: $(RUNTIME)
 bench: $(RUNTIME) $(STACKS)
 	$(BIN)/python scripts/bench.py
 
+# Stacks: checkov pins its own dependency tree, so it lives in its own virtualenv.
+$(CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov==3.3.30'
+	@touch $@
+
+synth: $(STACKS)
+	rm -rf cdktf.out
+	$(BIN)/python -m stacks
+
+security: synth $(CHECKOV)
+	$(CHECKOV_VENV)/bin/checkov -d cdktf.out --config-file .checkov.yaml
+
+snapshot: $(STACKS)
+	GRAPHTAP_UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/stacks/test_stacks_snapshots.py
+
+outputs: $(STACKS)
+	$(BIN)/python scripts/outputs.py $(ENV)
+
+# Graph subscriptions: preflight the deployment, then reconcile (uses your Azure login locally).
+bootstrap: $(RUNTIME)
+	$(BIN)/graphtap bootstrap --env $(ENV)
+
+doctor: $(RUNTIME)
+	$(BIN)/graphtap doctor --env $(ENV)
+
+# The status page's browser test renders in Debian's chromium: installed when apt can (CI runs
+# as root); without it that one test skips and says why.
+browser:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || \
+		apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium) || \
+		echo "chromium could not be installed: the status-page browser test will skip"
+
+deploy-app: $(RUNTIME)
+	$(BIN)/python scripts/deploy_app.py $(ENV)
+
 clean:
-	rm -rf $(VENV) cdktf.out .demo .bench .artifacts
+	rm -rf $(VENV) $(CHECKOV_VENV) cdktf.out .demo .bench .artifacts

@@ -1,0 +1,196 @@
+"""Every CDK import of the project, in one place.
+
+Moving to CDK Terrain (the maintained fork of CDKTF) is one edit here: `cdktf` becomes `cdktn`
+and `cdktf_cdktf_provider_*` becomes `cdktn_provider_*`; the rest of `stacks/` only imports
+names from this module.
+"""
+
+# ruff: noqa: E402  (the bindings are imported after their packages are registered)
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+
+def _skip_package_catalogue(package: str) -> None:
+    """Register `package` without running its `__init__`, which imports all of its ~1,500
+    resource modules; the modules imported below load on their own (with the jsii assembly),
+    which cuts synth time by about four seconds and leaves the output unchanged."""
+    if package in sys.modules:
+        return
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.submodule_search_locations is None:
+        raise ModuleNotFoundError(f"the {package} bindings are not installed", name=package)
+    module = types.ModuleType(package)
+    module.__path__ = list(spec.submodule_search_locations)
+    module.__spec__ = spec
+    sys.modules[package] = module
+
+
+_skip_package_catalogue("cdktf_cdktf_provider_azurerm")
+_skip_package_catalogue("cdktf_cdktf_provider_azuread")
+
+from cdktf import (
+    App,
+    Aspects,
+    AzurermBackend,
+    DefaultTokenResolver,
+    Fn,
+    IAspect,
+    Postcondition,
+    StringConcat,
+    TerraformElement,
+    TerraformOutput,
+    TerraformResource,
+    TerraformResourceLifecycle,
+    TerraformStack,
+    Testing,
+    Token,
+    Tokenization,
+)
+from cdktf_cdktf_provider_azuread.app_role_assignment import AppRoleAssignment
+from cdktf_cdktf_provider_azuread.data_azuread_service_principal import (
+    DataAzureadServicePrincipal,
+)
+from cdktf_cdktf_provider_azuread.provider import AzureadProvider
+from cdktf_cdktf_provider_azuread.service_principal import ServicePrincipal
+from cdktf_cdktf_provider_azurerm.application_insights import ApplicationInsights
+from cdktf_cdktf_provider_azurerm.data_azurerm_client_config import DataAzurermClientConfig
+from cdktf_cdktf_provider_azurerm.eventhub import Eventhub
+from cdktf_cdktf_provider_azurerm.eventhub_consumer_group import EventhubConsumerGroup
+from cdktf_cdktf_provider_azurerm.eventhub_namespace import EventhubNamespace
+from cdktf_cdktf_provider_azurerm.eventhub_namespace_authorization_rule import (
+    EventhubNamespaceAuthorizationRule,
+)
+from cdktf_cdktf_provider_azurerm.function_app_flex_consumption import (
+    FunctionAppFlexConsumption,
+    FunctionAppFlexConsumptionIdentity,
+    FunctionAppFlexConsumptionSiteConfig,
+)
+from cdktf_cdktf_provider_azurerm.key_vault import KeyVault, KeyVaultNetworkAcls
+from cdktf_cdktf_provider_azurerm.key_vault_certificate import (
+    KeyVaultCertificate,
+    KeyVaultCertificateCertificatePolicy,
+    KeyVaultCertificateCertificatePolicyIssuerParameters,
+    KeyVaultCertificateCertificatePolicyKeyProperties,
+    KeyVaultCertificateCertificatePolicyLifetimeAction,
+    KeyVaultCertificateCertificatePolicyLifetimeActionAction,
+    KeyVaultCertificateCertificatePolicyLifetimeActionTrigger,
+    KeyVaultCertificateCertificatePolicySecretProperties,
+    KeyVaultCertificateCertificatePolicyX509CertificateProperties,
+)
+from cdktf_cdktf_provider_azurerm.linux_web_app import (
+    LinuxWebApp,
+    LinuxWebAppIdentity,
+    LinuxWebAppSiteConfig,
+    LinuxWebAppSiteConfigApplicationStack,
+)
+from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWorkspace
+from cdktf_cdktf_provider_azurerm.monitor_diagnostic_setting import (
+    MonitorDiagnosticSetting,
+    MonitorDiagnosticSettingEnabledLog,
+    MonitorDiagnosticSettingEnabledMetric,
+)
+from cdktf_cdktf_provider_azurerm.network_security_group import NetworkSecurityGroup
+from cdktf_cdktf_provider_azurerm.provider import (
+    AzurermProvider,
+    AzurermProviderFeatures,
+    AzurermProviderFeaturesKeyVault,
+)
+from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
+from cdktf_cdktf_provider_azurerm.role_assignment import RoleAssignment
+from cdktf_cdktf_provider_azurerm.service_plan import ServicePlan
+from cdktf_cdktf_provider_azurerm.storage_account import (
+    StorageAccount,
+    StorageAccountBlobProperties,
+    StorageAccountBlobPropertiesContainerDeleteRetentionPolicy,
+    StorageAccountBlobPropertiesDeleteRetentionPolicy,
+    StorageAccountNetworkRules,
+)
+from cdktf_cdktf_provider_azurerm.storage_container import StorageContainer
+from cdktf_cdktf_provider_azurerm.subnet import (
+    Subnet,
+    SubnetDelegation,
+    SubnetDelegationServiceDelegation,
+)
+from cdktf_cdktf_provider_azurerm.subnet_network_security_group_association import (
+    SubnetNetworkSecurityGroupAssociation,
+)
+from cdktf_cdktf_provider_azurerm.user_assigned_identity import UserAssignedIdentity
+from cdktf_cdktf_provider_azurerm.virtual_network import VirtualNetwork
+from constructs import Construct, IConstruct
+from jsii import implements
+
+__all__ = [
+    "App",
+    "AppRoleAssignment",
+    "ApplicationInsights",
+    "Aspects",
+    "AzureadProvider",
+    "AzurermBackend",
+    "AzurermProvider",
+    "AzurermProviderFeatures",
+    "AzurermProviderFeaturesKeyVault",
+    "Construct",
+    "DataAzureadServicePrincipal",
+    "DataAzurermClientConfig",
+    "DefaultTokenResolver",
+    "Eventhub",
+    "EventhubConsumerGroup",
+    "EventhubNamespace",
+    "EventhubNamespaceAuthorizationRule",
+    "Fn",
+    "FunctionAppFlexConsumption",
+    "FunctionAppFlexConsumptionIdentity",
+    "FunctionAppFlexConsumptionSiteConfig",
+    "IAspect",
+    "IConstruct",
+    "KeyVault",
+    "KeyVaultCertificate",
+    "KeyVaultCertificateCertificatePolicy",
+    "KeyVaultCertificateCertificatePolicyIssuerParameters",
+    "KeyVaultCertificateCertificatePolicyKeyProperties",
+    "KeyVaultCertificateCertificatePolicyLifetimeAction",
+    "KeyVaultCertificateCertificatePolicyLifetimeActionAction",
+    "KeyVaultCertificateCertificatePolicyLifetimeActionTrigger",
+    "KeyVaultCertificateCertificatePolicySecretProperties",
+    "KeyVaultCertificateCertificatePolicyX509CertificateProperties",
+    "KeyVaultNetworkAcls",
+    "LinuxWebApp",
+    "LinuxWebAppIdentity",
+    "LinuxWebAppSiteConfig",
+    "LinuxWebAppSiteConfigApplicationStack",
+    "LogAnalyticsWorkspace",
+    "MonitorDiagnosticSetting",
+    "MonitorDiagnosticSettingEnabledLog",
+    "MonitorDiagnosticSettingEnabledMetric",
+    "NetworkSecurityGroup",
+    "Postcondition",
+    "ResourceGroup",
+    "RoleAssignment",
+    "ServicePlan",
+    "ServicePrincipal",
+    "StorageAccount",
+    "StorageAccountBlobProperties",
+    "StorageAccountBlobPropertiesContainerDeleteRetentionPolicy",
+    "StorageAccountBlobPropertiesDeleteRetentionPolicy",
+    "StorageAccountNetworkRules",
+    "StorageContainer",
+    "StringConcat",
+    "Subnet",
+    "SubnetDelegation",
+    "SubnetDelegationServiceDelegation",
+    "SubnetNetworkSecurityGroupAssociation",
+    "TerraformElement",
+    "TerraformOutput",
+    "TerraformResource",
+    "TerraformResourceLifecycle",
+    "TerraformStack",
+    "Testing",
+    "Token",
+    "Tokenization",
+    "UserAssignedIdentity",
+    "VirtualNetwork",
+    "implements",
+]

@@ -1,0 +1,170 @@
+"""Where the runtime runs: a Linux web app (always on) and, when the environment asks for it, a
+Flex Consumption function app that scales out per Event Hubs partition."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stacks.cdk import (
+    Construct,
+    FunctionAppFlexConsumption,
+    FunctionAppFlexConsumptionIdentity,
+    FunctionAppFlexConsumptionSiteConfig,
+    LinuxWebApp,
+    LinuxWebAppIdentity,
+    LinuxWebAppSiteConfig,
+    LinuxWebAppSiteConfigApplicationStack,
+    ServicePlan,
+)
+from stacks.constructs import Placement
+
+STARTUP_COMMAND = "python -m graphtap serve"
+HEALTH_CHECK_PATH = "/healthz"
+# The Event Hubs trigger's connection name in runtime/function_app.py.
+TRIGGER_CONNECTION = "NotificationsHub"
+
+
+@dataclass(frozen=True)
+class FunctionAppProps:
+    plan_name: str
+    app_name: str
+    subnet_id: str
+    package_container_url: str
+    storage_account_name: str
+    consumer_group: str
+    max_instances: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class HostingProps:
+    placement: Placement
+    plan_name: str
+    plan_sku: str
+    web_app_name: str
+    python_version: str
+    subnet_id: str
+    identity_id: str
+    identity_client_id: str
+    eventhub_namespace_host: str
+    app_settings: Mapping[str, str]
+    web_app_processes: bool  # False when only the function app processes notifications
+    function: FunctionAppProps | None
+
+
+class Hosting(Construct):
+    def __init__(self, scope: Construct, id_: str, props: HostingProps) -> None:
+        super().__init__(scope, id_)
+        where = props.placement
+        self.plan = ServicePlan(
+            self,
+            "plan",
+            name=props.plan_name,
+            location=where.location,
+            resource_group_name=where.resource_group_name,
+            os_type="Linux",
+            sku_name=props.plan_sku,
+            tags=dict(where.tags),
+        )
+        self.web_app = LinuxWebApp(
+            self,
+            "web_app",
+            name=props.web_app_name,
+            location=where.location,
+            resource_group_name=where.resource_group_name,
+            service_plan_id=self.plan.id,
+            https_only=True,
+            client_affinity_enabled=False,
+            ftp_publish_basic_authentication_enabled=False,
+            webdeploy_publish_basic_authentication_enabled=False,
+            virtual_network_subnet_id=props.subnet_id,
+            identity=LinuxWebAppIdentity(type="UserAssigned", identity_ids=[props.identity_id]),
+            key_vault_reference_identity_id=props.identity_id,
+            app_settings={
+                **props.app_settings,
+                "GRAPHTAP_PROCESS_NOTIFICATIONS": str(props.web_app_processes).lower(),
+                "SCM_DO_BUILD_DURING_DEPLOYMENT": "true",
+            },
+            site_config=LinuxWebAppSiteConfig(
+                always_on=True,
+                app_command_line=STARTUP_COMMAND,
+                health_check_path=HEALTH_CHECK_PATH,
+                health_check_eviction_time_in_min=5,
+                ftps_state="Disabled",
+                http2_enabled=True,
+                minimum_tls_version="1.2",
+                scm_minimum_tls_version="1.2",
+                remote_debugging_enabled=False,
+                vnet_route_all_enabled=True,
+                application_stack=LinuxWebAppSiteConfigApplicationStack(
+                    python_version=props.python_version
+                ),
+            ),
+            logs={
+                "detailed_error_messages": True,
+                "failed_request_tracing": True,
+                "http_logs": {"file_system": {"retention_in_days": 7, "retention_in_mb": 35}},
+            },
+            tags=dict(where.tags),
+        )
+        self.function_plan: ServicePlan | None = None
+        self.function_app: FunctionAppFlexConsumption | None = None
+        if props.function is not None:
+            self._function_app(props, props.function)
+
+    def _function_app(self, props: HostingProps, function: FunctionAppProps) -> None:
+        where = props.placement
+        self.function_plan = ServicePlan(
+            self,
+            "function_plan",
+            name=function.plan_name,
+            location=where.location,
+            resource_group_name=where.resource_group_name,
+            os_type="Linux",
+            sku_name="FC1",
+            tags=dict(where.tags),
+        )
+        identity = {
+            "credential": "managedidentity",
+            "clientId": props.identity_client_id,
+        }
+        settings = {
+            **props.app_settings,
+            "GRAPHTAP_CONSUMER_GROUP": function.consumer_group,
+            f"{TRIGGER_CONNECTION}__fullyQualifiedNamespace": props.eventhub_namespace_host,
+            **{f"{TRIGGER_CONNECTION}__{key}": value for key, value in identity.items()},
+            "AzureWebJobsStorage__accountName": function.storage_account_name,
+            **{f"AzureWebJobsStorage__{key}": value for key, value in identity.items()},
+        }
+        self.function_app = FunctionAppFlexConsumption(
+            self,
+            "function_app",
+            name=function.app_name,
+            location=where.location,
+            resource_group_name=where.resource_group_name,
+            service_plan_id=self.function_plan.id,
+            runtime_name="python",
+            runtime_version=props.python_version,
+            storage_container_type="blobContainer",
+            storage_container_endpoint=function.package_container_url,
+            storage_authentication_type="UserAssignedIdentity",
+            storage_user_assigned_identity_id=props.identity_id,
+            maximum_instance_count=function.max_instances,
+            instance_memory_in_mb=function.memory_mb,
+            https_only=True,
+            webdeploy_publish_basic_authentication_enabled=False,
+            virtual_network_subnet_id=function.subnet_id,
+            identity=FunctionAppFlexConsumptionIdentity(
+                type="UserAssigned", identity_ids=[props.identity_id]
+            ),
+            app_settings=settings,
+            site_config=FunctionAppFlexConsumptionSiteConfig(
+                minimum_tls_version="1.2",
+                scm_minimum_tls_version="1.2",
+                http2_enabled=True,
+                remote_debugging_enabled=False,
+                vnet_route_all_enabled=True,
+            ),
+            tags=dict(where.tags),
+        )

@@ -1,0 +1,119 @@
+"""Key Vault and the notification encryption certificate, generated inside the vault.
+
+The key pair is created by Key Vault from a self-signed policy, so no private key ever exists in
+Terraform's configuration or state; Graph gets only the public certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stacks.cdk import (
+    Construct,
+    KeyVault,
+    KeyVaultCertificate,
+    KeyVaultCertificateCertificatePolicy,
+    KeyVaultCertificateCertificatePolicyIssuerParameters,
+    KeyVaultCertificateCertificatePolicyKeyProperties,
+    KeyVaultCertificateCertificatePolicyLifetimeAction,
+    KeyVaultCertificateCertificatePolicyLifetimeActionAction,
+    KeyVaultCertificateCertificatePolicyLifetimeActionTrigger,
+    KeyVaultCertificateCertificatePolicySecretProperties,
+    KeyVaultCertificateCertificatePolicyX509CertificateProperties,
+    KeyVaultNetworkAcls,
+    RoleAssignment,
+)
+from stacks.constructs import Placement
+
+CERTIFICATE_KEY_SIZE = 2048
+CERTIFICATE_VALIDITY_MONTHS = 12
+RENEW_DAYS_BEFORE_EXPIRY = 30
+
+
+@dataclass(frozen=True)
+class KeyVaultProps:
+    placement: Placement
+    vault_name: str
+    tenant_id: str
+    certificate_name: str
+    certificate_subject: str
+    subnet_ids: Sequence[str]
+    operator_ip_ranges: Sequence[str]
+    deployer_object_id: str  # creates the certificate: a data-plane call during deploy
+
+
+class NotificationKeyVault(Construct):
+    def __init__(self, scope: Construct, id_: str, props: KeyVaultProps) -> None:
+        super().__init__(scope, id_)
+        where = props.placement
+        self.vault = KeyVault(
+            self,
+            "vault",
+            name=props.vault_name,
+            location=where.location,
+            resource_group_name=where.resource_group_name,
+            tenant_id=props.tenant_id,
+            sku_name="standard",
+            rbac_authorization_enabled=True,
+            purge_protection_enabled=True,
+            soft_delete_retention_days=90,
+            public_network_access_enabled=True,
+            network_acls=KeyVaultNetworkAcls(
+                default_action="Deny",
+                bypass="AzureServices",
+                virtual_network_subnet_ids=list(props.subnet_ids),
+                ip_rules=list(props.operator_ip_ranges),
+            ),
+            tags=dict(where.tags),
+        )
+        self.deployer_access = RoleAssignment(
+            self,
+            "deployer_certificates_officer",
+            scope=self.vault.id,
+            role_definition_name="Key Vault Certificates Officer",
+            principal_id=props.deployer_object_id,
+        )
+        self.certificate = KeyVaultCertificate(
+            self,
+            "certificate",
+            name=props.certificate_name,
+            key_vault_id=self.vault.id,
+            certificate_policy=KeyVaultCertificateCertificatePolicy(
+                issuer_parameters=KeyVaultCertificateCertificatePolicyIssuerParameters(name="Self"),
+                key_properties=KeyVaultCertificateCertificatePolicyKeyProperties(
+                    key_type="RSA",
+                    key_size=CERTIFICATE_KEY_SIZE,
+                    exportable=True,  # the runtime decrypts locally with the private key
+                    reuse_key=False,
+                ),
+                secret_properties=KeyVaultCertificateCertificatePolicySecretProperties(
+                    content_type="application/x-pkcs12"
+                ),
+                lifetime_action=[
+                    KeyVaultCertificateCertificatePolicyLifetimeAction(
+                        action=KeyVaultCertificateCertificatePolicyLifetimeActionAction(
+                            action_type="AutoRenew"
+                        ),
+                        trigger=KeyVaultCertificateCertificatePolicyLifetimeActionTrigger(
+                            days_before_expiry=RENEW_DAYS_BEFORE_EXPIRY
+                        ),
+                    )
+                ],
+                x509_certificate_properties=(
+                    KeyVaultCertificateCertificatePolicyX509CertificateProperties(
+                        subject=props.certificate_subject,
+                        validity_in_months=CERTIFICATE_VALIDITY_MONTHS,
+                        key_usage=["digitalSignature", "keyEncipherment", "dataEncipherment"],
+                    )
+                ),
+            ),
+            depends_on=[self.deployer_access],
+        )
+        self.uri = f"https://{props.vault_name}.vault.azure.net/"
+        self.certificate_name = props.certificate_name
+
+    @property
+    def certificate_secret_scope(self) -> str:
+        """The certificate's backing secret (the PFX) as an Azure RBAC scope."""
+        return f"{self.vault.id}/secrets/{self.certificate_name}"

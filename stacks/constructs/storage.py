@@ -1,0 +1,90 @@
+"""The checkpoint store: blob only, Entra ID only (no shared keys, no local users)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stacks.cdk import (
+    Construct,
+    StorageAccount,
+    StorageAccountBlobProperties,
+    StorageAccountBlobPropertiesContainerDeleteRetentionPolicy,
+    StorageAccountBlobPropertiesDeleteRetentionPolicy,
+    StorageAccountNetworkRules,
+    StorageContainer,
+)
+from stacks.constructs import Placement
+
+# Containers the Functions host uses through identity-based AzureWebJobsStorage; created here so
+# the host never needs the right to create containers.
+FUNCTION_HOST_CONTAINERS = (
+    "azure-webjobs-hosts",
+    "azure-webjobs-secrets",
+    "azure-webjobs-eventhub",
+)
+
+
+@dataclass(frozen=True)
+class StorageProps:
+    placement: Placement
+    account_name: str
+    checkpoint_container: str
+    function_package_container: str
+    subnet_ids: Sequence[str]
+    operator_ip_ranges: Sequence[str]
+    function_containers: bool
+
+
+class CheckpointStorage(Construct):
+    def __init__(self, scope: Construct, id_: str, props: StorageProps) -> None:
+        super().__init__(scope, id_)
+        where = props.placement
+        self.account = StorageAccount(
+            self,
+            "account",
+            name=props.account_name,
+            location=where.location,
+            resource_group_name=where.resource_group_name,
+            account_kind="StorageV2",
+            account_tier="Standard",
+            account_replication_type="ZRS",
+            min_tls_version="TLS1_2",
+            https_traffic_only_enabled=True,
+            shared_access_key_enabled=False,
+            default_to_oauth_authentication=True,
+            local_user_enabled=False,
+            sftp_enabled=False,
+            allow_nested_items_to_be_public=False,
+            cross_tenant_replication_enabled=False,
+            infrastructure_encryption_enabled=True,
+            network_rules=StorageAccountNetworkRules(
+                default_action="Deny",
+                bypass=["AzureServices", "Logging", "Metrics"],
+                virtual_network_subnet_ids=list(props.subnet_ids),
+                ip_rules=[cidr.removesuffix("/32") for cidr in props.operator_ip_ranges],
+            ),
+            blob_properties=StorageAccountBlobProperties(
+                versioning_enabled=False,
+                delete_retention_policy=StorageAccountBlobPropertiesDeleteRetentionPolicy(days=7),
+                container_delete_retention_policy=(
+                    StorageAccountBlobPropertiesContainerDeleteRetentionPolicy(days=7)
+                ),
+            ),
+            tags=dict(where.tags),
+        )
+        self.checkpoints = self._container("checkpoints", props.checkpoint_container)
+        self.function_containers: dict[str, StorageContainer] = {}
+        if props.function_containers:
+            for name in (*FUNCTION_HOST_CONTAINERS, props.function_package_container):
+                self.function_containers[name] = self._container(name.replace("-", "_"), name)
+        self.blob_endpoint = f"https://{props.account_name}.blob.core.windows.net"
+
+    def _container(self, id_: str, name: str) -> StorageContainer:
+        return StorageContainer(
+            self,
+            id_,
+            name=name,
+            storage_account_id=self.account.id,
+            container_access_type="private",
+        )

@@ -1,0 +1,260 @@
+"""One environment's stack: the constructs composed, wired to each other, and the outputs
+operators and `make bootstrap` read."""
+
+from __future__ import annotations
+
+from stacks.aspects import SecurityInvariants
+from stacks.cdk import (
+    Aspects,
+    AzureadProvider,
+    AzurermBackend,
+    AzurermProvider,
+    AzurermProviderFeatures,
+    AzurermProviderFeaturesKeyVault,
+    Construct,
+    DataAzurermClientConfig,
+    ResourceGroup,
+    TerraformOutput,
+    TerraformStack,
+    Token,
+)
+from stacks.config import EnvironmentConfig
+from stacks.constructs import Placement
+from stacks.constructs.eventhubs import EventHubs, EventHubsProps
+from stacks.constructs.graph_permissions import GraphPermissions, GraphPermissionsProps
+from stacks.constructs.hosting import FunctionAppProps, Hosting, HostingProps
+from stacks.constructs.identity import (
+    ChangeTrackingProps,
+    ChangeTrackingSender,
+    RuntimeIdentity,
+    RuntimeIdentityProps,
+)
+from stacks.constructs.keyvault import KeyVaultProps, NotificationKeyVault
+from stacks.constructs.monitoring import Monitoring, MonitoringProps
+from stacks.constructs.network import Network, NetworkProps
+from stacks.constructs.storage import CheckpointStorage, StorageProps
+
+
+class GraphtapStack(TerraformStack):
+    """Everything one environment needs in Azure and Entra ID, named from its config."""
+
+    def __init__(self, scope: Construct, config: EnvironmentConfig) -> None:
+        super().__init__(scope, config.name)
+        names, function_app = config.names, config.hosting.function_app
+        AzurermBackend(
+            self,
+            resource_group_name=config.backend.resource_group,
+            storage_account_name=config.backend.storage_account,
+            container_name=config.backend.container,
+            key=config.backend.key,
+            use_azuread_auth=config.backend.use_azuread_auth,
+        )
+        AzurermProvider(
+            self,
+            "azurerm",
+            features=[
+                AzurermProviderFeatures(
+                    key_vault=[
+                        AzurermProviderFeaturesKeyVault(
+                            purge_soft_delete_on_destroy=False,
+                            purge_soft_deleted_certificates_on_destroy=False,
+                        )
+                    ]
+                )
+            ],
+            storage_use_azuread=True,
+            subscription_id=config.subscription_id,
+        )
+        AzureadProvider(self, "azuread")
+        client = DataAzurermClientConfig(self, "client")
+
+        tags = {"application": "graphtap", "environment": config.name, **config.tags}
+        self.resource_group = ResourceGroup(
+            self, "rg", name=names.resource_group, location=config.region, tags=tags
+        )
+        where = Placement(self.resource_group.name, config.region, tags)
+
+        self.monitoring = Monitoring(
+            self,
+            "monitoring",
+            MonitoringProps(
+                where, names.log_analytics, names.app_insights, config.log_retention_days
+            ),
+        )
+        self.network = Network(
+            self,
+            "network",
+            NetworkProps(
+                where,
+                names.virtual_network,
+                names.network_security_group,
+                config.network.address_space,
+                functions_subnet=function_app,
+            ),
+        )
+        self.eventhubs = EventHubs(
+            self,
+            "eventhubs",
+            EventHubsProps(
+                where,
+                names.eventhub_namespace,
+                names.notifications_hub,
+                names.findings_hub,
+                names.consumer_group,
+                config.eventhubs,
+                extra_consumer_groups=(names.function_consumer_group,)
+                if config.hosting.processor == "both"
+                else (),
+            ),
+        )
+        self.storage = CheckpointStorage(
+            self,
+            "storage",
+            StorageProps(
+                where,
+                names.storage_account,
+                names.checkpoint_container,
+                names.function_package_container,
+                self.network.subnet_ids,
+                config.network.operator_ip_ranges,
+                function_containers=function_app,
+            ),
+        )
+        self.keyvault = NotificationKeyVault(
+            self,
+            "keyvault",
+            KeyVaultProps(
+                where,
+                names.key_vault,
+                client.tenant_id,
+                names.certificate,
+                f"CN=graphtap-notifications-{config.name}",
+                self.network.subnet_ids,
+                config.network.operator_ip_ranges,
+                deployer_object_id=client.object_id,
+            ),
+        )
+        self.runtime = RuntimeIdentity(
+            self,
+            "runtime",
+            RuntimeIdentityProps(
+                where,
+                names.runtime_identity,
+                notifications_hub_id=self.eventhubs.notifications.id,
+                findings_hub_id=self.eventhubs.findings.id,
+                checkpoint_container_id=self.storage.checkpoints.id,
+                certificate_id=self.keyvault.certificate.resource_manager_versionless_id,
+                certificate_secret_id=self.keyvault.certificate_secret_scope,
+                function_container_ids={
+                    name: container.id
+                    for name, container in self.storage.function_containers.items()
+                },
+            ),
+        )
+        self.change_tracking = ChangeTrackingSender(
+            self,
+            "graph_change_tracking",
+            ChangeTrackingProps(notifications_hub_id=self.eventhubs.notifications.id),
+        )
+        self.graph_permissions = GraphPermissions(
+            self,
+            "graph_permissions",
+            GraphPermissionsProps(
+                principal_object_id=self.runtime.service_principal.object_id,
+                permissions=config.graph.permissions,
+            ),
+        )
+
+        identity = self.runtime.identity
+        settings = {
+            "GRAPHTAP_ENV": config.name,
+            "GRAPHTAP_EVENTHUB_NAMESPACE": self.eventhubs.host,
+            "GRAPHTAP_NOTIFICATIONS_HUB": names.notifications_hub,
+            "GRAPHTAP_FINDINGS_HUB": names.findings_hub,
+            "GRAPHTAP_CONSUMER_GROUP": names.consumer_group,
+            "GRAPHTAP_CHECKPOINT_ACCOUNT_URL": self.storage.blob_endpoint,
+            "GRAPHTAP_CHECKPOINT_CONTAINER": names.checkpoint_container,
+            "GRAPHTAP_KEY_VAULT_URI": self.keyvault.uri,
+            "GRAPHTAP_CERTIFICATE_NAME": names.certificate,
+            "GRAPHTAP_TENANT_DOMAIN": config.tenant_domain,
+            "GRAPHTAP_TENANT_ID": client.tenant_id,
+            "GRAPHTAP_NOTIFICATION_URL": self.eventhubs.notification_url(config.tenant_domain),
+            "GRAPHTAP_GRAPH_ENDPOINT": config.graph.endpoint,
+            "AZURE_CLIENT_ID": identity.client_id,
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+                self.monitoring.app_insights.connection_string
+            ),
+        }
+        function = None
+        if function_app:
+            assert self.network.functions_subnet is not None
+            function = FunctionAppProps(
+                plan_name=names.function_plan,
+                app_name=names.function_app,
+                subnet_id=self.network.functions_subnet.id,
+                package_container_url=(
+                    f"{self.storage.blob_endpoint}/{names.function_package_container}"
+                ),
+                storage_account_name=names.storage_account,
+                consumer_group=names.function_consumer_group
+                if config.hosting.processor == "both"
+                else names.consumer_group,
+                max_instances=config.hosting.function_max_instances,
+                memory_mb=config.hosting.function_memory_mb,
+            )
+        self.hosting = Hosting(
+            self,
+            "hosting",
+            HostingProps(
+                where,
+                plan_name=names.service_plan,
+                plan_sku=config.hosting.app_service_sku,
+                web_app_name=names.web_app,
+                python_version=config.hosting.python_version,
+                subnet_id=self.network.apps_subnet.id,
+                identity_id=identity.id,
+                identity_client_id=identity.client_id,
+                eventhub_namespace_host=self.eventhubs.host,
+                app_settings=settings,
+                web_app_processes=config.hosting.processor != "function",
+                function=function,
+            ),
+        )
+
+        monitor = self.monitoring.diagnose
+        monitor("eventhubs", self.eventhubs.namespace.id)
+        monitor("keyvault", self.keyvault.vault.id)
+        monitor("storage", self.storage.account.id, logs=False, metric="Transaction")
+        monitor(
+            "storage_blob", f"{self.storage.account.id}/blobServices/default", metric="Transaction"
+        )
+        monitor("web_app", self.hosting.web_app.id)
+        if self.hosting.function_app is not None:
+            monitor("function_app", self.hosting.function_app.id)
+
+        outputs = {
+            "environment": config.name,
+            "tenant_id": client.tenant_id,
+            "tenant_domain": config.tenant_domain,
+            "subscription_id": client.subscription_id,
+            "resource_group": names.resource_group,
+            "eventhub_namespace_name": names.eventhub_namespace,
+            "eventhub_namespace_host": self.eventhubs.host,
+            "notifications_hub": names.notifications_hub,
+            "findings_hub": names.findings_hub,
+            "consumer_group": names.consumer_group,
+            "notification_url": self.eventhubs.notification_url(config.tenant_domain),
+            "notification_partitions": config.eventhubs.partitions,
+            "checkpoint_account_url": self.storage.blob_endpoint,
+            "checkpoint_container": names.checkpoint_container,
+            "key_vault_uri": self.keyvault.uri,
+            "certificate_name": names.certificate,
+            "runtime_client_id": identity.client_id,
+            "web_app_name": names.web_app,
+            "function_app_name": names.function_app if function_app else Token.null_value(),
+            "graph_endpoint": config.graph.endpoint,
+        }
+        for name, value in outputs.items():
+            TerraformOutput(self, name, value=value)
+
+        Aspects.of(self).add(SecurityInvariants())

@@ -1,0 +1,27 @@
+"""The stacks and the runtime agree: what the apps are given is what the runtime reads."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from graphtap.deployment import Deployment
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_web_app_settings_describe_a_whole_deployment(synthesized: Any, environment: str) -> None:
+    stack = synthesized.stacks[environment]
+    [web_app] = stack.resources("azurerm_linux_web_app").values()
+    deployment = Deployment.from_app_settings(web_app["app_settings"])
+    assert deployment.environment == environment
+    assert deployment.notification_url.startswith("EventHub:https://")
+    assert "/eventhubname/" in deployment.notification_url
+    assert deployment.runtime_client_id  # the user-assigned identity DefaultAzureCredential uses
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_outputs_name_every_field_bootstrap_reads(synthesized: Any, environment: str) -> None:
+    outputs = set(synthesized.stacks[environment].document["output"])
+    assert {f.name for f in dataclasses.fields(Deployment)} <= outputs

@@ -1,0 +1,364 @@
+"""What each construct provisions in the shipped stacks, and the security properties the
+design promises (cdktf Testing matchers on the once-per-session synth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.cdk import Testing as CdkTesting
+from stacks.config import load_all
+from stacks.constructs.graph_permissions import MICROSOFT_GRAPH_APP_ID
+from stacks.constructs.identity import GRAPH_CHANGE_TRACKING_APP_ID
+
+# The session fixture's SynthesizedStack (tests/stacks/conftest.py).
+SynthesizedStack = Any
+
+OUTPUT_KEYS = {
+    "environment",
+    "tenant_id",
+    "tenant_domain",
+    "subscription_id",
+    "resource_group",
+    "eventhub_namespace_name",
+    "eventhub_namespace_host",
+    "notifications_hub",
+    "findings_hub",
+    "consumer_group",
+    "notification_url",
+    "notification_partitions",
+    "checkpoint_account_url",
+    "checkpoint_container",
+    "key_vault_uri",
+    "certificate_name",
+    "runtime_client_id",
+    "web_app_name",
+    "function_app_name",
+    "graph_endpoint",
+}
+RUNTIME_SETTINGS = {
+    "GRAPHTAP_ENV",
+    "GRAPHTAP_EVENTHUB_NAMESPACE",
+    "GRAPHTAP_NOTIFICATIONS_HUB",
+    "GRAPHTAP_FINDINGS_HUB",
+    "GRAPHTAP_CONSUMER_GROUP",
+    "GRAPHTAP_CHECKPOINT_ACCOUNT_URL",
+    "GRAPHTAP_CHECKPOINT_CONTAINER",
+    "GRAPHTAP_KEY_VAULT_URI",
+    "GRAPHTAP_CERTIFICATE_NAME",
+    "GRAPHTAP_TENANT_DOMAIN",
+    "AZURE_CLIENT_ID",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+}
+
+
+def has(stack: SynthesizedStack, kind: str, properties: dict[str, Any]) -> bool:
+    return bool(CdkTesting.to_have_resource_with_properties(stack.testing_synth, kind, properties))
+
+
+def only(stack: SynthesizedStack, kind: str) -> dict[str, Any]:
+    resources = list(stack.resources(kind).values())
+    assert len(resources) == 1, f"{kind}: {len(resources)}"
+    resource: dict[str, Any] = resources[0]
+    return resource
+
+
+def ref(stack: SynthesizedStack, kind: str, path_suffix: str, attribute: str = "id") -> str:
+    for name, config in stack.resources(kind).items():
+        if config["//"]["metadata"]["path"].endswith(path_suffix):
+            return f"${{{kind}.{name}.{attribute}}}"
+    raise AssertionError(f"no {kind} at */{path_suffix}")
+
+
+def grants(stack: SynthesizedStack, principal: str) -> set[tuple[str, str]]:
+    return {
+        (config["role_definition_name"], config["scope"])
+        for config in stack.resources("azurerm_role_assignment").values()
+        if config["principal_id"] == principal
+    }
+
+
+@pytest.fixture(params=[config.name for config in load_all()], scope="module")
+def stack(request: pytest.FixtureRequest, synthesized: Any) -> SynthesizedStack:
+    return synthesized.stacks[request.param]
+
+
+def test_monitoring(stack: SynthesizedStack) -> None:
+    names = stack.config.names
+    assert has(stack, "azurerm_log_analytics_workspace", {"name": names.log_analytics})
+    insights = only(stack, "azurerm_application_insights")
+    assert insights["workspace_id"] == ref(stack, "azurerm_log_analytics_workspace", "workspace")
+
+
+def test_eventhubs(stack: SynthesizedStack) -> None:
+    sizing = stack.config.eventhubs
+    assert has(
+        stack,
+        "azurerm_eventhub_namespace",
+        {
+            "name": stack.config.names.eventhub_namespace,
+            "sku": sizing.sku,
+            "capacity": sizing.capacity,
+            "local_authentication_enabled": False,
+            "minimum_tls_version": "1.2",
+            "public_network_access_enabled": True,
+            "auto_inflate_enabled": sizing.auto_inflate_max > 0,
+        },
+    )
+    for hub in ("notifications", "findings"):
+        assert has(
+            stack,
+            "azurerm_eventhub",
+            {
+                "name": hub,
+                "partition_count": sizing.partitions,
+                "retention_description": {"retention_time_in_hours": sizing.retention_hours},
+            },
+        )
+    groups = {g["name"]: g for g in stack.resources("azurerm_eventhub_consumer_group").values()}
+    expected = {"graphtap-processor"}
+    if stack.config.hosting.processor == "both":
+        expected.add("graphtap-processor-functions")
+    assert set(groups) == expected
+    notifications = ref(stack, "azurerm_eventhub", "notifications", "name")
+    assert all(group["eventhub_name"] == notifications for group in groups.values())
+
+
+def test_network_gives_the_apps_a_path_through_the_firewalls(stack: SynthesizedStack) -> None:
+    subnets = {s["name"]: s for s in stack.resources("azurerm_subnet").values()}
+    expected = {"apps": "Microsoft.Web/serverFarms"}
+    if stack.config.hosting.function_app:
+        expected["functions"] = "Microsoft.App/environments"
+    assert {
+        name: s["delegation"][0]["service_delegation"]["name"] for name, s in subnets.items()
+    } == (expected)
+    for subnet in subnets.values():
+        assert set(subnet["service_endpoints"]) == {"Microsoft.KeyVault", "Microsoft.Storage"}
+    subnet_ids = {ref(stack, "azurerm_subnet", f"{name}_subnet") for name in expected}
+    vault = only(stack, "azurerm_key_vault")
+    account = only(stack, "azurerm_storage_account")
+    assert set(vault["network_acls"]["virtual_network_subnet_ids"]) == subnet_ids
+    assert set(account["network_rules"]["virtual_network_subnet_ids"]) == subnet_ids
+    web_app = only(stack, "azurerm_linux_web_app")
+    assert web_app["virtual_network_subnet_id"] == ref(stack, "azurerm_subnet", "apps_subnet")
+    associations = stack.resources("azurerm_subnet_network_security_group_association").values()
+    assert {a["subnet_id"] for a in associations} == subnet_ids
+
+
+def test_storage(stack: SynthesizedStack) -> None:
+    assert has(
+        stack,
+        "azurerm_storage_account",
+        {
+            "name": stack.config.names.storage_account,
+            "shared_access_key_enabled": False,
+            "local_user_enabled": False,
+            "min_tls_version": "TLS1_2",
+            "allow_nested_items_to_be_public": False,
+            "network_rules": {"default_action": "Deny"},
+        },
+    )
+    assert has(
+        stack,
+        "azurerm_storage_container",
+        {"name": "checkpoints", "container_access_type": "private"},
+    )
+
+
+def test_keyvault_generates_the_certificate_inside_the_vault(stack: SynthesizedStack) -> None:
+    vault = only(stack, "azurerm_key_vault")
+    assert vault["rbac_authorization_enabled"] is True
+    assert vault["purge_protection_enabled"] is True
+    assert vault["network_acls"]["default_action"] == "Deny"
+    assert "enable_rbac_authorization" not in vault  # removed in azurerm 5
+    certificate = only(stack, "azurerm_key_vault_certificate")
+    policy = certificate["certificate_policy"]
+    assert policy["issuer_parameters"]["name"] == "Self"
+    assert policy["key_properties"]["key_type"] == "RSA"
+    assert policy["key_properties"]["key_size"] >= 2048
+    assert policy["key_properties"]["exportable"] is True
+    assert policy["lifetime_action"][0]["action"]["action_type"] == "AutoRenew"
+    assert "certificate" not in certificate  # nothing imported: no key material in config/state
+
+
+def test_web_app(stack: SynthesizedStack) -> None:
+    app = only(stack, "azurerm_linux_web_app")
+    site = app["site_config"]
+    assert app["https_only"] is True
+    assert app["ftp_publish_basic_authentication_enabled"] is False
+    assert app["webdeploy_publish_basic_authentication_enabled"] is False
+    assert site["always_on"] is True
+    assert site["health_check_path"] == "/healthz"
+    assert site["app_command_line"] == "python -m graphtap serve"
+    assert site["minimum_tls_version"] == "1.2"
+    assert site["ftps_state"] == "Disabled"
+    assert site["application_stack"]["python_version"] == stack.config.hosting.python_version
+    assert set(app["app_settings"]) >= RUNTIME_SETTINGS
+    assert app["app_settings"]["AZURE_CLIENT_ID"] == ref(
+        stack, "azurerm_user_assigned_identity", "identity", "client_id"
+    )
+    assert app["identity"]["type"] == "UserAssigned"
+    processes = stack.config.hosting.processor != "function"
+    assert app["app_settings"]["GRAPHTAP_PROCESS_NOTIFICATIONS"] == str(processes).lower()
+
+
+def test_function_app_only_where_configured(dev: SynthesizedStack, prod: SynthesizedStack) -> None:
+    assert dev.resources("azurerm_function_app_flex_consumption") == {}
+    function = only(prod, "azurerm_function_app_flex_consumption")
+    settings = function["app_settings"]
+    assert set(settings) >= RUNTIME_SETTINGS
+    assert settings["NotificationsHub__credential"] == "managedidentity"
+    # prod processes in both hosts: each reads in a consumer group of its own
+    assert settings["GRAPHTAP_CONSUMER_GROUP"] == "graphtap-processor-functions"
+    assert (
+        settings["NotificationsHub__fullyQualifiedNamespace"]
+        == "evhns-gtap-prod-weu.servicebus.windows.net"
+    )
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert function["storage_authentication_type"] == "UserAssignedIdentity"
+    assert function["https_only"] is True
+
+
+def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStack) -> None:
+    principal = ref(stack, "azurerm_user_assigned_identity", "identity", "principal_id")
+    expected = {
+        ("Azure Event Hubs Data Receiver", ref(stack, "azurerm_eventhub", "notifications")),
+        ("Azure Event Hubs Data Sender", ref(stack, "azurerm_eventhub", "findings")),
+        ("Storage Blob Data Contributor", ref(stack, "azurerm_storage_container", "checkpoints")),
+        (
+            "Key Vault Certificate User",
+            ref(
+                stack,
+                "azurerm_key_vault_certificate",
+                "certificate",
+                "resource_manager_versionless_id",
+            ),
+        ),
+        (
+            "Key Vault Secrets User",
+            ref(stack, "azurerm_key_vault", "vault") + "/secrets/graphtap-notifications",
+        ),
+    }
+    if stack.config.hosting.function_app:
+        for container in stack.resources("azurerm_storage_container").values():
+            if container["name"] != "checkpoints":
+                expected.add(
+                    (
+                        "Storage Blob Data Contributor",
+                        ref(
+                            stack, "azurerm_storage_container", container["name"].replace("-", "_")
+                        ),
+                    )
+                )
+    assert grants(stack, principal) == expected
+
+
+def test_change_tracking_principal_sends_to_the_notifications_hub_and_nothing_else(
+    stack: SynthesizedStack,
+) -> None:
+    sps = stack.resources("azuread_service_principal")
+    (name,) = [n for n, sp in sps.items() if sp["client_id"] == GRAPH_CHANGE_TRACKING_APP_ID]
+    assert sps[name]["use_existing"] is True
+    principal = f"${{azuread_service_principal.{name}.object_id}}"
+    assert grants(stack, principal) == {
+        ("Azure Event Hubs Data Sender", ref(stack, "azurerm_eventhub", "notifications"))
+    }
+    assigned = [
+        c
+        for c in stack.resources("azurerm_role_assignment").values()
+        if c["principal_id"] == principal
+    ]
+    assert all(c["principal_type"] == "ServicePrincipal" for c in assigned)
+
+
+def test_graph_permissions_are_app_role_assignments_for_the_runtime(
+    stack: SynthesizedStack,
+) -> None:
+    data = stack.document["data"]["azuread_service_principal"]
+    (graph_name,) = [n for n, sp in data.items() if sp.get("client_id") == MICROSOFT_GRAPH_APP_ID]
+    (runtime_name,) = [n for n in data if n != graph_name]
+    runtime_sp = data[runtime_name]
+    principal_id = ref(stack, "azurerm_user_assigned_identity", "identity", "principal_id")
+    assert runtime_sp["object_id"] == principal_id
+    # deploy fails unless the identity's SP accepts Graph without an app role assignment
+    (check,) = runtime_sp["lifecycle"]["postcondition"]
+    assert check["condition"] == "${self.app_role_assignment_required == false}"
+    # the only service principal the stack manages is Graph Change Tracking's
+    assert [sp["client_id"] for sp in stack.resources("azuread_service_principal").values()] == [
+        GRAPH_CHANGE_TRACKING_APP_ID
+    ]
+    assignments = stack.resources("azuread_app_role_assignment").values()
+    assert {a["app_role_id"] for a in assignments} == {
+        f'${{data.azuread_service_principal.{graph_name}.app_role_ids["{p}"]}}'
+        for p in stack.config.graph.permissions
+    }
+    # through the checked data source, so nothing is granted before the check passed
+    assert {a["principal_object_id"] for a in assignments} == {
+        f"${{data.azuread_service_principal.{runtime_name}.object_id}}"
+    }
+    assert {a["resource_object_id"] for a in assignments} == {
+        f"${{data.azuread_service_principal.{graph_name}.object_id}}"
+    }
+    assert not any(kind.endswith("_password") for kind in stack.document["resource"])
+
+
+def test_diagnostics_cover_namespace_vault_sites_and_storage(stack: SynthesizedStack) -> None:
+    targets = {
+        c["target_resource_id"]
+        for c in stack.resources("azurerm_monitor_diagnostic_setting").values()
+    }
+    expected = {
+        ref(stack, "azurerm_eventhub_namespace", "namespace"),
+        ref(stack, "azurerm_key_vault", "vault"),
+        ref(stack, "azurerm_storage_account", "account"),
+        ref(stack, "azurerm_storage_account", "account") + "/blobServices/default",
+        ref(stack, "azurerm_linux_web_app", "web_app"),
+    }
+    if stack.config.hosting.function_app:
+        expected.add(ref(stack, "azurerm_function_app_flex_consumption", "function_app"))
+    assert targets == expected
+
+
+def test_outputs_for_bootstrap(stack: SynthesizedStack) -> None:
+    outputs = {name: value["value"] for name, value in stack.document["output"].items()}
+    assert set(outputs) == OUTPUT_KEYS
+    config, names = stack.config, stack.config.names
+    assert outputs["notification_url"] == (
+        f"EventHub:https://{names.eventhub_namespace}.servicebus.windows.net/eventhubname/"
+        f"notifications?tenantId={config.tenant_domain}"
+    )
+    assert (
+        outputs["eventhub_namespace_host"] == f"{names.eventhub_namespace}.servicebus.windows.net"
+    )
+    assert outputs["notification_partitions"] == config.eventhubs.partitions
+    assert outputs["function_app_name"] == (
+        names.function_app if config.hosting.function_app else None
+    )
+    assert outputs["graph_endpoint"] == "https://graph.microsoft.com"
+    assert not any(value.get("sensitive") for value in stack.document["output"].values())
+
+
+def test_backend_is_per_environment_with_entra_auth(stack: SynthesizedStack) -> None:
+    backend = stack.document["terraform"]["backend"]["azurerm"]
+    assert backend["use_azuread_auth"] is True
+    assert backend["key"] == f"graphtap-{stack.config.name}.tfstate"
+    assert "access_key" not in backend
+    assert "sas_token" not in backend
+
+
+# Arguments azurerm 4 deprecates and azurerm 5 (CDK Terrain's provider) removes.
+REMOVED_IN_AZURERM_5 = {
+    "azurerm_key_vault": {"enable_rbac_authorization"},
+    "azurerm_eventhub": {"namespace_name", "resource_group_name"},
+    "azurerm_storage_container": {"storage_account_name"},
+    "azurerm_storage_account": {"enable_https_traffic_only"},
+    "azurerm_monitor_diagnostic_setting": {"metric", "log"},
+    "azurerm_linux_web_app": {"site_config.application_stack.docker_image"},
+}
+
+
+def test_only_arguments_azurerm_5_keeps(stack: SynthesizedStack) -> None:
+    for kind, removed in REMOVED_IN_AZURERM_5.items():
+        for name, config in stack.resources(kind).items():
+            assert not removed & set(config), f"{kind}.{name} uses {removed & set(config)}"
