@@ -8,7 +8,16 @@ import os
 import click
 
 from graphtap import __version__
-from graphtap.hosts.commands import demo, inspect, keys, process, serve, simulate
+from graphtap.hosts.commands import (
+    bootstrap,
+    demo,
+    doctor,
+    inspect,
+    keys,
+    process,
+    serve,
+    simulate,
+)
 
 COMMANDS: tuple[click.Command, ...] = (
     keys.keys,
@@ -17,6 +26,8 @@ COMMANDS: tuple[click.Command, ...] = (
     demo.demo,
     inspect.inspect,
     serve.serve,
+    bootstrap.bootstrap,
+    doctor.doctor,
 )
 
 

@@ -8,15 +8,18 @@ the keyed stores absorb what had already been written.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult
 from graphtap.processing.runner import Summary
-from graphtap.processing.sinks import DeadLetterStore, VerdictSink
+from graphtap.processing.sinks import DeadLetterStore
 from graphtap.processing.verdicts import Verdict
 from graphtap.subscriptions.lifecycle import LifecycleQueue
+
+log = logging.getLogger(__name__)
 
 
 class AsyncVerdictSink(Protocol):
@@ -25,23 +28,6 @@ class AsyncVerdictSink(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class BlockingSink:
-    """A local, synchronous sink (SQLite, JSONL) behind the async interface.
-
-    Local stores hold a connection bound to the loop's thread and commit in milliseconds,
-    so they are called in place rather than from a thread pool.
-    """
-
-    def __init__(self, sink: VerdictSink) -> None:
-        self._sink = sink
-
-    async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
-        return self._sink.write_verdicts(verdicts)
-
-    async def close(self) -> None:
-        self._sink.close()
 
 
 Checkpoint = Callable[[], Awaitable[None]]
@@ -70,3 +56,29 @@ class BatchCommitter:
         self._lifecycle.put(outputs.lifecycle)
         await checkpoint()
         self.summary.record(results, events=events, new_verdicts=new_verdicts)
+        _log_outcomes(outputs)
+
+
+def _log_outcomes(outputs: BatchOutputs) -> None:
+    """Where findings and dead letters came from, for operators: ids and positions only."""
+    for verdict in outputs.verdicts:
+        if verdict.findings:
+            log.info(
+                "verdict with findings",
+                extra={
+                    "subscription_id": verdict.subscription_id,
+                    "partition": verdict.partition,
+                    "sequence_number": verdict.offset,
+                    "severity": verdict.severity,
+                    "findings": len(verdict.findings),
+                },
+            )
+    for letter in outputs.dead_letters:
+        log.info(
+            "notification dead-lettered",
+            extra={
+                "partition": letter.partition,
+                "sequence_number": letter.offset,
+                "reason": str(letter.reason),
+            },
+        )

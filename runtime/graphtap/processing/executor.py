@@ -21,29 +21,42 @@ class PipelineExecutor:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
-        self._executor: Executor
-        if workers == 1:
-            self._pipeline: Pipeline | None = Pipeline.from_settings(settings)
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="graphtap-pipeline")
-        else:
-            self._pipeline = None
-            pool = ProcessPoolExecutor(workers, initializer=start_worker, initargs=(settings,))
-            list(pool.map(worker_ready, range(workers)))  # keys loaded before the first batch
-            self._executor = pool
+        self._settings = settings
+        self._pipeline, self._executor = self._start()
         self._in_flight = asyncio.Semaphore(2 * workers)
+
+    def _start(self) -> tuple[Pipeline | None, Executor]:
+        if self.workers == 1:
+            pipeline = Pipeline.from_settings(self._settings)
+            return pipeline, ThreadPoolExecutor(1, thread_name_prefix="graphtap-pipeline")
+        pool = ProcessPoolExecutor(
+            self.workers, initializer=start_worker, initargs=(self._settings,)
+        )
+        list(pool.map(worker_ready, range(self.workers)))  # keys loaded before the first batch
+        return None, pool
+
+    async def reload(self) -> None:
+        """Rebuild the pipeline, e.g. once a new key is in its key folder.
+
+        Batches already submitted finish on the old pipeline; new ones use the new one.
+        """
+        pipeline, executor = await asyncio.to_thread(self._start)
+        old = self._executor
+        self._pipeline, self._executor = pipeline, executor
+        await asyncio.to_thread(old.shutdown, True)
 
     async def process(self, events: Sequence[SourceEvent]) -> list[EventResult]:
         loop = asyncio.get_running_loop()
         async with self._in_flight:
-            if self._pipeline is not None:
-                pipeline = self._pipeline
+            pipeline, executor = self._pipeline, self._executor  # one generation per batch
+            if pipeline is not None:
                 return await loop.run_in_executor(
-                    self._executor, lambda: [pipeline.process(e) for e in events]
+                    executor, lambda: [pipeline.process(e) for e in events]
                 )
             size = -(-len(events) // self.workers)
             chunks = [list(events[i : i + size]) for i in range(0, len(events), size)]
             parts = await asyncio.gather(
-                *(loop.run_in_executor(self._executor, process_in_worker, c) for c in chunks)
+                *(loop.run_in_executor(executor, process_in_worker, c) for c in chunks)
             )
             return [result for part in parts for result in part]
 

@@ -86,10 +86,13 @@ class EventHubsVerdictSink:
         credential: AsyncTokenCredential,
         retry: RetryPolicy = RetryPolicy(),
         recent_keys: int = 100_000,
+        concurrent_sends: int = 32,
     ) -> None:
         self._producer = EventHubProducerClient(namespace, hub, credential)
         self._retry = retry
         self._recent = RecentKeys(recent_keys)
+        # One batch per partition key: many small sends at once, but not unboundedly many.
+        self._sending = asyncio.Semaphore(concurrent_sends)
         self.failed_attempts = 0
 
     async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
@@ -113,7 +116,8 @@ class EventHubsVerdictSink:
         """Send one partition key's verdicts; remember them once the hub accepted them all."""
         for attempt in range(1, self._retry.attempts + 1):
             try:
-                await self._send(key, verdicts)
+                async with self._sending:
+                    await self._send(key, verdicts)
             except EventHubError as error:
                 self.failed_attempts += 1
                 if attempt == self._retry.attempts:

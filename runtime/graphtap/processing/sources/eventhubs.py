@@ -29,6 +29,7 @@ from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.partitions import PartitionMeter
 from graphtap.processing.sources import SourceEvent
+from graphtap.telemetry import tracer
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,11 @@ class EventHubsSource:
             stopping.cancel()
             await client.close()  # stops the processor; ownership is released for the others
             await store.close()
-        await receiving  # re-raises if receiving itself failed
+            # The SDK's balancing loop may still sleep out its interval: end it now.
+            receiving.cancel()
+            [outcome] = await asyncio.gather(receiving, return_exceptions=True)
+        if isinstance(outcome, Exception):
+            raise outcome  # receiving itself failed, not just stopped
 
     async def _on_batch(self, context: PartitionContext, events: list[EventData]) -> None:
         partition = context.partition_id
@@ -150,13 +155,20 @@ class EventHubsSource:
             self._observe_head(context)
             return
         batch = [SourceEvent(partition, _sequence(e), _body(e)) for e in events]
-        results = await self._executor.process(batch)
         last = events[-1]
-        await self._committer.commit(
-            results,
-            events=len(events),
-            checkpoint=lambda: context.update_checkpoint(last),
-        )
+        with tracer.start_as_current_span(
+            "graphtap.batch",
+            attributes={
+                "messaging.destination.partition.id": partition,
+                "messaging.batch.message_count": len(events),
+            },
+        ):
+            results = await self._executor.process(batch)
+            await self._committer.commit(
+                results,
+                events=len(events),
+                checkpoint=lambda: context.update_checkpoint(last),
+            )
         self.meter.observe(partition, last_sequence=_sequence(last))
         self._observe_head(context)
         log.info(

@@ -1,0 +1,238 @@
+"""The processor on Azure: Event Hubs in, the findings hub out, keys from Key Vault.
+
+Everything comes from the deployment (the `GRAPHTAP_*` app settings) and the managed
+identity: the decryption key is the current version of the Key Vault certificate (and each
+version the control plane rotates to, through `add_certificate`), the clientState the Key
+Vault secret the control plane keeps. Private keys are written to a private, memory-backed
+folder so worker processes can load them; they never touch the app's persistent storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from azure.core.credentials_async import AsyncTokenCredential
+from cryptography.hazmat.primitives import serialization
+
+from graphtap.deployment import Deployment
+from graphtap.inspection import InspectionSettings, Policy, load_policy
+from graphtap.notifications.keyring import KEY_SUFFIX
+from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.partitions import PartitionStatus
+from graphtap.processing.pipeline import PipelineSettings
+from graphtap.processing.runner import Summary
+from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
+from graphtap.processing.sinks.jsonl import JsonlDeadLetters
+from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
+from graphtap.subscriptions.keyvault import (
+    DEFAULT_CLIENT_STATE_SECRET,
+    EncryptionCertificate,
+    KeyVault,
+)
+from graphtap.subscriptions.lifecycle import LifecycleQueue
+
+log = logging.getLogger(__name__)
+
+#: `runtime/environments/`, deployed with the package (runtime/ is the deployed folder).
+ENVIRONMENTS_DIR = Path(__file__).resolve().parents[2] / "environments"
+STATE_DIR_ENV = "GRAPHTAP_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """Where dead letters and the lifecycle queue live: $GRAPHTAP_STATE_DIR, else
+    $HOME/data/graphtap/<instance>. App Service keeps /home across restarts but shares it
+    between instances, so each instance writes its own files."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    instance = os.environ.get("WEBSITE_INSTANCE_ID") or socket.gethostname()
+    return Path(os.environ.get("HOME", ".")) / "data" / "graphtap" / instance[:64]
+
+
+@dataclass(frozen=True)
+class AzureServiceOptions:
+    inspection: InspectionSettings
+    state_dir: Path = field(default_factory=default_state_dir)
+    workers: int = 1
+    start: str = "earliest"
+    max_batch_size: int = 256
+    client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
+    extra_client_states: tuple[str, ...] = field(default=())
+    #: Passed to the Key Vault clients (e.g. a transport), as the control plane allows.
+    keyvault_options: dict[str, Any] = field(default_factory=dict)
+
+
+async def write_key(
+    keyvault: KeyVault, certificate: EncryptionCertificate, directory: Path
+) -> Path:
+    """Write a certificate version's private key as `ID.key.pem` (0600) for the key ring."""
+    key, _ = await keyvault.private_key(certificate.name, certificate.version)
+    path = directory / f"{certificate.certificate_id}{KEY_SUFFIX}"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return path
+
+
+def environment_policy(environment: str) -> Policy:
+    """`environments/<env>/policy.toml` deployed beside the package, else the built-in one."""
+    path = ENVIRONMENTS_DIR / environment / "policy.toml"
+    return (load_policy(path) if path.is_file() else None) or Policy.default()
+
+
+def private_directory() -> Path:
+    """A 0700 folder in memory when the host has one (/dev/shm), else in the temp dir."""
+    base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 (tmpfs on purpose)
+    return Path(tempfile.mkdtemp(prefix="graphtap-keys-", dir=base))
+
+
+@dataclass
+class AzureProcessing:
+    """What both Azure hosts share: the pipeline (key and clientState from Key Vault), the
+    findings-hub sink, the local dead-letter and lifecycle stores, and the committer."""
+
+    pipeline: PipelineSettings
+    keyvault: KeyVault
+    certificate_name: str
+    sink: EventHubsVerdictSink
+    dead_letters: JsonlDeadLetters
+    lifecycle: LifecycleQueue
+    executor: PipelineExecutor
+    committer: BatchCommitter
+    key_directory: Path
+
+    @property
+    def summary(self) -> Summary:
+        return self.committer.summary
+
+    @classmethod
+    async def open(
+        cls, deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+    ) -> AzureProcessing:
+        keyvault = KeyVault(deployment.key_vault_uri, credential, **options.keyvault_options)
+        directory = private_directory()
+        try:
+            certificate = await keyvault.certificate(deployment.certificate_name)
+            await write_key(keyvault, certificate, directory)
+            client_state, _ = await keyvault.ensure_client_state(options.client_state_secret)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            await keyvault.close()
+            raise
+        certificate_id = certificate.certificate_id
+        log.info("decryption key loaded", extra={"state": certificate_id})
+        pipeline = PipelineSettings(
+            key_paths=(directory,),
+            client_states=(client_state, *options.extra_client_states),
+            inspection=options.inspection,
+        )
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        sink = EventHubsVerdictSink(
+            deployment.eventhub_namespace_host, deployment.findings_hub, credential=credential
+        )
+        dead_letters = JsonlDeadLetters(options.state_dir / "dead-letters.jsonl")
+        lifecycle = LifecycleQueue(options.state_dir / "lifecycle.sqlite")
+        executor = PipelineExecutor(pipeline, workers=options.workers)
+        committer = BatchCommitter(
+            sink=sink, dead_letters=dead_letters, lifecycle=lifecycle, summary=Summary()
+        )
+        return cls(
+            pipeline,
+            keyvault,
+            deployment.certificate_name,
+            sink,
+            dead_letters,
+            lifecycle,
+            executor,
+            committer,
+            directory,
+        )
+
+    async def add_certificate(self, certificate: EncryptionCertificate) -> None:
+        """The control plane's hook: a new certificate version is about to be used by Graph.
+
+        Its key joins the key folder and the pipeline is rebuilt, so notifications encrypted
+        for it decrypt from the first one on, while the older keys stay for stragglers.
+        """
+        path = self.key_directory / f"{certificate.certificate_id}{KEY_SUFFIX}"
+        if path.exists():
+            return
+        await write_key(self.keyvault, certificate, self.key_directory)
+        await self.executor.reload()
+        log.info("decryption key added", extra={"state": certificate.certificate_id})
+
+    async def close(self) -> None:
+        try:
+            await self.sink.close()
+            await self.keyvault.close()
+        finally:
+            self.executor.close()
+            self.dead_letters.close()
+            self.lifecycle.close()
+            shutil.rmtree(self.key_directory, ignore_errors=True)
+
+
+class EventHubsService:
+    mode = "Azure Event Hubs"
+
+    def __init__(self, source: EventHubsSource, processing: AzureProcessing) -> None:
+        self.source = source
+        self.processing = processing
+
+    @property
+    def lifecycle(self) -> LifecycleQueue:
+        return self.processing.lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        deployment: Deployment,
+        credential: AsyncTokenCredential,
+        options: AzureServiceOptions,
+    ) -> EventHubsService:
+        processing = await AzureProcessing.open(deployment, credential, options)
+        source = EventHubsSource(
+            EventHubsSourceSettings.from_deployment(
+                deployment, start=options.start, max_batch_size=options.max_batch_size
+            ),
+            credential=credential,
+            executor=processing.executor,
+            committer=processing.committer,
+        )
+        return cls(source, processing)
+
+    def summary(self) -> Summary:
+        return self.processing.summary
+
+    def ready(self) -> bool:
+        return self.source.receiving
+
+    def failed_batches(self) -> int:
+        return self.source.errors
+
+    def partitions(self) -> list[PartitionStatus]:
+        return self.source.meter.snapshot()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.source.run(stop)
+        finally:
+            await self.processing.close()
+            log.info(
+                "processor stopped", extra={"state": "stopped", "events": self.summary().events}
+            )

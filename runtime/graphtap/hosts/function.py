@@ -1,0 +1,129 @@
+"""The Azure Functions host's handler: a batch of Event Hubs events through the same pipeline.
+
+The Functions host owns the Event Hubs client, the partition leases and the checkpoints; it
+checkpoints a batch when the invocation returns. So the handler raises when the findings
+hub (or a local store) refuses the batch, and `function_app.py` declares an unlimited retry
+policy: the invocation is retried with backoff and the checkpoint does not move until the
+batch is durable. The handler is built once per worker process and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.sources import SourceEvent
+from graphtap.telemetry import tracer
+
+log = logging.getLogger(__name__)
+
+
+class TriggerEvent(Protocol):
+    """What the handler needs of `azure.functions.EventHubEvent`."""
+
+    @property
+    def sequence_number(self) -> int | None: ...
+    @property
+    def metadata(self) -> Mapping[str, Any] | None: ...
+    def get_body(self) -> bytes: ...
+
+
+class FunctionHandler:
+    def __init__(self, executor: PipelineExecutor, committer: BatchCommitter) -> None:
+        self._executor = executor
+        self._committer = committer
+
+    async def handle(self, events: Sequence[TriggerEvent]) -> None:
+        if not events:
+            return
+        batch = [
+            SourceEvent(partition_of(event), _sequence(event), event.get_body()) for event in events
+        ]
+        partition = batch[0].partition
+        with tracer.start_as_current_span(
+            "graphtap.function.batch",
+            attributes={"messaging.destination.partition.id": partition, "events": len(batch)},
+        ):
+            results = await self._executor.process(batch)
+            await self._committer.commit(results, events=len(batch), checkpoint=_host_checkpoints)
+        log.info(
+            "batch committed",
+            extra={
+                "partition": partition,
+                "sequence_number": batch[-1].offset,
+                "events": len(batch),
+                "dead_letters": sum(len(r.dead_letters) for r in results),
+            },
+        )
+
+
+async def _host_checkpoints() -> None:
+    """Nothing to do here: the Functions host checkpoints once the invocation returns."""
+
+
+def partition_of(event: TriggerEvent) -> str:
+    """The partition id from the trigger's metadata (`PartitionContext.PartitionId`)."""
+    metadata = event.metadata or {}
+    context = metadata.get("PartitionContext")
+    if isinstance(context, Mapping) and context.get("PartitionId") is not None:
+        return str(context["PartitionId"])
+    return "unknown"
+
+
+def _sequence(event: TriggerEvent) -> int:
+    if event.sequence_number is None:
+        raise ValueError("the trigger delivered an event without a sequence number")
+    return int(event.sequence_number)
+
+
+_handler: FunctionHandler | None = None
+_lock = asyncio.Lock()
+
+
+async def shared_handler(settings: Mapping[str, str] = os.environ) -> FunctionHandler:
+    """The worker's handler, opened on first use from the app settings."""
+    global _handler
+    async with _lock:
+        if _handler is None:
+            _handler = await open_handler(settings)
+        return _handler
+
+
+async def open_handler(settings: Mapping[str, str]) -> FunctionHandler:
+    from azure.identity.aio import DefaultAzureCredential
+
+    from graphtap.deployment import Deployment
+    from graphtap.hosts.azure import AzureProcessing, AzureServiceOptions, environment_policy
+    from graphtap.hosts.commands.options import HASH_KEY_ENV
+    from graphtap.inspection import InspectionSettings
+    from graphtap.telemetry import (
+        configure_azure_monitor,
+        observe_counters,
+        summary_observations,
+    )
+
+    configure_azure_monitor(settings)
+    deployment = Deployment.from_app_settings(settings)
+    if HASH_KEY_ENV not in settings:
+        raise RuntimeError(
+            f"app setting {HASH_KEY_ENV} is missing: finding hashes must use the "
+            "environment's key so instances agree"
+        )
+    credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
+    processing = await AzureProcessing.open(
+        deployment,
+        credential,
+        AzureServiceOptions(
+            inspection=InspectionSettings(
+                hash_key=bytes.fromhex(settings[HASH_KEY_ENV]),
+                policy=environment_policy(deployment.environment),
+            )
+        ),
+    )
+    observe_counters(summary_observations(lambda: processing.summary))
+    return FunctionHandler(processing.executor, processing.committer)

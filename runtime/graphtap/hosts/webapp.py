@@ -1,0 +1,361 @@
+"""The web app App Service runs: probes, Prometheus metrics and a read-only status page.
+
+Everything here reads; nothing changes state. The page is rendered on the server with no
+external assets (the app may run in a network without internet egress), and it shows only
+counts, positions and subscription metadata: never message content, clientState or keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import uvicorn
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from graphtap.processing.partitions import PartitionStatus
+from graphtap.processing.runner import Summary
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REFRESH_SECONDS = 10
+
+
+class SubscriptionView(Protocol):
+    @property
+    def resource(self) -> str: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def expiration(self) -> dt.datetime | None: ...
+    @property
+    def last_action(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+
+
+class ControlPlaneView(Protocol):
+    @property
+    def subscriptions(self) -> Sequence[SubscriptionView]: ...
+    @property
+    def errors(self) -> Sequence[str]: ...
+
+
+@dataclass
+class StatusSources:
+    """Where the app reads what it shows; the serve command wires these to the processor."""
+
+    mode: str
+    summary: Callable[[], Summary]
+    partitions: Callable[[], Sequence[PartitionStatus]]
+    ready: Callable[[], bool]
+    control_plane: Callable[[], ControlPlaneView] | None = None
+    #: Batches that failed and will be delivered again (a sink outage, a lost checkpoint).
+    failed_batches: Callable[[], int] = lambda: 0
+    #: Background work that stopped for good; /healthz then fails so the host replaces us.
+    failed_tasks: Callable[[], Sequence[str]] = lambda: ()
+
+
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+
+def create_app(sources: StatusSources, *, lifespan: Lifespan | None = None) -> Starlette:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_Metrics(sources))
+
+    async def healthz(request: Request) -> Response:
+        failed = sources.failed_tasks()
+        if failed:
+            return PlainTextResponse(f"failed: {', '.join(failed)}", 503)
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        ready = sources.ready()
+        return PlainTextResponse("ready" if ready else "not ready", 200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    async def status_json(request: Request) -> Response:
+        return JSONResponse(_status(sources))
+
+    async def status_page(request: Request) -> Response:
+        return HTMLResponse(render_status_page(sources))
+
+    return Starlette(
+        routes=[
+            Route("/", status_page),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Route("/status.json", status_json),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def serve(app: Starlette, *, host: str, port: int) -> None:
+    """Run uvicorn in the current event loop until it receives SIGTERM or SIGINT."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+    await uvicorn.Server(config).serve()
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+class _Metrics(Collector):
+    """Read at scrape time from the processor's own bookkeeping: nothing is counted twice."""
+
+    def __init__(self, sources: StatusSources) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        summary = self._sources.summary()
+        for name, value, help_text in (
+            ("events", summary.events, "Event Hubs events committed"),
+            ("notifications", summary.notifications, "Change notifications processed"),
+            ("verdicts", summary.verdicts, "New verdicts written to the sink"),
+            ("duplicate_verdicts", summary.duplicate_verdicts, "Verdicts the sink had already"),
+            ("lifecycle_events", summary.lifecycle_queued, "Lifecycle events queued"),
+            ("validation_skipped", summary.validation_skipped, "Graph validation events"),
+        ):
+            yield CounterMetricFamily(f"graphtap_{name}", help_text, value=value)
+        yield CounterMetricFamily(
+            "graphtap_failed_batches",
+            "Batches that failed before their checkpoint and are delivered again",
+            value=self._sources.failed_batches(),
+        )
+        findings = CounterMetricFamily(
+            "graphtap_findings", "Findings by detector type", labels=["type"]
+        )
+        for kind, count in sorted(summary.findings_by_type.items()):
+            findings.add_metric([kind], count)
+        yield findings
+        dead = CounterMetricFamily(
+            "graphtap_dead_letters", "Dead letters by reason code", labels=["reason"]
+        )
+        for reason, count in sorted(summary.dead_letters_by_reason.items()):
+            dead.add_metric([reason], count)
+        yield dead
+        lag = GaugeMetricFamily(
+            "graphtap_partition_lag", "Events after the checkpoint", labels=["partition"]
+        )
+        rate = GaugeMetricFamily(
+            "graphtap_partition_events_per_second",
+            "Checkpoint movement over the last minute",
+            labels=["partition"],
+        )
+        owned = GaugeMetricFamily(
+            "graphtap_partition_owned", "1 when this instance reads it", labels=["partition"]
+        )
+        for partition in self._sources.partitions():
+            if partition.lag is not None:
+                lag.add_metric([partition.partition], partition.lag)
+            rate.add_metric([partition.partition], partition.events_per_second)
+            owned.add_metric([partition.partition], 1 if partition.owned else 0)
+        yield from (lag, rate, owned)
+        yield GaugeMetricFamily(
+            "graphtap_ready", "1 when the processor is running", value=int(self._sources.ready())
+        )
+        if self._sources.control_plane is not None:
+            expiry = GaugeMetricFamily(
+                "graphtap_subscription_expiry_seconds",
+                "Seconds until the subscription expires",
+                labels=["resource", "state"],
+            )
+            now = dt.datetime.now(dt.UTC)
+            for sub in self._sources.control_plane().subscriptions:
+                if sub.expiration is not None:
+                    seconds = (sub.expiration - now).total_seconds()
+                    expiry.add_metric([sub.resource, sub.state], seconds)
+            yield expiry
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+def _status(sources: StatusSources) -> dict[str, Any]:
+    subscriptions: list[dict[str, Any]] | None = None
+    if sources.control_plane is not None:
+        subscriptions = [
+            {
+                "resource": s.resource,
+                "id": s.id,
+                "expiration": s.expiration.isoformat() if s.expiration else None,
+                "last_action": s.last_action,
+                "state": s.state,
+            }
+            for s in sources.control_plane().subscriptions
+        ]
+    return {
+        "mode": sources.mode,
+        "ready": sources.ready(),
+        "summary": sources.summary().to_dict(),
+        "failed_batches": sources.failed_batches(),
+        "partitions": [
+            {
+                "partition": p.partition,
+                "owned": p.owned,
+                "last_sequence": p.last_sequence,
+                "last_enqueued": p.last_enqueued,
+                "lag": p.lag,
+                "events_per_second": round(p.events_per_second, 1),
+            }
+            for p in sources.partitions()
+        ],
+        "subscriptions": subscriptions,
+    }
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1f23;background:#fafbfc}
+h1{font-size:1.4rem;margin:0 0 .25rem}h2{font-size:1.1rem;margin:1.8rem 0 .5rem}
+table{border-collapse:collapse;min-width:28rem;background:#fff}
+th,td{border:1px solid #d1d5da;padding:.3rem .6rem;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f3f6}
+.muted{color:#586069}.bad{color:#b31d28;font-weight:600}.ok{color:#22863a;font-weight:600}
+"""
+
+
+def render_status_page(sources: StatusSources, *, now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    summary = sources.summary()
+    ready = sources.ready()
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta http-equiv='refresh' content='{REFRESH_SECONDS}'>",
+        f"<title>graphtap status</title><style>{_STYLE}</style></head><body>",
+        "<h1>graphtap status</h1>",
+        f"<p class='muted'>{_e(sources.mode)} &middot; "
+        f"<span class='{'ok' if ready else 'bad'}'>{'ready' if ready else 'not ready'}</span>"
+        f" &middot; {now:%Y-%m-%d %H:%M:%S} UTC</p>",
+        _totals(summary, sources.failed_batches()),
+        _subscriptions(sources, now),
+        _partitions(sources.partitions()),
+        _counts(
+            "findings", "Findings by type", "type", summary.findings_by_type, "No findings yet."
+        ),
+        _counts(
+            "dead-letters",
+            "Dead letters by reason",
+            "reason",
+            summary.dead_letters_by_reason,
+            "No dead letters.",
+        ),
+        "</body></html>",
+    ]
+    return "".join(parts)
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='n'>{_e(cell)}</td>" if i in numeric else f"<td>{_e(cell)}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _totals(summary: Summary, failed_batches: int) -> str:
+    rows = [
+        ("events", summary.events),
+        ("notifications", summary.notifications),
+        ("verdicts", summary.verdicts),
+        ("duplicate verdicts", summary.duplicate_verdicts),
+        ("lifecycle events queued", summary.lifecycle_queued),
+        ("dead letters", summary.dead_letters),
+        ("failed batches (delivered again)", failed_batches),
+    ]
+    return (
+        "<section id='totals'><h2>Totals since this process started</h2>"
+        + _table(("what", "count"), rows, {1})
+        + ("</section>")
+    )
+
+
+def _subscriptions(sources: StatusSources, now: dt.datetime) -> str:
+    head = "<section id='subscriptions'><h2>Subscriptions</h2>"
+    if sources.control_plane is None:
+        return (
+            head + "<p>No control plane is configured in this process, so no subscriptions "
+            "are managed here (the local hub has none).</p></section>"
+        )
+    status = sources.control_plane()
+    if not status.subscriptions:
+        table = "<p>The control plane tracks no subscriptions yet.</p>"
+    else:
+        table = _table(
+            ("resource", "subscription id", "expires", "expires in", "last action", "state"),
+            (
+                (
+                    s.resource,
+                    s.id or "-",
+                    f"{s.expiration:%Y-%m-%d %H:%M} UTC" if s.expiration else "-",
+                    _until(s.expiration, now),
+                    s.last_action,
+                    s.state,
+                )
+                for s in status.subscriptions
+            ),
+            set(),
+        )
+    errors = ""
+    if status.errors:
+        items = "".join(f"<li>{_e(e)}</li>" for e in list(status.errors)[-5:])
+        errors = f"<p class='bad'>Recent control-plane errors:</p><ul>{items}</ul>"
+    return head + table + errors + "</section>"
+
+
+def _until(moment: dt.datetime | None, now: dt.datetime) -> str:
+    if moment is None:
+        return "-"
+    seconds = (moment - now).total_seconds()
+    if seconds <= 0:
+        return "expired"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60} min"
+
+
+def _partitions(partitions: Sequence[PartitionStatus]) -> str:
+    head = "<section id='partitions'><h2>Partitions</h2>"
+    if not partitions:
+        return head + "<p>No partitions are assigned to this instance yet.</p></section>"
+    rows = (
+        (
+            p.partition,
+            "yes" if p.owned else "no",
+            "-" if p.last_sequence is None else p.last_sequence,
+            "-" if p.last_enqueued is None else p.last_enqueued,
+            "-" if p.lag is None else p.lag,
+            f"{p.events_per_second:,.1f}",
+        )
+        for p in partitions
+    )
+    headers = ("partition", "owned", "checkpoint", "last enqueued", "lag", "events/s")
+    return head + _table(headers, rows, {2, 3, 4, 5}) + "</section>"
+
+
+def _counts(anchor: str, title: str, label: str, counts: dict[str, int], empty: str) -> str:
+    head = f"<section id='{anchor}'><h2>{_e(title)}</h2>"
+    if not counts:
+        return head + f"<p>{_e(empty)}</p></section>"
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return head + _table((label, "count"), rows, {1}) + "</section>"

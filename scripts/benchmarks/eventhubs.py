@@ -1,0 +1,327 @@
+"""End-to-end rate through the Event Hubs adapters next to the local-hub rate, and sizing.
+
+The same simulated rich notifications (RSA-2048) go through both paths in one run, in
+three interleaved rounds (the median of each path is reported):
+
+- local hub: `LocalHubSource` -> pipeline -> SQLite, the synchronous runner;
+- Event Hubs: the SDK's `EventHubConsumerClient` (load balancer, partition contexts, blob
+  checkpoints) -> pipeline -> the findings hub through `EventHubProducerClient`, with the
+  in-memory namespace of `tests/fakes/eventhubs.py` standing in for the network.
+
+With one worker and with one worker per core. The measured per-instance rate and the
+measured bytes per notification and per verdict give the sizing table (throughput units,
+partitions, instances) for a few target notification rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from rich.console import Console
+from rich.table import Table
+
+from graphtap.inspection import InspectionSettings, Policy
+from graphtap.localhub import LocalHub
+from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.pipeline import PipelineSettings
+from graphtap.processing.runner import Processor, ProcessorOptions, Summary
+from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
+from graphtap.processing.sinks.sqlite import SqliteStore
+from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
+from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.simulation.emitter import SimulationSettings, simulate
+from graphtap.subscriptions.certificates import create_certificate, load_certificate
+from graphtap.subscriptions.lifecycle import LifecycleQueue
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.eventhubs import FakeNamespace, install  # noqa: E402
+
+NOTIFICATIONS = 4_000
+ROUNDS = 3
+PARTITIONS = 4
+CLIENT_STATE = "bench-client-state"
+NAMESPACE = "bench.servicebus.windows.net"
+
+#: Event Hubs Standard, per throughput unit (namespace-wide).
+TU_INGRESS_BYTES = 1_000_000
+TU_INGRESS_EVENTS = 1_000
+TU_EGRESS_BYTES = 2_000_000
+TU_EGRESS_EVENTS = 4_096
+STANDARD_MAX_TU = 40
+STANDARD_MAX_PARTITIONS = 32
+#: Plan instances for this share of their measured rate, leaving room for bursts and replays.
+INSTANCE_UTILISATION = 0.6
+TARGET_RATES = (500, 2_000, 5_000, 10_000, 20_000)
+
+
+def run(console: Console) -> dict[str, Any]:
+    cores = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="graphtap-bench-eh-") as scratch:
+        root = Path(scratch)
+        files = create_certificate(root / "keys", certificate_id="bench", bits=2048)
+        console.print(f"simulating {NOTIFICATIONS:,} rich notifications (RSA-2048)...")
+        bodies = [
+            e.body
+            for e in simulate(
+                SimulationSettings(count=NOTIFICATIONS, seed=2, lifecycle_share=0.0),
+                certificate=load_certificate(files.certificate_path),
+                certificate_id="bench",
+                client_state=CLIENT_STATE,
+            )
+        ]
+        with LocalHub(root / "hub", partitions=PARTITIONS) as hub:
+            hub.send(bodies)
+        settings = PipelineSettings(
+            key_paths=(root / "keys",),
+            client_states=(CLIENT_STATE,),
+            inspection=InspectionSettings(
+                hash_key=secrets.token_bytes(32), policy=Policy.default()
+            ),
+        )
+        runs: dict[str, list[Summary]] = {}
+        verdict_bytes: list[int] = []
+        # Interleaved rounds, median per path: a busy machine slows both paths alike.
+        for round_number in range(ROUNDS):
+            for workers in sorted({1, cores}):
+                local = _local(root, settings, workers, f"{workers}-{round_number}")
+                runs.setdefault(f"local_{workers}", []).append(local)
+                summary, sizes = _eventhubs(bodies, settings, workers)
+                runs.setdefault(f"eventhubs_{workers}", []).append(summary)
+                verdict_bytes = verdict_bytes or sizes
+        measured = {
+            name: sorted(summaries, key=lambda s: s.notifications_per_second)[ROUNDS // 2]
+            for name, summaries in runs.items()
+        }
+
+    notifications = measured["local_1"].notifications
+    body_bytes = sum(map(len, bodies))
+    per_notification = body_bytes / notifications
+    per_verdict = statistics.fmean(verdict_bytes)
+    per_event = notifications / len(bodies)
+    rates = {name: round(s.notifications_per_second, 1) for name, s in measured.items()}
+    # An instance runs with whichever worker count measured faster on this machine.
+    instance_rate = max(rates[f"eventhubs_{w}"] for w in sorted({1, cores}))
+    figures: dict[str, Any] = {
+        "notifications": notifications,
+        "events": len(bodies),
+        "cores": cores,
+        "notifications_per_second": rates,
+        "eventhubs_share_of_local": {
+            str(w): round(rates[f"eventhubs_{w}"] / rates[f"local_{w}"], 3)
+            for w in sorted({1, cores})
+        },
+        "instance_notifications_per_second": instance_rate,
+        "bytes_per_notification": round(per_notification),
+        "bytes_per_verdict": round(per_verdict),
+        "notifications_per_event": round(per_event, 2),
+        "sizing": [
+            sizing_row(target, instance_rate, per_notification, per_verdict)
+            for target in TARGET_RATES
+        ],
+    }
+    _print(console, figures)
+    return figures
+
+
+def sizing_row(
+    target: int, instance_rate: float, bytes_per_notification: float, bytes_per_verdict: float
+) -> dict[str, Any]:
+    """Capacity for `target` notifications/s, one notification per event (Graph's worst case).
+
+    Throughput units are namespace-wide: ingress carries the notifications and the verdicts,
+    egress the processor's reads and one findings consumer's. A partition is read by one
+    instance at a time and takes about 1 MB/s, so partitions bound both.
+    """
+    ingress_bytes = target * (bytes_per_notification + bytes_per_verdict)
+    ingress_events = target * 2
+    egress_bytes = ingress_bytes
+    units = max(
+        math.ceil(ingress_bytes / TU_INGRESS_BYTES),
+        math.ceil(ingress_events / TU_INGRESS_EVENTS),
+        math.ceil(egress_bytes / TU_EGRESS_BYTES),
+        math.ceil(ingress_events / TU_EGRESS_EVENTS),
+        1,
+    )
+    instances = max(1, math.ceil(target / (instance_rate * INSTANCE_UTILISATION)))
+    per_partition = math.ceil(target * bytes_per_notification / TU_INGRESS_BYTES)
+    partitions = max(4, instances, per_partition, math.ceil(target / TU_INGRESS_EVENTS))
+    return {
+        "notifications_per_second": target,
+        "throughput_units": units,
+        "tier": "Standard" if units <= STANDARD_MAX_TU else "Premium/Dedicated",
+        "partitions": min(partitions, STANDARD_MAX_PARTITIONS)
+        if units <= STANDARD_MAX_TU
+        else partitions,
+        "instances": instances,
+    }
+
+
+def sizing_markdown(figures: dict[str, Any]) -> str:
+    rows = [
+        "| notifications/s | throughput units | tier | partitions | instances |",
+        "| ---: | ---: | --- | ---: | ---: |",
+    ]
+    for row in figures["sizing"]:
+        rows.append(
+            f"| {row['notifications_per_second']:,} | {row['throughput_units']} | {row['tier']}"
+            f" | {row['partitions']} | {row['instances']} |"
+        )
+    return "\n".join(rows)
+
+
+def _local(root: Path, settings: PipelineSettings, workers: int, run: str) -> Summary:
+    source = LocalHubSource(root / "hub", consumer_group=f"bench-eh-{run}")
+    store = SqliteStore(root / f"local-{run}.sqlite")
+    lifecycle = LifecycleQueue(root / f"local-lifecycle-{run}.sqlite")
+    try:
+        return Processor(
+            source=source,
+            sink=store,
+            dead_letters=store,
+            lifecycle=lifecycle,
+            settings=settings,
+            options=ProcessorOptions(workers=workers),
+        ).run()
+    finally:
+        source.close()
+        store.close()
+        lifecycle.close()
+
+
+class _Patcher:
+    """pytest-mock's `patch(target, new)`, for the fakes' `install` outside pytest."""
+
+    def __init__(self) -> None:
+        self._patches: list[Any] = []
+
+    def patch(self, target: str, new: object) -> None:
+        patcher = mock.patch(target, new)
+        patcher.start()
+        self._patches.append(patcher)
+
+    def stop(self) -> None:
+        for patcher in reversed(self._patches):
+            patcher.stop()
+
+
+@contextmanager
+def _fake_azure() -> Iterator[FakeNamespace]:
+    namespace = FakeNamespace(NAMESPACE)
+    namespace.create_hub("notifications", PARTITIONS)
+    namespace.create_hub("findings", PARTITIONS)
+    patcher = _Patcher()
+    install(patcher, namespace)
+    try:
+        yield namespace
+    finally:
+        patcher.stop()
+
+
+class _Credential:
+    async def get_token(self, *scopes: str, **_: Any) -> Any:
+        raise RuntimeError("the benchmark never reaches Azure")
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> _Credential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _eventhubs(
+    bodies: list[bytes], settings: PipelineSettings, workers: int
+) -> tuple[Summary, list[int]]:
+    with _fake_azure() as namespace, tempfile.TemporaryDirectory() as scratch:
+        namespace.publish("notifications", bodies)
+        summary = asyncio.run(_consume(namespace, settings, workers, Path(scratch)))
+        sizes = [len(body) for body in namespace.bodies("findings")]
+    return summary, sizes
+
+
+async def _consume(
+    namespace: FakeNamespace, settings: PipelineSettings, workers: int, scratch: Path
+) -> Summary:
+    credential: Any = _Credential()
+    store = SqliteStore(scratch / "dead-letters.sqlite")
+    lifecycle = LifecycleQueue(scratch / "lifecycle.sqlite")
+    sink = EventHubsVerdictSink(NAMESPACE, "findings", credential=credential)
+    executor = PipelineExecutor(settings, workers=workers)  # keys loaded before the clock
+    summary = Summary()
+    source = EventHubsSource(
+        EventHubsSourceSettings(
+            namespace=NAMESPACE,
+            hub="notifications",
+            consumer_group="bench",
+            checkpoint_account_url="https://bench.blob.core.windows.net",
+            checkpoint_container=f"checkpoints-{workers}",
+            max_batch_size=256,
+            max_wait_time=0.5,
+            load_balancing_interval=0.05,
+            ownership_expiration=5.0,
+        ),
+        credential=credential,
+        executor=executor,
+        committer=BatchCommitter(
+            sink=sink, dead_letters=store, lifecycle=lifecycle, summary=summary
+        ),
+    )
+    total = sum(len(p.events) for p in namespace.partitions("notifications"))
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(source.run(stop))
+    await _until(lambda: summary.events >= total or task.done())
+    summary.seconds = time.perf_counter() - started
+    stop.set()
+    await task
+    await sink.close()
+    executor.close()
+    store.close()
+    lifecycle.close()
+    return summary
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def _print(console: Console, figures: dict[str, Any]) -> None:
+    rates = figures["notifications_per_second"]
+    table = Table(
+        title=f"{figures['notifications']:,} notifications, RSA-2048, end to end, "
+        f"median of {ROUNDS}"
+    )
+    for column in ("path", "workers", "notifications/s", "share of local hub"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for name, rate in rates.items():
+        path, workers = name.split("_")
+        share = figures["eventhubs_share_of_local"][workers] if path == "eventhubs" else 1.0
+        label = (
+            "Event Hubs adapters (fakes for the network)" if path == "eventhubs" else ("local hub")
+        )
+        table.add_row(label, workers, f"{rate:,.0f}", f"{share:.2f}")
+    console.print(table)
+    console.print(
+        f"bytes per notification {figures['bytes_per_notification']:,}, per verdict "
+        f"{figures['bytes_per_verdict']:,}; {figures['notifications_per_event']} "
+        "notifications per event in the simulation (sizing assumes 1)"
+    )
+    console.print(sizing_markdown(figures))

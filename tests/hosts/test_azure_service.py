@@ -1,0 +1,152 @@
+"""The Azure service: key and clientState from Key Vault, Event Hubs in, findings hub out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.core.credentials import AccessToken, AccessTokenInfo
+
+from graphtap.deployment import Deployment
+from graphtap.hosts.azure import AzureServiceOptions, EventHubsService
+from graphtap.hosts.commands.serve import build_app
+from graphtap.inspection import InspectionSettings
+from graphtap.simulation.emitter import SimulatedEvent, SimulationSettings, simulate
+from graphtap.subscriptions.keyvault import DEFAULT_CLIENT_STATE_SECRET, KeyVault
+from tests.eventhubs.conftest import (
+    ACCOUNT,
+    CONSUMER_GROUP,
+    CONTAINER,
+    FINDINGS,
+    NAMESPACE,
+    NOTIFICATIONS,
+    drained,
+    wait_for,
+)
+from tests.fakes.eventhubs import Installed
+from tests.fakes.keyvault import CertificateVersion, FakeKeyVault
+
+CERTIFICATE = "graph-encryption"
+
+
+class TokenCredential:
+    """Key Vault's fake wants a bearer token; Event Hubs' fakes never ask."""
+
+    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        return AccessToken("token", 4_000_000_000)
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo("token", 4_000_000_000)
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> TokenCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def deployment(vault_url: str) -> Deployment:
+    return Deployment.from_app_settings(
+        {
+            "GRAPHTAP_ENV": "dev",
+            "GRAPHTAP_TENANT_ID": "tenant",
+            "GRAPHTAP_TENANT_DOMAIN": "contoso.com",
+            "GRAPHTAP_EVENTHUB_NAMESPACE": NAMESPACE,
+            "GRAPHTAP_NOTIFICATIONS_HUB": NOTIFICATIONS,
+            "GRAPHTAP_FINDINGS_HUB": FINDINGS,
+            "GRAPHTAP_CONSUMER_GROUP": CONSUMER_GROUP,
+            "GRAPHTAP_KEY_VAULT_URI": vault_url,
+            "GRAPHTAP_CERTIFICATE_NAME": CERTIFICATE,
+            "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
+            "GRAPHTAP_CHECKPOINT_ACCOUNT_URL": ACCOUNT,
+            "GRAPHTAP_CHECKPOINT_CONTAINER": CONTAINER,
+        }
+    )
+
+
+def test_service_decrypts_with_key_vault_keys_across_a_rotation(
+    hubs: Installed, tmp_path: Path
+) -> None:
+    vault = FakeKeyVault()
+    version = vault.add_certificate_version(CERTIFICATE)
+    vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state-from-key-vault", None)]
+    traffic = list(
+        simulate(
+            SimulationSettings(count=60, seed=9),
+            certificate=version.certificate,
+            certificate_id=f"{CERTIFICATE}-{version.version}",
+            client_state="state-from-key-vault",
+        )
+    )
+    hubs.namespace.publish(NOTIFICATIONS, [e.body for e in traffic])
+    first_id = f"{CERTIFICATE}-{version.version}"
+
+    def rotated_traffic(rotated: CertificateVersion) -> list[SimulatedEvent]:
+        return list(
+            simulate(
+                SimulationSettings(count=20, seed=10),
+                certificate=rotated.certificate,
+                certificate_id=f"{CERTIFICATE}-{rotated.version}",
+                client_state="state-from-key-vault",
+            )
+        )
+
+    async def scenario() -> tuple[dict[str, Any], Path]:
+        service = await EventHubsService.open(
+            deployment(vault.vault_url),
+            TokenCredential(),
+            AzureServiceOptions(
+                inspection=InspectionSettings(hash_key=b"h" * 32),
+                state_dir=tmp_path / "state",
+                keyvault_options={"transport": vault.transport()},
+            ),
+        )
+        key_directory = service.processing.key_directory
+        assert [p.name for p in key_directory.iterdir()] == [f"{first_id}.key.pem"]
+        assert key_directory.stat().st_mode & 0o077 == 0
+        rotated = vault.add_certificate_version(CERTIFICATE)  # the control plane rotates...
+        keyvault = KeyVault(vault.vault_url, TokenCredential(), transport=vault.transport())
+        await service.processing.add_certificate(await keyvault.certificate(CERTIFICATE))
+        await keyvault.close()
+        hubs.namespace.publish(NOTIFICATIONS, [e.body for e in rotated_traffic(rotated)])
+        app = build_app(service, None)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+            status = (await client.get("/status.json")).json()
+            assert (await client.get("/readyz")).status_code == 200
+        return status, key_directory
+
+    status, key_directory = asyncio.run(scenario())
+    assert status["mode"] == "Azure Event Hubs"
+    published = len(hubs.namespace.bodies(NOTIFICATIONS))
+    assert status["summary"]["events"] == published > len(traffic)
+    assert status["summary"]["dead_letters_by_reason"] == {}  # both keys decrypt
+    verdicts = [json.loads(b) for b in hubs.namespace.bodies(FINDINGS)]
+    assert len(verdicts) == status["summary"]["verdicts"]
+    used = {v["certificate_id"] for v in verdicts if v["content"] == "inspected"}
+    assert len(used) == 2
+    assert first_id in used
+    assert not key_directory.exists()  # the key is gone once the service stops
+    assert (tmp_path / "state" / "lifecycle.sqlite").exists()
+
+
+def test_state_lives_per_instance_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphtap.hosts.azure import default_state_dir
+
+    monkeypatch.delenv("GRAPHTAP_STATE_DIR", raising=False)
+    monkeypatch.setenv("HOME", "/home")
+    monkeypatch.setenv("WEBSITE_INSTANCE_ID", "abc123")
+    assert default_state_dir() == Path("/home/data/graphtap/abc123")
+    monkeypatch.setenv("GRAPHTAP_STATE_DIR", "/mnt/state")
+    assert default_state_dir() == Path("/mnt/state")
