@@ -12,11 +12,21 @@ import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from graphtap.deployment import Deployment
-from graphtap.hosts.azure import AzureServiceOptions, EventHubsService
+from graphtap.hosts.azure import (
+    AzureProcessing,
+    AzureServiceOptions,
+    EventHubsService,
+    ResyncThroughProcessing,
+)
 from graphtap.hosts.commands.serve import build_app
-from graphtap.inspection import InspectionSettings
+from graphtap.inspection import Policy
 from graphtap.simulation.emitter import SimulatedEvent, SimulationSettings, simulate
-from graphtap.subscriptions.keyvault import DEFAULT_CLIENT_STATE_SECRET, KeyVault
+from graphtap.subscriptions.keyvault import (
+    DEFAULT_CLIENT_STATE_SECRET,
+    DEFAULT_FINDING_HASH_KEY_SECRET,
+    KeyVault,
+    KeyVaultError,
+)
 from tests.eventhubs.conftest import (
     ACCOUNT,
     CONSUMER_GROUP,
@@ -103,7 +113,8 @@ def test_service_decrypts_with_key_vault_keys_across_a_rotation(
             deployment(vault.vault_url),
             TokenCredential(),
             AzureServiceOptions(
-                inspection=InspectionSettings(hash_key=b"h" * 32),
+                policy=Policy.default(),
+                hash_key=b"h" * 32,
                 state_dir=tmp_path / "state",
                 keyvault_options={"transport": vault.transport()},
             ),
@@ -150,3 +161,72 @@ def test_state_lives_per_instance_unless_configured(monkeypatch: pytest.MonkeyPa
     assert default_state_dir() == Path("/home/data/graphtap/abc123")
     monkeypatch.setenv("GRAPHTAP_STATE_DIR", "/mnt/state")
     assert default_state_dir() == Path("/mnt/state")
+
+
+def test_without_a_given_key_the_environments_hash_key_comes_from_key_vault(
+    hubs: Installed, tmp_path: Path
+) -> None:
+    vault = FakeKeyVault()
+    vault.add_certificate_version(CERTIFICATE)
+    vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
+
+    async def open_with(options: AzureServiceOptions) -> bytes:
+        processing = await AzureProcessing.open(
+            deployment(vault.vault_url), TokenCredential(), options
+        )
+        try:
+            return processing.pipeline.inspection.hash_key
+        finally:
+            await processing.close()
+
+    options = AzureServiceOptions(
+        policy=Policy.default(),
+        state_dir=tmp_path / "state",
+        keyvault_options={"transport": vault.transport()},
+    )
+    with pytest.raises(KeyVaultError, match="make bootstrap"):
+        asyncio.run(open_with(options))  # the runtime reads the key; only bootstrap creates it
+    vault.secrets[DEFAULT_FINDING_HASH_KEY_SECRET] = [("v1", "ab" * 32, None)]
+    assert asyncio.run(open_with(options)) == bytes.fromhex("ab" * 32)
+
+
+def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: Path) -> None:
+    vault = FakeKeyVault()
+    version = vault.add_certificate_version(CERTIFICATE)
+    vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
+    traffic = list(
+        simulate(
+            SimulationSettings(count=40, seed=4, fault_share=0.15),
+            certificate=version.certificate,
+            certificate_id=f"{CERTIFICATE}-{version.version}",
+            client_state="state",
+        )
+    )
+    options = AzureServiceOptions(
+        policy=Policy.default(),
+        hash_key=b"h" * 32,
+        state_dir=tmp_path / "state",
+        keyvault_options={"transport": vault.transport()},
+    )
+
+    async def scenario() -> tuple[int, int]:
+        processing = await AzureProcessing.open(
+            deployment(vault.vault_url), TokenCredential(), options
+        )
+        try:
+            resync = ResyncThroughProcessing(processing)
+            bodies = [e.body for e in traffic]
+            return await resync.submit(bodies), await resync.submit(bodies)
+        finally:
+            await processing.close()
+
+    first, again = asyncio.run(scenario())
+    changes = sum(e.changes for e in traffic)
+    faults = sum(len(e.faults) for e in traffic)
+    assert faults > 0
+    assert first == changes
+    assert again == 0
+    published = sum(len(p.events) for p in hubs.namespace.partitions(FINDINGS))
+    assert published == changes  # each verdict reached the findings hub once
+    letters = (tmp_path / "state" / "dead-letters.jsonl").read_text().splitlines()
+    assert len(letters) == faults

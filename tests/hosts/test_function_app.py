@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 from azure.functions.meta import Datum
 
-from graphtap.hosts.function import FunctionHandler, open_handler, partition_of
+from graphtap.hosts.function import FunctionHandler, partition_of
 from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.pipeline import PipelineSettings
@@ -116,25 +116,6 @@ def test_partition_comes_from_the_trigger_metadata() -> None:
     [event] = trigger_events([b"{}"], "7")
     assert partition_of(event) == "7"
     assert partition_of(func.EventHubEvent(body=b"{}")) == "unknown"
-
-
-def test_missing_hash_key_is_refused_before_touching_azure() -> None:
-    settings = {
-        "GRAPHTAP_ENV": "dev",
-        "GRAPHTAP_TENANT_ID": "t",
-        "GRAPHTAP_TENANT_DOMAIN": "contoso.com",
-        "GRAPHTAP_EVENTHUB_NAMESPACE": "ns.servicebus.windows.net",
-        "GRAPHTAP_NOTIFICATIONS_HUB": "notifications",
-        "GRAPHTAP_FINDINGS_HUB": "findings",
-        "GRAPHTAP_CONSUMER_GROUP": "graphtap",
-        "GRAPHTAP_KEY_VAULT_URI": "https://kv.vault.azure.net/",
-        "GRAPHTAP_CERTIFICATE_NAME": "graph",
-        "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
-        "GRAPHTAP_CHECKPOINT_ACCOUNT_URL": "https://sa.blob.core.windows.net",
-        "GRAPHTAP_CHECKPOINT_CONTAINER": "checkpoints",
-    }
-    with pytest.raises(RuntimeError, match="GRAPHTAP_FINDING_HASH_KEY"):
-        asyncio.run(open_handler(settings))
 
 
 def test_the_function_hands_its_batch_to_the_shared_handler(

@@ -105,27 +105,6 @@ def test_serve_rejects_a_source_that_is_not_a_local_hub() -> None:
     assert "--source 'jsonl:x.jsonl' is not one of: local:PATH" in result.output
 
 
-def test_serve_on_azure_needs_the_environments_finding_hash_key() -> None:
-    settings = {
-        "GRAPHTAP_ENV": "dev",
-        "GRAPHTAP_TENANT_ID": "t",
-        "GRAPHTAP_TENANT_DOMAIN": "contoso.com",
-        "GRAPHTAP_EVENTHUB_NAMESPACE": "ns.servicebus.windows.net",
-        "GRAPHTAP_NOTIFICATIONS_HUB": "notifications",
-        "GRAPHTAP_FINDINGS_HUB": "findings",
-        "GRAPHTAP_CONSUMER_GROUP": "graphtap",
-        "GRAPHTAP_KEY_VAULT_URI": "https://kv.vault.azure.net/",
-        "GRAPHTAP_CERTIFICATE_NAME": "graph",
-        "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
-        "GRAPHTAP_CHECKPOINT_ACCOUNT_URL": "https://sa.blob.core.windows.net",
-        "GRAPHTAP_CHECKPOINT_CONTAINER": "checkpoints",
-        "GRAPHTAP_FINDING_HASH_KEY": None,
-    }
-    result = CliRunner(env=settings).invoke(cli, ["serve"])
-    assert result.exit_code == 2
-    assert "GRAPHTAP_FINDING_HASH_KEY is missing" in result.output
-
-
 class BrokenService(IdleService):
     async def run(self, stop: asyncio.Event) -> None:
         raise OSError("disk full")

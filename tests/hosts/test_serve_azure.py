@@ -17,7 +17,7 @@ import pytest
 
 from graphtap.deployment import Deployment
 from graphtap.hosts.commands import serve as serve_command
-from graphtap.inspection import InspectionSettings
+from graphtap.inspection import Policy
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.clock import SystemClock
 from graphtap.subscriptions.control_plane import ControlPlane
@@ -86,7 +86,7 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
 
     async def scenario() -> tuple[str, dict[str, Any]]:
         service, plane, close = await serve_command._azure_service(
-            deployment, InspectionSettings(hash_key=b"h" * 32), 1, 64, "earliest", ()
+            deployment, Policy.default(), b"h" * 32, 1, 64, "earliest", ()
         )
         assert plane is not None
         assert close is not None

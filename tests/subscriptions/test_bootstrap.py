@@ -55,6 +55,9 @@ def test_bootstrap_creates_the_secret_and_subscriptions_then_changes_nothing(
     assert {o.action for o in first.outcomes} == {"created"}
     secret = bench.vault.secrets["graph-client-state"][-1][1]
     assert secret not in text  # never printed
+    hash_key = bench.vault.secrets["finding-hash-key"][-1][1]
+    assert len(bytes.fromhex(hash_key)) == 32
+    assert hash_key not in text
     for header in ("resource", "id", "expiry", "action"):
         assert header in text
     assert "/teams/getAllMessages" in text
@@ -64,6 +67,7 @@ def test_bootstrap_creates_the_secret_and_subscriptions_then_changes_nothing(
     second = run_bootstrap(bench, management())
     assert {o.action for o in second.outcomes} == {"unchanged"}
     assert len(bench.vault.secrets["graph-client-state"]) == 1
+    assert len(bench.vault.secrets["finding-hash-key"]) == 1
     assert [o.subscription_id for o in second.outcomes] == [
         o.subscription_id for o in first.outcomes
     ]

@@ -44,7 +44,9 @@ async def started(bench: Bench, tmp_path: Path) -> tuple[ControlPlane, Processin
 
 def with_resync(bench: Bench, plane: ControlPlane, processing: Processing) -> None:
     """Gap resync into the processor's own pipeline and verdict store."""
-    wired = bench.control_plane(resync_sink=PipelineSink(processing.pipeline, processing.store))
+    wired = bench.control_plane(
+        resync_sink=PipelineSink(processing.pipeline, processing.store, processing.store)
+    )
     plane.resync = wired.resync
 
 

@@ -10,11 +10,13 @@ folder so worker processes can load them; they never touch the app's persistent 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +34,16 @@ from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
 from graphtap.processing.sinks.jsonl import JsonlDeadLetters
+from graphtap.processing.sources import SourceEvent
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
 from graphtap.subscriptions.keyvault import (
     DEFAULT_CLIENT_STATE_SECRET,
+    DEFAULT_FINDING_HASH_KEY_SECRET,
     EncryptionCertificate,
     KeyVault,
 )
 from graphtap.subscriptions.lifecycle import LifecycleQueue
+from graphtap.subscriptions.resync import RESYNC_PARTITION
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +65,15 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True)
 class AzureServiceOptions:
-    inspection: InspectionSettings
+    policy: Policy
+    #: None: the environment's key from Key Vault (`graphtap bootstrap` creates it).
+    hash_key: bytes | None = None
     state_dir: Path = field(default_factory=default_state_dir)
     workers: int = 1
     start: str = "earliest"
     max_batch_size: int = 256
     client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
+    finding_hash_key_secret: str = DEFAULT_FINDING_HASH_KEY_SECRET
     extra_client_states: tuple[str, ...] = field(default=())
     #: Passed to the Key Vault clients (e.g. a transport), as the control plane allows.
     keyvault_options: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +138,9 @@ class AzureProcessing:
             certificate = await keyvault.certificate(deployment.certificate_name)
             await write_key(keyvault, certificate, directory)
             client_state, _ = await keyvault.ensure_client_state(options.client_state_secret)
+            hash_key = options.hash_key or await keyvault.finding_hash_key(
+                options.finding_hash_key_secret
+            )
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             await keyvault.close()
@@ -139,7 +150,7 @@ class AzureProcessing:
         pipeline = PipelineSettings(
             key_paths=(directory,),
             client_states=(client_state, *options.extra_client_states),
-            inspection=options.inspection,
+            inspection=InspectionSettings(hash_key=hash_key, policy=options.policy),
         )
         options.state_dir.mkdir(parents=True, exist_ok=True)
         sink = EventHubsVerdictSink(
@@ -185,6 +196,31 @@ class AzureProcessing:
             self.dead_letters.close()
             self.lifecycle.close()
             shutil.rmtree(self.key_directory, ignore_errors=True)
+
+
+class ResyncThroughProcessing:
+    """Gap resync on Azure: the live path's executor and committer, with no checkpoint to move.
+
+    Resynced notifications get the same verdict keys as live ones, so the findings hub's
+    consumers see each change once; rejected items land in the same dead-letter store.
+    """
+
+    def __init__(self, processing: AzureProcessing) -> None:
+        self._processing = processing
+        self._offsets = itertools.count(1)
+
+    async def submit(self, bodies: Sequence[bytes]) -> int:
+        events = [SourceEvent(RESYNC_PARTITION, next(self._offsets), body) for body in bodies]
+        results = await self._processing.executor.process(events)
+        before = self._processing.summary.verdicts
+        await self._processing.committer.commit(
+            results, events=len(events), checkpoint=_nothing_to_checkpoint
+        )
+        return self._processing.summary.verdicts - before
+
+
+async def _nothing_to_checkpoint() -> None:
+    return None
 
 
 class EventHubsService:

@@ -100,7 +100,6 @@ async def open_handler(settings: Mapping[str, str]) -> FunctionHandler:
     from graphtap.deployment import Deployment
     from graphtap.hosts.azure import AzureProcessing, AzureServiceOptions, environment_policy
     from graphtap.hosts.commands.options import HASH_KEY_ENV
-    from graphtap.inspection import InspectionSettings
     from graphtap.telemetry import (
         configure_azure_monitor,
         observe_counters,
@@ -109,20 +108,14 @@ async def open_handler(settings: Mapping[str, str]) -> FunctionHandler:
 
     configure_azure_monitor(settings)
     deployment = Deployment.from_app_settings(settings)
-    if HASH_KEY_ENV not in settings:
-        raise RuntimeError(
-            f"app setting {HASH_KEY_ENV} is missing: finding hashes must use the "
-            "environment's key so instances agree"
-        )
     credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
     processing = await AzureProcessing.open(
         deployment,
         credential,
         AzureServiceOptions(
-            inspection=InspectionSettings(
-                hash_key=bytes.fromhex(settings[HASH_KEY_ENV]),
-                policy=environment_policy(deployment.environment),
-            )
+            policy=environment_policy(deployment.environment),
+            # Else the environment's key from Key Vault, as every instance reads it.
+            hash_key=bytes.fromhex(settings[HASH_KEY_ENV]) if HASH_KEY_ENV in settings else None,
         ),
     )
     observe_counters(summary_observations(lambda: processing.summary))

@@ -58,6 +58,8 @@ async def bootstrap(
     )
     try:
         target = await plane.refresh_target()
+        # The processors hash findings under this key; created here so they only ever read it.
+        await plane.keyvault.ensure_finding_hash_key()
         outcomes = await plane.reconcile()
     finally:
         await plane.keyvault.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets as token_source
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from graphtap.notifications.keyring import thumbprint
 
 DEFAULT_CLIENT_STATE_SECRET = "graph-client-state"  # noqa: S105 (a name, not a value)
+#: The per-environment key findings are hashed under, so every instance correlates alike.
+DEFAULT_FINDING_HASH_KEY_SECRET = "finding-hash-key"  # noqa: S105 (a name, not a value)
+FINDING_HASH_KEY_BYTES = 32
 #: Graph documents a 128-character limit for clientState.
 CLIENT_STATE_CHARS = 96
 
@@ -69,11 +73,50 @@ class KeyVault:
         self, name: str = DEFAULT_CLIENT_STATE_SECRET
     ) -> tuple[str, bool]:
         """The clientState secret's value, creating it when missing; (value, created)."""
+        return await self._ensure_secret(
+            name,
+            lambda: token_source.token_urlsafe(CLIENT_STATE_CHARS)[:CLIENT_STATE_CHARS],
+            content_type="graph-client-state",
+        )
+
+    async def ensure_finding_hash_key(
+        self, name: str = DEFAULT_FINDING_HASH_KEY_SECRET
+    ) -> tuple[bytes, bool]:
+        """The finding hash key (stored as hex), creating it when missing; (key, created)."""
+        value, created = await self._ensure_secret(
+            name,
+            lambda: token_source.token_hex(FINDING_HASH_KEY_BYTES),
+            content_type="graphtap-finding-hash-key",
+        )
+        return self._hash_key(name, value), created
+
+    async def finding_hash_key(self, name: str = DEFAULT_FINDING_HASH_KEY_SECRET) -> bytes:
+        """The finding hash key, which `graphtap bootstrap` creates; the runtime only reads."""
         try:
             secret = await self._secrets.get_secret(name)
         except ResourceNotFoundError:
-            value = token_source.token_urlsafe(CLIENT_STATE_CHARS)[:CLIENT_STATE_CHARS]
-            await self._secrets.set_secret(name, value, content_type="graph-client-state")
+            raise KeyVaultError(
+                f"{self.vault_url}: secret {name!r} not found; `make bootstrap` creates it"
+            ) from None
+        return self._hash_key(name, secret.value or "")
+
+    def _hash_key(self, name: str, value: str) -> bytes:
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            raise KeyVaultError(f"{self.vault_url}: secret {name} is not hex") from None
+        if len(key) < 16:
+            raise KeyVaultError(f"{self.vault_url}: secret {name} is shorter than 16 bytes")
+        return key
+
+    async def _ensure_secret(
+        self, name: str, make_value: Callable[[], str], *, content_type: str
+    ) -> tuple[str, bool]:
+        try:
+            secret = await self._secrets.get_secret(name)
+        except ResourceNotFoundError:
+            value = make_value()
+            await self._secrets.set_secret(name, value, content_type=content_type)
             return value, True
         if not secret.value:
             raise KeyVaultError(f"{self.vault_url}: secret {name} is empty")

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from graphtap.notifications.crypto import encrypt_content
 from graphtap.processing.pipeline import Pipeline
-from graphtap.processing.sinks import VerdictSink
+from graphtap.processing.sinks import DeadLetterStore, VerdictSink
 from graphtap.processing.sources import SourceEvent
 from graphtap.subscriptions.graph import GraphExports
 from graphtap.subscriptions.keyvault import EncryptionCertificate
@@ -34,29 +34,34 @@ BATCH = 50
 
 
 class ResyncSink(Protocol):
-    def submit(self, bodies: Sequence[bytes]) -> int:
-        """Hand event bodies to the processing path; returns the new verdicts (or events)."""
+    async def submit(self, bodies: Sequence[bytes]) -> int:
+        """Hand event bodies to the processing path; returns the new verdicts."""
         ...
 
 
 class PipelineSink:
-    """Runs the bodies through a Pipeline and writes the verdicts to the verdict sink."""
+    """Runs the bodies through a Pipeline into a verdict sink and a dead-letter store.
 
-    def __init__(self, pipeline: Pipeline, sink: VerdictSink) -> None:
+    For hosts that run the pipeline in-process (the local hub, tests); on Azure the hosts
+    submit through the live traffic's executor and committer instead.
+    """
+
+    def __init__(
+        self, pipeline: Pipeline, sink: VerdictSink, dead_letters: DeadLetterStore
+    ) -> None:
         self._pipeline = pipeline
         self._sink = sink
+        self._dead_letters = dead_letters
         self._offset = 0
 
-    def submit(self, bodies: Sequence[bytes]) -> int:
+    async def submit(self, bodies: Sequence[bytes]) -> int:
         results = []
         for body in bodies:
             self._offset += 1
             results.append(
                 self._pipeline.process(SourceEvent(RESYNC_PARTITION, self._offset, body))
             )
-        for result in results:
-            for letter in result.dead_letters:
-                log.warning("resync item rejected: %s", letter.reason)
+        self._dead_letters.write_dead_letters([d for r in results for d in r.dead_letters])
         return self._sink.write_verdicts([v for r in results for v in r.verdicts])
 
 
@@ -111,7 +116,7 @@ class Resync:
             json.dumps({"value": items[i : i + BATCH]}, separators=(",", ":")).encode()
             for i in range(0, len(items), BATCH)
         ]
-        new = self._sink.submit(bodies) if bodies else 0
+        new = await self._sink.submit(bodies) if bodies else 0
         return ResyncReport(start, end, len(items), new)
 
     def _notification(

@@ -159,7 +159,7 @@ def serve(
             lifecycle_queue,
             consumer_group,
             options,
-            _inspection(policy_path, hash_key_file, None),
+            _inspection(policy_path, hash_key_file),
         )
 
         async def opened() -> Opened:
@@ -171,16 +171,19 @@ def serve(
         deployment = Deployment.from_app_settings()
     except DeploymentError as exc:
         raise click.UsageError(str(exc)) from None
-    if hash_key_file is None and HASH_KEY_ENV not in os.environ:
-        raise click.UsageError(
-            f"app setting {HASH_KEY_ENV} is missing: on Azure every instance must hash "
-            "findings with the environment's key (a Key Vault reference works)"
-        )
-    inspection = _inspection(policy_path, hash_key_file, deployment.environment)
+    policy = _policy(policy_path, deployment.environment)
+    # Without a key given here, every instance reads the environment's key from Key Vault.
+    hash_key = (
+        finding_hash_key(hash_key_file)
+        if hash_key_file is not None or HASH_KEY_ENV in os.environ
+        else None
+    )
     log.info("starting on Azure", extra={"state": "telemetry" if exporting else "no telemetry"})
     asyncio.run(
         _serve(
-            lambda: _azure_service(deployment, inspection, workers, batch_size, start, states),
+            lambda: _azure_service(
+                deployment, policy, hash_key, workers, batch_size, start, states
+            ),
             host,
             port,
         )
@@ -250,9 +253,13 @@ def build_app(service: Service, control_plane: ControlPlaneService | None) -> St
     return create_app(sources, lifespan=lifespan)
 
 
-def _inspection(
-    policy_path: Path | None, hash_key_file: Path | None, environment: str | None
-) -> InspectionSettings:
+def _inspection(policy_path: Path | None, hash_key_file: Path | None) -> InspectionSettings:
+    return InspectionSettings(
+        hash_key=finding_hash_key(hash_key_file), policy=_policy(policy_path, None)
+    )
+
+
+def _policy(policy_path: Path | None, environment: str | None) -> Policy:
     try:
         if policy_path is not None:
             policy = load_policy(policy_path) or Policy.default()
@@ -264,7 +271,7 @@ def _inspection(
             policy = Policy.default()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    return InspectionSettings(hash_key=finding_hash_key(hash_key_file), policy=policy)
+    return policy
 
 
 def _local_service(
@@ -316,7 +323,8 @@ def _local_service(
 
 async def _azure_service(
     deployment: Deployment,
-    inspection: InspectionSettings,
+    policy: Policy,
+    hash_key: bytes | None,
     workers: int,
     batch_size: int,
     start: str,
@@ -324,27 +332,34 @@ async def _azure_service(
 ) -> Opened:
     from azure.identity.aio import DefaultAzureCredential
 
-    from graphtap.hosts.azure import AzureServiceOptions, EventHubsService
+    from graphtap.hosts.azure import (
+        AzureServiceOptions,
+        EventHubsService,
+        ResyncThroughProcessing,
+    )
     from graphtap.subscriptions.control_plane import ControlPlane
 
     credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
+    options = AzureServiceOptions(
+        policy=policy,
+        hash_key=hash_key,
+        workers=workers,
+        start=start,
+        max_batch_size=batch_size,
+        extra_client_states=extra_client_states,
+    )
     try:
-        service = await EventHubsService.open(
-            deployment,
-            credential,
-            AzureServiceOptions(
-                inspection=inspection,
-                workers=workers,
-                start=start,
-                max_batch_size=batch_size,
-                extra_client_states=extra_client_states,
-            ),
-        )
+        service = await EventHubsService.open(deployment, credential, options)
     except BaseException:
         await credential.close()
         raise
     control_plane = ControlPlane.from_deployment(
-        deployment, credential, lifecycle_queue=service.lifecycle
+        deployment,
+        credential,
+        lifecycle_queue=service.lifecycle,
+        # Gaps (removals, `missed`, downtime) are read back from Graph and inspected once.
+        resync_sink=ResyncThroughProcessing(service.processing),
+        heartbeat=options.state_dir / "control-plane.heartbeat",
     )
     # New certificate versions reach the processor before Graph encrypts to them.
     control_plane.on_certificate = service.processing.add_certificate
