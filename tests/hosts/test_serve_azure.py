@@ -46,10 +46,15 @@ SETTINGS = {
 }
 
 
+@pytest.mark.parametrize(
+    "processes", [True, False], ids=["web-app-processes", "function-processes"]
+)
 def test_serve_on_azure_runs_processor_and_control_plane_together(
-    mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, processes: bool
 ) -> None:
     monkeypatch.setenv("GRAPHTAP_STATE_DIR", str(tmp_path / "state"))
+    # The stack sets "false" on the web app when only the Function App reads the hub.
+    monkeypatch.setenv("GRAPHTAP_PROCESS_NOTIFICATIONS", str(processes).lower())
     deployment = Deployment.from_app_settings(SETTINGS)
     namespace = FakeNamespace(deployment.eventhub_namespace_host)
     namespace.create_hub("notifications", 4)
@@ -114,9 +119,13 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
                 )
             )
             namespace.publish("notifications", [e.body for e in traffic])
-            await wait_for(
-                lambda: service.summary().events == len(traffic), what="the traffic processed"
-            )
+            if processes:
+                await wait_for(
+                    lambda: service.summary().events == len(traffic), what="the traffic processed"
+                )
+            else:
+                await asyncio.sleep(0.5)
+                assert service.summary().events == 0  # the Function App's job, not this app's
             page = (await client.get("/")).text
             status = (await client.get("/status.json")).json()
         await close()
@@ -130,6 +139,8 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
     assert all(s["id"] and s["expiration"] for s in status["subscriptions"])
     assert status["summary"]["dead_letters_by_reason"] == {}
     verdicts = [json.loads(b) for b in namespace.bodies("findings")]
-    assert len(verdicts) == status["summary"]["verdicts"] > 0
+    assert len(verdicts) == status["summary"]["verdicts"]
+    assert (len(verdicts) > 0) is processes
+    assert ("control plane only" in page) is not processes
     assert len(credentials) == 1  # one identity shared by the processor and the control plane
     assert (tmp_path / "state" / "lifecycle.sqlite").exists()

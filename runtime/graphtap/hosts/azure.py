@@ -223,6 +223,38 @@ async def _nothing_to_checkpoint() -> None:
     return None
 
 
+class ControlPlaneOnly:
+    """The web app when the Function App processes notifications: it keeps the subscriptions
+    (and resyncs gaps through its own pipeline) but reads nothing from the hub."""
+
+    mode = "control plane only (the Function App processes notifications)"
+
+    def __init__(self, processing: AzureProcessing) -> None:
+        self.processing = processing
+
+    @property
+    def lifecycle(self) -> LifecycleQueue:
+        return self.processing.lifecycle
+
+    def summary(self) -> Summary:
+        return self.processing.summary
+
+    def ready(self) -> bool:
+        return True
+
+    def failed_batches(self) -> int:
+        return 0
+
+    def partitions(self) -> list[PartitionStatus]:
+        return []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await stop.wait()
+        finally:
+            await self.processing.close()
+
+
 class EventHubsService:
     mode = "Azure Event Hubs"
 

@@ -49,6 +49,10 @@ AZURE_SETTING = "GRAPHTAP_EVENTHUB_NAMESPACE"
 APP_SERVICE_SETTING = "WEBSITE_SITE_NAME"
 
 
+#: "false" when the Function App processes notifications and the web app keeps subscriptions.
+PROCESS_NOTIFICATIONS_ENV = "GRAPHTAP_PROCESS_NOTIFICATIONS"
+
+
 class Service(Protocol):
     mode: str
 
@@ -333,7 +337,9 @@ async def _azure_service(
     from azure.identity.aio import DefaultAzureCredential
 
     from graphtap.hosts.azure import (
+        AzureProcessing,
         AzureServiceOptions,
+        ControlPlaneOnly,
         EventHubsService,
         ResyncThroughProcessing,
     )
@@ -348,8 +354,12 @@ async def _azure_service(
         max_batch_size=batch_size,
         extra_client_states=extra_client_states,
     )
+    service: EventHubsService | ControlPlaneOnly
     try:
-        service = await EventHubsService.open(deployment, credential, options)
+        if os.environ.get(PROCESS_NOTIFICATIONS_ENV, "true").lower() == "false":
+            service = ControlPlaneOnly(await AzureProcessing.open(deployment, credential, options))
+        else:
+            service = await EventHubsService.open(deployment, credential, options)
     except BaseException:
         await credential.close()
         raise
