@@ -342,3 +342,37 @@ def test_a_resource_of_the_wrong_shape_is_a_dead_letter(
     )
     result = pipeline.process(scenario.event(scenario.body(item)))
     assert _reasons(result) == ["malformed_resource"]
+
+
+def test_a_batch_gives_what_its_events_give_one_by_one(
+    pipeline: Pipeline, scenario: Scenario
+) -> None:
+    """Stages run stage by stage over a batch; the outcome per event must not change."""
+    bodies = []
+    for index in range(12):
+        items = [scenario.emitter.change(scenario.tenant.post(sensitive=True), "created")]
+        if index % 3 == 0:
+            items.append(
+                scenario.emitter.lifecycle(
+                    next(iter(scenario.emitter.subscriptions.values())), "missed"
+                )
+            )
+        if index % 4 == 1:
+            items[0]["clientState"] = "forged"
+        bodies.append(scenario.body(*items))
+    bodies.insert(5, b"not json")
+    events = [scenario.event(body, offset=i) for i, body in enumerate(bodies)]
+
+    def summary(result: Any) -> tuple[Any, ...]:
+        return (
+            result.offset,
+            result.notifications,
+            [(v.key, v.findings) for v in result.verdicts],
+            [(d.reason, d.item_index) for d in result.dead_letters],
+            [e.key for e in result.lifecycle],
+        )
+
+    one_by_one = [summary(pipeline.process(event)) for event in events]
+    assert [summary(r) for r in pipeline.process_batch(events)] == one_by_one
+    assert any(s[3] for s in one_by_one)
+    assert any(s[4] for s in one_by_one)

@@ -50,9 +50,7 @@ class PipelineExecutor:
         async with self._in_flight:
             pipeline, executor = self._pipeline, self._executor  # one generation per batch
             if pipeline is not None:
-                return await loop.run_in_executor(
-                    executor, lambda: [pipeline.process(e) for e in events]
-                )
+                return await loop.run_in_executor(executor, pipeline.process_batch, events)
             size = -(-len(events) // self.workers)
             chunks = [list(events[i : i + size]) for i in range(0, len(events), size)]
             parts = await asyncio.gather(

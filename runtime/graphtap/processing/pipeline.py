@@ -38,7 +38,6 @@ from graphtap.processing.stages import (
     RejectBlobPayloads,
     RequireChangeFields,
     RouteLifecycleEvents,
-    Skipped,
     SkipValidationEvents,
     Stage,
 )
@@ -121,45 +120,71 @@ class Pipeline:
         )
 
     def process(self, event: SourceEvent) -> EventResult:
-        result = EventResult(event.partition, event.offset)
+        return self.process_batch([event])[0]
+
+    def process_batch(self, events: Sequence[SourceEvent]) -> list[EventResult]:
+        """One result per event, in order.
+
+        The stages run stage by stage over the whole batch rather than item by item: each
+        item still passes the same stages in the same order, but a stage's loop (the RSA
+        unwraps, the detectors) stays hot in the CPU's caches, which is measurably faster.
+        """
         now = time.time()
         if self._keys is not None:
             self._keys.refresh(now)  # a rotated key, without a restart (rate-limited, no I/O)
-        try:
-            collection = parse_collection(event.body, max_bytes=self._max_event_bytes)
-            if collection.validation_tokens is not None:
-                self._verify_tokens(collection.validation_tokens, collection.items)
-        except NotificationError as error:
-            result.dead_letters.append(self._dead_letter(error, event, None, now))
-            return result
-        for notification in collection.items:
-            result.notifications += 1
-            if isinstance(notification, MalformedItem):
-                malformed = NotificationError(Reason.MALFORMED_NOTIFICATION, notification.problem)
+        results: list[EventResult] = []
+        live: list[tuple[ItemContext, EventResult]] = []
+        for event in events:
+            result = EventResult(event.partition, event.offset)
+            results.append(result)
+            try:
+                collection = parse_collection(event.body, max_bytes=self._max_event_bytes)
+                if collection.validation_tokens is not None:
+                    self._verify_tokens(collection.validation_tokens, collection.items)
+            except NotificationError as error:
+                result.dead_letters.append(self._dead_letter(error, event, None, now))
+                continue
+            for notification in collection.items:
+                result.notifications += 1
+                if isinstance(notification, MalformedItem):
+                    malformed = NotificationError(
+                        Reason.MALFORMED_NOTIFICATION, notification.problem
+                    )
+                    result.dead_letters.append(
+                        self._dead_letter(malformed, event, notification.index, now)
+                    )
+                    continue
+                ctx = ItemContext(notification, event.body, event.partition, event.offset, now)
+                live.append((ctx, result))
+        for stage in self._stages:
+            live = self._run_stage(stage, live, now)
+        if live:
+            raise RuntimeError("the pipeline's last stage must issue a verdict")
+        return results
+
+    def _run_stage(
+        self, stage: Stage, live: list[tuple[ItemContext, EventResult]], now: float
+    ) -> list[tuple[ItemContext, EventResult]]:
+        """Run one stage over the items still in flight; return those it passed on."""
+        passed = []
+        for ctx, result in live:
+            try:
+                outcome = stage(ctx)
+            except NotificationError as error:
+                event = SourceEvent(ctx.partition, ctx.offset, ctx.body)
                 result.dead_letters.append(
-                    self._dead_letter(malformed, event, notification.index, now)
+                    self._dead_letter(error, event, ctx.notification.index, now)
                 )
                 continue
-            ctx = ItemContext(notification, event.body, event.partition, event.offset, now)
-            try:
-                outcome = self._run_stages(ctx)
-            except NotificationError as error:
-                result.dead_letters.append(self._dead_letter(error, event, notification.index, now))
-                continue
-            if isinstance(outcome, Verdict):
+            if outcome is None:
+                passed.append((ctx, result))
+            elif isinstance(outcome, Verdict):
                 result.verdicts.append(outcome)
             elif isinstance(outcome, LifecycleEvent):
                 result.lifecycle.append(outcome)
             else:
                 result.validation_skipped += 1
-        return result
-
-    def _run_stages(self, ctx: ItemContext) -> Verdict | LifecycleEvent | Skipped:
-        for stage in self._stages:
-            outcome = stage(ctx)
-            if outcome is not None:
-                return outcome
-        raise RuntimeError("the pipeline's last stage must issue a verdict")
+        return passed
 
     def _verify_tokens(
         self, tokens: Sequence[str], items: Sequence[ChangeNotification | MalformedItem]

@@ -126,7 +126,7 @@ class Processor:
             pipeline = Pipeline.from_settings(self._settings)
             started = time.perf_counter()
             for batch in self._source.batches(self._options.batch_size):
-                self._commit(batch, [pipeline.process(event) for event in batch])
+                self._commit(batch, pipeline.process_batch(batch))
                 self.summary.seconds = time.perf_counter() - started
             return self.summary
         with ProcessPoolExecutor(
@@ -185,4 +185,4 @@ def worker_ready(_: int) -> bool:
 
 def process_in_worker(events: list[SourceEvent]) -> list[EventResult]:
     assert _worker_pipeline is not None, "worker started without a pipeline"
-    return [_worker_pipeline.process(event) for event in events]
+    return _worker_pipeline.process_batch(events)

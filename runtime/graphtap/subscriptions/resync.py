@@ -55,12 +55,11 @@ class PipelineSink:
         self._offset = 0
 
     async def submit(self, bodies: Sequence[bytes]) -> int:
-        results = []
+        events = []
         for body in bodies:
             self._offset += 1
-            results.append(
-                self._pipeline.process(SourceEvent(RESYNC_PARTITION, self._offset, body))
-            )
+            events.append(SourceEvent(RESYNC_PARTITION, self._offset, body))
+        results = self._pipeline.process_batch(events)
         self._dead_letters.write_dead_letters([d for r in results for d in r.dead_letters])
         return self._sink.write_verdicts([v for r in results for v in r.verdicts])
 
