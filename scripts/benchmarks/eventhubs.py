@@ -32,16 +32,16 @@ from unittest import mock
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.processing import process_local_hub
 from graphtap.inspection import InspectionSettings, Policy
 from graphtap.localhub import LocalHub
 from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Processor, ProcessorOptions, Summary
+from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
-from graphtap.processing.sources.localhub import LocalHubSource
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.certificates import create_certificate, load_certificate
 from graphtap.subscriptions.lifecycle import LifecycleQueue
@@ -98,7 +98,9 @@ def run(console: Console) -> dict[str, Any]:
         # Interleaved rounds, median per path: a busy machine slows both paths alike.
         for round_number in range(ROUNDS):
             for workers in sorted({1, cores}):
-                local = _local(root, settings, workers, f"{workers}-{round_number}")
+                local = process_local_hub(
+                    root, settings, workers=workers, run=f"eh-{workers}-{round_number}"
+                )
                 runs.setdefault(f"local_{workers}", []).append(local)
                 summary, sizes = _eventhubs(bodies, settings, workers)
                 runs.setdefault(f"eventhubs_{workers}", []).append(summary)
@@ -182,25 +184,6 @@ def sizing_markdown(figures: dict[str, Any]) -> str:
             f" | {row['partitions']} | {row['instances']} |"
         )
     return "\n".join(rows)
-
-
-def _local(root: Path, settings: PipelineSettings, workers: int, run: str) -> Summary:
-    source = LocalHubSource(root / "hub", consumer_group=f"bench-eh-{run}")
-    store = SqliteStore(root / f"local-{run}.sqlite")
-    lifecycle = LifecycleQueue(root / f"local-lifecycle-{run}.sqlite")
-    try:
-        return Processor(
-            source=source,
-            sink=store,
-            dead_letters=store,
-            lifecycle=lifecycle,
-            settings=settings,
-            options=ProcessorOptions(workers=workers),
-        ).run()
-    finally:
-        source.close()
-        store.close()
-        lifecycle.close()
 
 
 class _Patcher:

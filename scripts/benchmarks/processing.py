@@ -63,8 +63,8 @@ def run(console: Console) -> dict[str, Any]:
             ),
         )
         rsa_rate = _rsa_unwrap_rate(root / "keys", bodies)
-        one = _process(root, settings, workers=1)
-        many = _process(root, settings, workers=cores)
+        one = process_local_hub(root, settings, workers=1, run="one")
+        many = process_local_hub(root, settings, workers=cores, run="all")
 
     one_rate = one.notifications_per_second
     many_rate = many.notifications_per_second
@@ -116,11 +116,11 @@ def _rsa_unwrap_rate(keys: Path, bodies: list[bytes]) -> float:
     return len(wrapped) / (time.perf_counter() - started)
 
 
-def _process(root: Path, settings: PipelineSettings, *, workers: int) -> Summary:
-    group = f"bench-{workers}"
-    source = LocalHubSource(root / "hub", consumer_group=group)
-    store = SqliteStore(root / f"verdicts-{workers}.sqlite")
-    lifecycle = LifecycleQueue(root / f"lifecycle-{workers}.sqlite")
+def process_local_hub(root: Path, settings: PipelineSettings, *, workers: int, run: str) -> Summary:
+    """Drain `root/hub` from the start (a consumer group of this run's own) into SQLite."""
+    source = LocalHubSource(root / "hub", consumer_group=f"bench-{run}")
+    store = SqliteStore(root / f"verdicts-{run}.sqlite")
+    lifecycle = LifecycleQueue(root / f"lifecycle-{run}.sqlite")
     try:
         return Processor(
             source=source,
