@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from graphtap.hosts.commands.options import finding_hash_key
+from graphtap.hosts.commands.options import finding_hash_key, hash_key_file_option
 from graphtap.inspection import (
     InspectionResult,
     InspectionSettings,
@@ -41,12 +41,7 @@ from graphtap.inspection import (
     default=None,
     help="Policy TOML (e.g. runtime/environments/dev/policy.toml) [default: packaged policy].",
 )
-@click.option(
-    "--hash-key-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="File with the environment's finding hash key [env: GRAPHTAP_FINDING_HASH_KEY, hex].",
-)
+@hash_key_file_option
 @click.option(
     "--engine",
     type=click.Choice(["auto", "hyperscan", "python"]),

@@ -10,6 +10,14 @@ import click
 
 HASH_KEY_ENV = "GRAPHTAP_FINDING_HASH_KEY"
 
+#: `--hash-key-file`, alike for every command that inspects.
+hash_key_file_option = click.option(
+    "--hash-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help=f"File with the environment's finding hash key [env: {HASH_KEY_ENV}, hex].",
+)
+
 
 def finding_hash_key(path: Path | None) -> bytes:
     """The per-environment key findings are hashed under, so repeats can be correlated.

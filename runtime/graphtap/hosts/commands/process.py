@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from graphtap.hosts.commands.options import finding_hash_key
+from graphtap.hosts.commands.options import finding_hash_key, hash_key_file_option
 from graphtap.inspection import InspectionSettings, Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError
 from graphtap.notifications.authenticity import DEFAULT_JWKS_URL, TokenPolicy
@@ -108,11 +108,7 @@ from graphtap.subscriptions.lifecycle import LifecycleQueue
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Inspection policy TOML [default: report every finding at 65 or above].",
 )
-@click.option(
-    "--hash-key-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Per-environment key for finding hashes [env: GRAPHTAP_FINDING_HASH_KEY, hex].",
-)
+@hash_key_file_option
 @click.option(
     "--app-id",
     "app_ids",

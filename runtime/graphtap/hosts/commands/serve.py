@@ -20,7 +20,7 @@ import click
 from starlette.applications import Starlette
 
 from graphtap.deployment import Deployment, DeploymentError
-from graphtap.hosts.commands.options import HASH_KEY_ENV, finding_hash_key
+from graphtap.hosts.commands.options import HASH_KEY_ENV, finding_hash_key, hash_key_file_option
 from graphtap.hosts.webapp import ControlPlaneView, StatusSources, create_app
 from graphtap.hosts.webapp import serve as run_app
 from graphtap.inspection import InspectionSettings, Policy, load_policy
@@ -105,11 +105,7 @@ class ControlPlaneService(Protocol):
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Inspection policy TOML [default: runtime/environments/ENV/policy.toml, else built-in].",
 )
-@click.option(
-    "--hash-key-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Per-environment key for finding hashes [env: GRAPHTAP_FINDING_HASH_KEY, hex].",
-)
+@hash_key_file_option
 @click.option(
     "--host",
     default=lambda: "0.0.0.0" if os.environ.get(APP_SERVICE_SETTING) else "127.0.0.1",  # noqa: S104
