@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from graphtap.localhub import LocalHub
 from graphtap.notifications.crypto import encrypt_content
 from graphtap.notifications.keyring import thumbprint
+from graphtap.simulation.emitter import change_item
 from graphtap.simulation.tenant import Message
 from graphtap.subscriptions.clock import Clock
 
@@ -414,19 +415,14 @@ class FakeGraph(httpx.AsyncBaseTransport):
     def _change(
         self, stored: StoredSubscription, message: Message, graph: dict[str, Any], change_type: str
     ) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "subscriptionId": stored.id,
-            "changeType": change_type,
-            "clientState": stored.client_state,
-            "subscriptionExpirationDateTime": _iso(stored.expiration),
-            "resource": message.resource,
-            "resourceData": {
-                "id": message.id,
-                "@odata.type": "#Microsoft.Graph.chatMessage",
-                "@odata.id": message.resource,
-            },
-            "tenantId": self.tenant_id,
-        }
+        item = change_item(
+            message,
+            change_type,
+            subscription_id=stored.id,
+            expiration=dt.datetime.fromtimestamp(stored.expiration, dt.UTC),
+            client_state=stored.client_state,
+            tenant_id=self.tenant_id,
+        )
         if stored.include_resource_data and change_type != "deleted":
             certificate, certificate_id = stored.certificate, stored.certificate_id
             if (

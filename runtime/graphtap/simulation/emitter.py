@@ -133,19 +133,14 @@ class NotificationEmitter:
 
     def change(self, message: Message, change_type: str) -> dict[str, Any]:
         subscription = self.subscription_for(message)
-        item: dict[str, Any] = {
-            "subscriptionId": subscription.id,
-            "changeType": change_type,
-            "clientState": self.client_state,
-            "subscriptionExpirationDateTime": _iso(subscription.expiration),
-            "resource": message.resource,
-            "resourceData": {
-                "id": message.id,
-                "@odata.type": "#Microsoft.Graph.chatMessage",
-                "@odata.id": message.resource,
-            },
-            "tenantId": self.tenant_id,
-        }
+        item = change_item(
+            message,
+            change_type,
+            subscription_id=subscription.id,
+            expiration=subscription.expiration,
+            client_state=self.client_state,
+            tenant_id=self.tenant_id,
+        )
         if change_type != "deleted":
             resource = json.dumps(message.to_graph(), separators=(",", ":")).encode()
             item["encryptedContent"] = encrypt_content(
@@ -178,6 +173,31 @@ class NotificationEmitter:
             "clientState": self.client_state,
             "lifecycleEvent": event,
         }
+
+
+def change_item(
+    message: Message,
+    change_type: str,
+    *,
+    subscription_id: str,
+    expiration: dt.datetime,
+    client_state: str | None,
+    tenant_id: str,
+) -> dict[str, Any]:
+    """A chatMessage change notification as Graph shapes it, before any encryptedContent."""
+    return {
+        "subscriptionId": subscription_id,
+        "changeType": change_type,
+        "clientState": client_state,
+        "subscriptionExpirationDateTime": _iso(expiration),
+        "resource": message.resource,
+        "resourceData": {
+            "id": message.id,
+            "@odata.type": "#Microsoft.Graph.chatMessage",
+            "@odata.id": message.resource,
+        },
+        "tenantId": tenant_id,
+    }
 
 
 def collection(items: list[dict[str, Any]]) -> bytes:
