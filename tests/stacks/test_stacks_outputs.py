@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from scripts.outputs import KEYS
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "outputs.py"
 
@@ -49,28 +51,7 @@ def test_outputs_file_from_either_form(tmp_path: Path, synthesized: Any, form: s
     assert saved["notification_partitions"] == 2
     assert saved["tenant_id"] == "resolved-tenant_id"
     assert saved["notification_url"].startswith("EventHub:https://evhns-gtap-dev-weu.")
-    assert list(saved) == [
-        "environment",
-        "tenant_id",
-        "tenant_domain",
-        "subscription_id",
-        "resource_group",
-        "eventhub_namespace_name",
-        "eventhub_namespace_host",
-        "notifications_hub",
-        "findings_hub",
-        "consumer_group",
-        "notification_url",
-        "notification_partitions",
-        "checkpoint_account_url",
-        "checkpoint_container",
-        "key_vault_uri",
-        "certificate_name",
-        "runtime_client_id",
-        "web_app_name",
-        "function_app_name",
-        "graph_endpoint",
-    ]
+    assert list(saved) == list(KEYS)
 
 
 def test_missing_outputs_are_an_error_not_a_partial_file(tmp_path: Path) -> None:

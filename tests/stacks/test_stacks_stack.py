@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from scripts.outputs import KEYS as OUTPUT_CONTRACT
 from stacks.cdk import Testing as CdkTesting
 from stacks.config import load_all
 from stacks.constructs.graph_permissions import MICROSOFT_GRAPH_APP_ID
@@ -15,28 +16,7 @@ from stacks.constructs.identity import GRAPH_CHANGE_TRACKING_APP_ID
 # The session fixture's SynthesizedStack (tests/stacks/conftest.py).
 SynthesizedStack = Any
 
-OUTPUT_KEYS = {
-    "environment",
-    "tenant_id",
-    "tenant_domain",
-    "subscription_id",
-    "resource_group",
-    "eventhub_namespace_name",
-    "eventhub_namespace_host",
-    "notifications_hub",
-    "findings_hub",
-    "consumer_group",
-    "notification_url",
-    "notification_partitions",
-    "checkpoint_account_url",
-    "checkpoint_container",
-    "key_vault_uri",
-    "certificate_name",
-    "runtime_client_id",
-    "web_app_name",
-    "function_app_name",
-    "graph_endpoint",
-}
+OUTPUT_KEYS = set(OUTPUT_CONTRACT)  # what `make outputs` saves for bootstrap
 RUNTIME_SETTINGS = {
     "GRAPHTAP_ENV",
     "GRAPHTAP_EVENTHUB_NAMESPACE",
