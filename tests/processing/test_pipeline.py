@@ -376,3 +376,36 @@ def test_a_batch_gives_what_its_events_give_one_by_one(
     assert [summary(r) for r in pipeline.process_batch(events)] == one_by_one
     assert any(s[3] for s in one_by_one)
     assert any(s[4] for s in one_by_one)
+
+
+def test_an_unexpected_failure_is_a_dead_letter_not_a_stalled_partition(
+    keys_dir: Path, scenario: Scenario, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Flaky:
+        """An inspector that breaks on one message, as a library bug would."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def inspect_message(self, message: Any) -> Any:
+            self.calls += 1
+            if self.calls == 2:
+                raise RecursionError("deep inside the parser: <p>4111 1111 1111 1111</p>")
+            return None
+
+    pipeline = Pipeline.build(
+        keys=KeyRing.load([keys_dir]),
+        client_states=[CLIENT_STATE],
+        inspector=Flaky(),  # type: ignore[arg-type]
+    )
+    items = [
+        scenario.emitter.change(scenario.tenant.post(sensitive=False), "created") for _ in range(3)
+    ]
+    [result] = pipeline.process_batch([scenario.event(scenario.body(*items))])
+    assert len(result.verdicts) == 2
+    [letter] = result.dead_letters
+    assert letter.reason == "processing_error"
+    assert letter.item_index == 1
+    assert "RecursionError" in letter.message
+    assert "4111" not in letter.message
+    assert "4111" not in caplog.text  # the exception's text, which may quote content, is not logged

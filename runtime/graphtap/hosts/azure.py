@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
-from cryptography.hazmat.primitives import serialization
 
 from graphtap.deployment import Deployment
 from graphtap.inspection import InspectionSettings, Policy, load_policy
@@ -36,6 +35,7 @@ from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
 from graphtap.processing.sinks.jsonl import JsonlDeadLetters
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
+from graphtap.subscriptions.certificates import write_private_key
 from graphtap.subscriptions.keyvault import (
     DEFAULT_CLIENT_STATE_SECRET,
     DEFAULT_FINDING_HASH_KEY_SECRET,
@@ -85,15 +85,7 @@ async def write_key(
     """Write a certificate version's private key as `ID.key.pem` (0600) for the key ring."""
     key, _ = await keyvault.private_key(certificate.name, certificate.version)
     path = directory / f"{certificate.certificate_id}{KEY_SUFFIX}"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    write_private_key(path, key)
     return path
 
 

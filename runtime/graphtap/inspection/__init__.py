@@ -56,7 +56,7 @@ _ENGINES = ("auto", "hyperscan", "python")
 class InspectionSettings:
     """`hash_key`: the environment's finding hash key (32 random bytes; never committed)."""
 
-    hash_key: bytes
+    hash_key: bytes = field(repr=False)  # a secret: kept out of tracebacks and logs
     policy: Policy = field(default_factory=Policy.default)
     engine: EngineName = "auto"
 

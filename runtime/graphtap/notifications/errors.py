@@ -19,6 +19,9 @@ class Reason(StrEnum):
     SIGNATURE_MISMATCH = "signature_mismatch"
     DECRYPTION_FAILED = "decryption_failed"
     MALFORMED_RESOURCE = "malformed_resource"
+    #: A stage failed in a way no rule anticipated (a bug, a library fault): the item is kept
+    #: whole so it can be replayed once fixed, instead of stalling its partition for ever.
+    PROCESSING_ERROR = "processing_error"
 
 
 class NotificationError(Exception):

@@ -160,11 +160,11 @@ class KeyRing:
         changed = False
         signature = self._source_signature()
         if signature != self._signature:
-            self._signature = signature
             fresh = KeyRing()
             for path, password in self._sources.items():
                 if path.exists():
                     fresh.load_into(path, password=password)
+            self._signature = signature  # only once loaded: a failed read is tried again
             for entry in fresh.entries():
                 current = self._by_id.get(entry.certificate_id)
                 if current is None or current.thumbprint != entry.thumbprint:

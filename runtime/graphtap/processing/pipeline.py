@@ -8,6 +8,7 @@ worker processes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,15 +45,17 @@ from graphtap.processing.stages import (
 from graphtap.processing.verdicts import Verdict
 from graphtap.subscriptions.lifecycle import LifecycleEvent
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
     """Everything a worker needs to build its own pipeline (picklable, no open handles)."""
 
     key_paths: tuple[Path, ...]
-    client_states: tuple[str, ...]
+    client_states: tuple[str, ...] = field(repr=False)  # secrets: kept out of tracebacks
     inspection: InspectionSettings
-    key_password: bytes | None = None
+    key_password: bytes | None = field(default=None, repr=False)
     token_policy: TokenPolicy | None = None
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
@@ -130,8 +133,7 @@ class Pipeline:
         unwraps, the detectors) stays hot in the CPU's caches, which is measurably faster.
         """
         now = time.time()
-        if self._keys is not None:
-            self._keys.refresh(now)  # a rotated key, without a restart (rate-limited, no I/O)
+        self._refresh_keys(now)
         results: list[EventResult] = []
         live: list[tuple[ItemContext, EventResult]] = []
         for event in events:
@@ -176,6 +178,25 @@ class Pipeline:
                     self._dead_letter(error, event, ctx.notification.index, now)
                 )
                 continue
+            except Exception as exc:  # noqa: BLE001 (dead-lettered and logged, never dropped)
+                # Only the type: a library's message may quote the content it choked on.
+                log.error(
+                    "stage %s failed on partition %s offset %s item %s: %s",
+                    type(stage).__name__,
+                    ctx.partition,
+                    ctx.offset,
+                    ctx.notification.index,
+                    type(exc).__name__,
+                )
+                failure = NotificationError(
+                    Reason.PROCESSING_ERROR,
+                    f"{type(stage).__name__} raised {type(exc).__name__}",
+                )
+                event = SourceEvent(ctx.partition, ctx.offset, ctx.body)
+                result.dead_letters.append(
+                    self._dead_letter(failure, event, ctx.notification.index, now)
+                )
+                continue
             if outcome is None:
                 passed.append((ctx, result))
             elif isinstance(outcome, Verdict):
@@ -185,6 +206,15 @@ class Pipeline:
             else:
                 result.validation_skipped += 1
         return passed
+
+    def _refresh_keys(self, now: float) -> None:
+        """Pick up a rotated key without a restart (rate-limited); a failure keeps the ring."""
+        if self._keys is None:
+            return
+        try:
+            self._keys.refresh(now)
+        except (OSError, ValueError) as exc:
+            log.error("key ring not refreshed, keeping the keys loaded: %s", exc)
 
     def _verify_tokens(
         self, tokens: Sequence[str], items: Sequence[ChangeNotification | MalformedItem]

@@ -88,16 +88,32 @@ def create_certificate(
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    key_pem = key.private_bytes(
+    write_private_key(key_path, key)
+    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return CertificateFiles(certificate_id, key_path, certificate_path, thumbprint(certificate))
+
+
+def write_private_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    """Write `key` as PKCS#8 PEM, mode 0600, appearing whole or not at all, never overwriting.
+
+    A key ring may be reading the folder at that moment: the key is written under a name it
+    ignores, then linked into place, so it never sees half a key.
+    """
+    pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as key_file:
-        key_file.write(key_pem)
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return CertificateFiles(certificate_id, key_path, certificate_path, thumbprint(certificate))
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(partial, path)  # fails if `path` exists: a key is never replaced in place
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def load_certificate(path: Path) -> x509.Certificate:

@@ -8,14 +8,13 @@ ring picks both changes up without a restart (`KeyRing.refresh`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from graphtap.notifications.keyring import KEY_SUFFIX
-from graphtap.subscriptions.certificates import CERT_SUFFIX
+from graphtap.subscriptions.certificates import CERT_SUFFIX, write_private_key
 from graphtap.subscriptions.keyvault import EncryptionCertificate, KeyVault
 
 
@@ -35,14 +34,7 @@ class KeyFolderPublisher:
         self.folder.mkdir(parents=True, exist_ok=True)
         key_path = self.folder / f"{certificate.certificate_id}{KEY_SUFFIX}"
         if not key_path.exists():
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(pem)
+            write_private_key(key_path, key)
         certificate_path = self.folder / f"{certificate.certificate_id}{CERT_SUFFIX}"
         certificate_path.write_bytes(
             certificate.certificate.public_bytes(serialization.Encoding.PEM)
