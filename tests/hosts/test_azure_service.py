@@ -230,3 +230,18 @@ def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: P
     assert published == changes  # each verdict reached the findings hub once
     letters = (tmp_path / "state" / "dead-letters.jsonl").read_text().splitlines()
     assert len(letters) == faults
+
+
+def test_a_processor_never_mints_its_own_client_state(tmp_path: Path) -> None:
+    """Instances starting together must not each create a different secret."""
+    vault = FakeKeyVault()
+    vault.add_certificate_version(CERTIFICATE)
+    options = AzureServiceOptions(
+        policy=Policy.default(),
+        hash_key=b"h" * 32,
+        state_dir=tmp_path / "state",
+        keyvault_options={"transport": vault.transport()},
+    )
+    with pytest.raises(KeyVaultError, match="make bootstrap"):
+        asyncio.run(AzureProcessing.open(deployment(vault.vault_url), TokenCredential(), options))
+    assert DEFAULT_CLIENT_STATE_SECRET not in vault.secrets

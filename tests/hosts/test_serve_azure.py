@@ -62,6 +62,8 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
     install(mocker, namespace)
     vault = FakeKeyVault(vault_url=deployment.key_vault_uri)
     version = vault.add_certificate_version(CERTIFICATE)
+    # `make bootstrap` created the clientState; the processor only reads it.
+    vault.secrets["graph-client-state"] = [("v1", "state-from-bootstrap", None)]
     graph = FakeGraph(SystemClock())
     credentials: list[TokenCredential] = []
 

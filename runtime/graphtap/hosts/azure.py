@@ -129,7 +129,7 @@ class AzureProcessing:
         try:
             certificate = await keyvault.certificate(deployment.certificate_name)
             await write_key(keyvault, certificate, directory)
-            client_state, _ = await keyvault.ensure_client_state(options.client_state_secret)
+            client_state = await keyvault.client_state(options.client_state_secret)
             hash_key = options.hash_key or await keyvault.finding_hash_key(
                 options.finding_hash_key_secret
             )

@@ -79,6 +79,10 @@ class KeyVault:
             content_type="graph-client-state",
         )
 
+    async def client_state(self, name: str = DEFAULT_CLIENT_STATE_SECRET) -> str:
+        """The clientState, read only: processors must never mint their own."""
+        return await self._read_secret(name, "graph-client-state")
+
     async def ensure_finding_hash_key(
         self, name: str = DEFAULT_FINDING_HASH_KEY_SECRET
     ) -> tuple[bytes, bool]:
@@ -92,13 +96,18 @@ class KeyVault:
 
     async def finding_hash_key(self, name: str = DEFAULT_FINDING_HASH_KEY_SECRET) -> bytes:
         """The finding hash key, which `graphtap bootstrap` creates; the runtime only reads."""
+        return self._hash_key(name, await self._read_secret(name, "finding hash key"))
+
+    async def _read_secret(self, name: str, what: str) -> str:
         try:
             secret = await self._secrets.get_secret(name)
         except ResourceNotFoundError:
             raise KeyVaultError(
-                f"{self.vault_url}: secret {name!r} not found; `make bootstrap` creates it"
+                f"{self.vault_url}: {what} secret {name!r} not found; `make bootstrap` creates it"
             ) from None
-        return self._hash_key(name, secret.value or "")
+        if not secret.value:
+            raise KeyVaultError(f"{self.vault_url}: secret {name} is empty")
+        return secret.value
 
     def _hash_key(self, name: str, value: str) -> bytes:
         try:
