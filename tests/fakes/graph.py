@@ -106,6 +106,9 @@ class FakeGraph(httpx.AsyncBaseTransport):
     payment_required: bool = False
     teams_quota: int = 10_000
     accept_certificate_patch: bool = True
+    #: The stricter reading of the docs: only expirationDateTime and notificationUrl are
+    #: updatable, and a PATCH carrying a certificate is refused outright.
+    reject_certificate_patch: bool = False
     #: Seconds Graph keeps encrypting to the old certificate after a re-key.
     certificate_lag: float = 0.0
     fault_rate: float = 0.0
@@ -359,6 +362,12 @@ class FakeGraph(httpx.AsyncBaseTransport):
 
     def _patch(self, stored: StoredSubscription, body: dict[str, Any]) -> httpx.Response:
         now = self.clock.time()
+        if body.get("encryptionCertificate") and self.reject_certificate_patch:
+            return _error(
+                400,
+                "InvalidRequest",
+                "Only expirationDateTime and notificationUrl can be updated on a subscription.",
+            )
         if stored.last_reauthorize is not None and now - stored.last_reauthorize < 600:
             self.reauth_patch_conflicts.append(stored.id)
         if "expirationDateTime" in body:

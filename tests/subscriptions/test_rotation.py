@@ -15,12 +15,16 @@ from tests.subscriptions.conftest import CERTIFICATE, Bench, tenant_for
 from tests.subscriptions.test_control_plane import TICK, started
 
 
-@pytest.mark.parametrize("graph_takes_patch", [True, False], ids=["patch", "recreate"])
+@pytest.mark.parametrize(
+    "graph_patch", ["takes", "ignores", "refuses"], ids=["patch", "recreate", "refused"]
+)
 def test_every_notification_decrypts_across_a_rotation(
-    bench: Bench, tmp_path: Path, graph_takes_patch: bool
+    bench: Bench, tmp_path: Path, graph_patch: str
 ) -> None:
     bench.graph.certificate_lag = 300.0  # Graph keeps using the old certificate for a while
-    bench.graph.accept_certificate_patch = graph_takes_patch
+    bench.graph.accept_certificate_patch = graph_patch == "takes"
+    bench.graph.reject_certificate_patch = graph_patch == "refuses"
+    graph_takes_patch = graph_patch == "takes"
     tenant = tenant_for(bench.graph)
     rng = random.Random(5)
     published = 0

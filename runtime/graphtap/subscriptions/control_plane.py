@@ -413,7 +413,9 @@ class ControlPlane:
         gap: dt.datetime | None = None
         for outcome in outcomes:
             previous = self._state.tracked.get(outcome.resource)
-            recreated = outcome.action == "created" or outcome.action.startswith("recreated (404")
+            # Any recreation left a window without a subscription (removed, expired, or
+            # deleted to change its certificate or payload kind): the gap is read back.
+            recreated = outcome.action == "created" or outcome.action.startswith("recreated")
             if recreated and previous is not None and previous.confirmed_at is not None:
                 gap = min(gap or previous.confirmed_at, previous.confirmed_at)
             if outcome.error is not None:

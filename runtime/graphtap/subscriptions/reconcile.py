@@ -246,9 +246,14 @@ class Reconciler:
             if error.status not in (400, 404):
                 raise
             updated = None
+            # 404: already gone. 400: Graph refuses certificate changes by PATCH (one reading
+            # of its docs), so the subscription still exists and must go before it is recreated.
+            still_there = error.status == 400
+        else:
+            still_there = True
         if updated is not None and updated.encryption_certificate_id == certificate_id:
             return Outcome(want.resource, "rekeyed", updated.id, updated.expiration, None, updated)
-        if updated is not None:
+        if still_there:
             await self.throttle.run(lambda: self.graph.delete(actual.id))
         created = await self.create(want, target)
         return Outcome(
