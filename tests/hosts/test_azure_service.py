@@ -245,3 +245,38 @@ def test_a_processor_never_mints_its_own_client_state(tmp_path: Path) -> None:
     with pytest.raises(KeyVaultError, match="make bootstrap"):
         asyncio.run(AzureProcessing.open(deployment(vault.vault_url), TokenCredential(), options))
     assert DEFAULT_CLIENT_STATE_SECRET not in vault.secrets
+
+
+def test_restarts_keep_recent_keys_and_new_versions_are_picked_up(tmp_path: Path) -> None:
+    """Graph keeps encrypting to the previous certificate for a while after AutoRenew."""
+    vault = FakeKeyVault()
+    versions = [vault.add_certificate_version(CERTIFICATE) for _ in range(4)]
+    vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
+    options = AzureServiceOptions(
+        policy=Policy.default(),
+        hash_key=b"h" * 32,
+        state_dir=tmp_path / "state",
+        keyvault_options={"transport": vault.transport()},
+        key_versions=3,
+        certificate_check_seconds=0.0,
+    )
+
+    def key_files(processing: AzureProcessing) -> set[str]:
+        return {p.name for p in processing.key_directory.iterdir()}
+
+    async def scenario() -> tuple[set[str], set[str]]:
+        processing = await AzureProcessing.open(
+            deployment(vault.vault_url), TokenCredential(), options
+        )
+        try:
+            at_start = key_files(processing)
+            versions.append(vault.add_certificate_version(CERTIFICATE))  # AutoRenew
+            await processing.check_certificate()
+            return at_start, key_files(processing)
+        finally:
+            await processing.close()
+
+    at_start, later = asyncio.run(scenario())
+    expected = {f"{CERTIFICATE}-{v.version}.key.pem" for v in versions[1:4]}
+    assert at_start == expected  # the newest three, not the retired first one
+    assert later == expected | {f"{CERTIFICATE}-{versions[4].version}.key.pem"}

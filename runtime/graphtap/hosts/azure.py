@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ class AzureServiceOptions:
     start: str = "earliest"
     max_batch_size: int = 256
     client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
+    #: Certificate versions whose keys are loaded at start: the current one and those Graph
+    #: may still encrypt to shortly after a rotation.
+    key_versions: int = 3
+    #: How often a host without a control plane (the Function App) looks for a new version.
+    certificate_check_seconds: float = 300.0
     finding_hash_key_secret: str = DEFAULT_FINDING_HASH_KEY_SECRET
     extra_client_states: tuple[str, ...] = field(default=())
     #: Passed to the Key Vault clients (e.g. a transport), as the control plane allows.
@@ -115,6 +121,8 @@ class AzureProcessing:
     executor: PipelineExecutor
     committer: BatchCommitter
     key_directory: Path
+    certificate_check_seconds: float = 300.0
+    _next_certificate_check: float = 0.0
 
     @property
     def summary(self) -> Summary:
@@ -127,8 +135,11 @@ class AzureProcessing:
         keyvault = KeyVault(deployment.key_vault_uri, credential, **options.keyvault_options)
         directory = private_directory()
         try:
-            certificate = await keyvault.certificate(deployment.certificate_name)
-            await write_key(keyvault, certificate, directory)
+            certificates = await keyvault.recent_certificates(
+                deployment.certificate_name, options.key_versions
+            )
+            for certificate in certificates:
+                await write_key(keyvault, certificate, directory)
             client_state = await keyvault.client_state(options.client_state_secret)
             hash_key = options.hash_key or await keyvault.finding_hash_key(
                 options.finding_hash_key_secret
@@ -137,8 +148,8 @@ class AzureProcessing:
             shutil.rmtree(directory, ignore_errors=True)
             await keyvault.close()
             raise
-        certificate_id = certificate.certificate_id
-        log.info("decryption key loaded", extra={"state": certificate_id})
+        for certificate in certificates:
+            log.info("decryption key loaded", extra={"state": certificate.certificate_id})
         pipeline = PipelineSettings(
             key_paths=(directory,),
             client_states=(client_state, *options.extra_client_states),
@@ -164,6 +175,8 @@ class AzureProcessing:
             executor,
             committer,
             directory,
+            options.certificate_check_seconds,
+            time.monotonic() + options.certificate_check_seconds,
         )
 
     async def add_certificate(self, certificate: EncryptionCertificate) -> None:
@@ -178,6 +191,15 @@ class AzureProcessing:
         await write_key(self.keyvault, certificate, self.key_directory)
         await self.executor.reload()
         log.info("decryption key added", extra={"state": certificate.certificate_id})
+
+    async def check_certificate(self) -> None:
+        """For hosts without a control plane (the Function App): at most every few minutes,
+        load the key of a certificate version Key Vault has newly issued (AutoRenew)."""
+        now = time.monotonic()
+        if now < self._next_certificate_check:
+            return
+        self._next_certificate_check = now + self.certificate_check_seconds
+        await self.add_certificate(await self.keyvault.certificate(self.certificate_name))
 
     async def close(self) -> None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from graphtap.processing.committer import BatchCommitter
@@ -34,13 +34,22 @@ class TriggerEvent(Protocol):
 
 
 class FunctionHandler:
-    def __init__(self, executor: PipelineExecutor, committer: BatchCommitter) -> None:
+    def __init__(
+        self,
+        executor: PipelineExecutor,
+        committer: BatchCommitter,
+        check_certificate: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._executor = executor
         self._committer = committer
+        self._check_certificate = check_certificate
 
     async def handle(self, events: Sequence[TriggerEvent]) -> None:
         if not events:
             return
+        if self._check_certificate is not None:
+            # No control plane runs here to announce a rotation: look for it ourselves.
+            await self._check_certificate()
         batch = [
             SourceEvent(partition_of(event), _sequence(event), event.get_body()) for event in events
         ]
@@ -119,4 +128,4 @@ async def open_handler(settings: Mapping[str, str]) -> FunctionHandler:
         ),
     )
     observe_counters(summary_observations(lambda: processing.summary))
-    return FunctionHandler(processing.executor, processing.committer)
+    return FunctionHandler(processing.executor, processing.committer, processing.check_certificate)

@@ -9,6 +9,7 @@ printed.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import secrets as token_source
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,6 +149,21 @@ class KeyVault:
         return EncryptionCertificate(
             name, bundle.properties.version, x509.load_der_x509_certificate(bytes(bundle.cer))
         )
+
+    async def recent_certificates(self, name: str, count: int) -> list[EncryptionCertificate]:
+        """The newest `count` enabled versions, newest first: after a rotation Graph keeps
+        encrypting to the previous certificate for a while, and a restarted processor must
+        still hold its key."""
+        listed = [
+            properties
+            async for properties in self._certificates.list_properties_of_certificate_versions(name)
+            if properties.enabled is not False and properties.version is not None
+        ]
+        listed.sort(key=lambda p: p.created_on or dt.datetime.min.replace(tzinfo=dt.UTC))
+        newest = [p.version for p in reversed(listed) if p.version is not None][:count]
+        if not newest:
+            return [await self.certificate(name)]
+        return [await self.certificate(name, version) for version in newest]
 
     async def rotate(self, name: str) -> EncryptionCertificate:
         """Issue a new version of the certificate under its own policy (as AutoRenew does)."""
