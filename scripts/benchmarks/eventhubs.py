@@ -32,7 +32,6 @@ from unittest import mock
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.processing import process_local_hub
 from graphtap.inspection import InspectionSettings, Policy
 from graphtap.localhub import LocalHub
 from graphtap.processing.committer import BatchCommitter
@@ -45,6 +44,8 @@ from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSour
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.certificates import create_certificate, load_certificate
 from graphtap.subscriptions.lifecycle import LifecycleQueue
+
+from .processing import process_local_hub
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
