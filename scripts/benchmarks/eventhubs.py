@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -32,8 +31,6 @@ from unittest import mock
 from rich.console import Console
 from rich.table import Table
 
-from graphtap.inspection import InspectionSettings, Policy
-from graphtap.localhub import LocalHub
 from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.pipeline import PipelineSettings
@@ -41,11 +38,9 @@ from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
-from graphtap.simulation.emitter import SimulationSettings, simulate
-from graphtap.subscriptions.certificates import create_certificate, load_certificate
 from graphtap.subscriptions.lifecycle import LifecycleQueue
 
-from .processing import process_local_hub
+from .processing import fill_local_hub, process_local_hub
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -55,7 +50,6 @@ from tests.fakes.eventhubs import FakeNamespace, install  # noqa: E402
 NOTIFICATIONS = 4_000
 ROUNDS = 3
 PARTITIONS = 4
-CLIENT_STATE = "bench-client-state"
 NAMESPACE = "bench.servicebus.windows.net"
 
 #: Event Hubs Standard, per throughput unit (namespace-wide).
@@ -74,25 +68,8 @@ def run(console: Console) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="graphtap-bench-eh-") as scratch:
         root = Path(scratch)
-        files = create_certificate(root / "keys", certificate_id="bench", bits=2048)
-        console.print(f"simulating {NOTIFICATIONS:,} rich notifications (RSA-2048)...")
-        bodies = [
-            e.body
-            for e in simulate(
-                SimulationSettings(count=NOTIFICATIONS, seed=2, lifecycle_share=0.0),
-                certificate=load_certificate(files.certificate_path),
-                certificate_id="bench",
-                client_state=CLIENT_STATE,
-            )
-        ]
-        with LocalHub(root / "hub", partitions=PARTITIONS) as hub:
-            hub.send(bodies)
-        settings = PipelineSettings(
-            key_paths=(root / "keys",),
-            client_states=(CLIENT_STATE,),
-            inspection=InspectionSettings(
-                hash_key=secrets.token_bytes(32), policy=Policy.default()
-            ),
+        bodies, settings = fill_local_hub(
+            root, console, count=NOTIFICATIONS, seed=2, partitions=PARTITIONS
         )
         runs: dict[str, list[Summary]] = {}
         verdict_bytes: list[int] = []

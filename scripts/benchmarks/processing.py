@@ -42,25 +42,8 @@ def run(console: Console) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="graphtap-bench-") as scratch:
         root = Path(scratch)
-        files = create_certificate(root / "keys", certificate_id="bench", bits=2048)
-        console.print(f"simulating {NOTIFICATIONS:,} rich notifications (RSA-2048)...")
-        bodies = [
-            e.body
-            for e in simulate(
-                SimulationSettings(count=NOTIFICATIONS, seed=1, lifecycle_share=0.0),
-                certificate=load_certificate(files.certificate_path),
-                certificate_id="bench",
-                client_state=CLIENT_STATE,
-            )
-        ]
-        with LocalHub(root / "hub", partitions=max(4, cores)) as hub:
-            hub.send(bodies)
-        settings = PipelineSettings(
-            key_paths=(root / "keys",),
-            client_states=(CLIENT_STATE,),
-            inspection=InspectionSettings(
-                hash_key=secrets.token_bytes(32), policy=Policy.default()
-            ),
+        bodies, settings = fill_local_hub(
+            root, console, count=NOTIFICATIONS, seed=1, partitions=max(4, cores)
         )
         rsa_rate = _rsa_unwrap_rate(root / "keys", bodies)
         one = process_local_hub(root, settings, workers=1, run="one")
@@ -114,6 +97,32 @@ def _rsa_unwrap_rate(keys: Path, bodies: list[bytes]) -> float:
     for data_key in wrapped:
         key.decrypt(data_key, OAEP_SHA1)
     return len(wrapped) / (time.perf_counter() - started)
+
+
+def fill_local_hub(
+    root: Path, console: Console, *, count: int, seed: int, partitions: int
+) -> tuple[list[bytes], PipelineSettings]:
+    """A certificate in `root/keys`, `count` simulated rich notifications in `root/hub`, and
+    the pipeline settings that decrypt them."""
+    files = create_certificate(root / "keys", certificate_id="bench", bits=2048)
+    console.print(f"simulating {count:,} rich notifications (RSA-2048)...")
+    bodies = [
+        e.body
+        for e in simulate(
+            SimulationSettings(count=count, seed=seed, lifecycle_share=0.0),
+            certificate=load_certificate(files.certificate_path),
+            certificate_id="bench",
+            client_state=CLIENT_STATE,
+        )
+    ]
+    with LocalHub(root / "hub", partitions=partitions) as hub:
+        hub.send(bodies)
+    settings = PipelineSettings(
+        key_paths=(root / "keys",),
+        client_states=(CLIENT_STATE,),
+        inspection=InspectionSettings(hash_key=secrets.token_bytes(32), policy=Policy.default()),
+    )
+    return bodies, settings
 
 
 def process_local_hub(root: Path, settings: PipelineSettings, *, workers: int, run: str) -> Summary:
