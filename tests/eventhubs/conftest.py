@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from graphtap.inspection import InspectionSettings, Policy
-from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
 from graphtap.processing.runner import Summary
@@ -177,7 +177,10 @@ def make_instance(
         sink = EventHubsVerdictSink(NAMESPACE, FINDINGS, credential=credential, retry=retry)
         executor = PipelineExecutor(pipeline_settings, workers=workers)
         committer = BatchCommitter(
-            sink=sink, dead_letters=stores, lifecycle=lifecycle, summary=summary
+            sink=sink,
+            dead_letters=BlockingDeadLetters(stores),
+            lifecycle=lifecycle,
+            summary=summary,
         )
         source = EventHubsSource(
             settings, credential=credential, executor=executor, committer=committer

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from graphtap.deployment import Deployment
 from graphtap.hosts.azure import (
@@ -37,29 +36,11 @@ from tests.eventhubs.conftest import (
     drained,
     wait_for,
 )
+from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.eventhubs import Installed
 from tests.fakes.keyvault import CertificateVersion, FakeKeyVault
 
 CERTIFICATE = "graph-encryption"
-
-
-class TokenCredential:
-    """Key Vault's fake wants a bearer token; Event Hubs' fakes never ask."""
-
-    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        return AccessToken("token", 4_000_000_000)
-
-    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
-        return AccessTokenInfo("token", 4_000_000_000)
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> TokenCredential:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
 
 def deployment(vault_url: str) -> Deployment:
