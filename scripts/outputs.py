@@ -30,6 +30,7 @@ KEYS = (
     "notification_partitions",
     "checkpoint_account_url",
     "checkpoint_container",
+    "dead_letter_container",
     "key_vault_uri",
     "certificate_name",
     "runtime_client_id",

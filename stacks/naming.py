@@ -122,6 +122,7 @@ class Names:
     # With `processor = "both"` the function app reads in a consumer group of its own.
     function_consumer_group: str = "graphtap-processor-functions"
     checkpoint_container: str = "checkpoints"
+    dead_letter_container: str = "dead-letters"
     function_package_container: str = "function-package"
     certificate: str = "graphtap-notifications"
 

@@ -38,6 +38,9 @@ class Deployment:
     runtime_client_id: str
     checkpoint_account_url: str
     checkpoint_container: str
+    #: Where dead letters are kept, in the checkpoint storage account; None keeps them on the
+    #: instance's own disk (deployments from before the stack created the container).
+    dead_letter_container: str | None = None
     subscription_id: str | None = None
     resource_group: str | None = None
     eventhub_namespace_name: str | None = None
@@ -110,6 +113,7 @@ class Deployment:
             "runtime_client_id": "AZURE_CLIENT_ID",
             "checkpoint_account_url": "GRAPHTAP_CHECKPOINT_ACCOUNT_URL",
             "checkpoint_container": "GRAPHTAP_CHECKPOINT_CONTAINER",
+            "dead_letter_container": "GRAPHTAP_DEAD_LETTER_CONTAINER",
             "graph_endpoint": "GRAPHTAP_GRAPH_ENDPOINT",
         }
         outputs = {field: settings.get(variable) for field, variable in names.items()}

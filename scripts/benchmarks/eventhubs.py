@@ -31,7 +31,7 @@ from unittest import mock
 from rich.console import Console
 from rich.table import Table
 
-from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Summary
@@ -241,7 +241,10 @@ async def _consume(
         credential=credential,
         executor=executor,
         committer=BatchCommitter(
-            sink=sink, dead_letters=store, lifecycle=lifecycle, summary=summary
+            sink=sink,
+            dead_letters=BlockingDeadLetters(store),
+            lifecycle=lifecycle,
+            summary=summary,
         ),
     )
     total = sum(len(p.events) for p in namespace.partitions("notifications"))

@@ -36,6 +36,7 @@ class RuntimeIdentityProps:
     notifications_hub_id: str
     findings_hub_id: str
     checkpoint_container_id: str
+    dead_letter_container_id: str
     certificate_id: str  # versionless resource-manager id
     certificate_secret_id: str  # the certificate's PFX secret as an RBAC scope
     function_container_ids: Mapping[str, str]  # empty when no function app is deployed
@@ -78,6 +79,7 @@ class RuntimeIdentity(Construct):
             "receive_notifications": (EVENT_HUBS_DATA_RECEIVER, props.notifications_hub_id),
             "send_findings": (EVENT_HUBS_DATA_SENDER, props.findings_hub_id),
             "checkpoints": (BLOB_DATA_CONTRIBUTOR, props.checkpoint_container_id),
+            "dead_letters": (BLOB_DATA_CONTRIBUTOR, props.dead_letter_container_id),
             "read_certificate": (KEY_VAULT_CERTIFICATE_USER, props.certificate_id),
             "read_certificate_key": (KEY_VAULT_SECRETS_USER, props.certificate_secret_id),
         }

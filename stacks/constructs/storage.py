@@ -1,4 +1,5 @@
-"""The checkpoint store: blob only, Entra ID only (no shared keys, no local users)."""
+"""The runtime's storage account: checkpoints and dead letters (and the Function App's
+containers), blob only, Entra ID only (no shared keys, no local users)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class StorageProps:
     placement: Placement
     account_name: str
     checkpoint_container: str
+    dead_letter_container: str
     function_package_container: str
     subnet_ids: Sequence[str]
     operator_ip_ranges: Sequence[str]
@@ -74,6 +76,8 @@ class CheckpointStorage(Construct):
             tags=dict(where.tags),
         )
         self.checkpoints = self._container("checkpoints", props.checkpoint_container)
+        # Outlives every instance, so a dead letter is never lost once its batch is checkpointed.
+        self.dead_letters = self._container("dead_letters", props.dead_letter_container)
         self.function_containers: dict[str, StorageContainer] = {}
         if props.function_containers:
             for name in (*FUNCTION_HOST_CONTAINERS, props.function_package_container):

@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 
 from graphtap.inspection import InspectionSettings, Policy
-from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.committer import (
+    AsyncDeadLetterStore,
+    BatchCommitter,
+    BlockingDeadLetters,
+)
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
 from graphtap.processing.runner import Summary
@@ -117,7 +121,8 @@ def hubs(mocker: Any) -> Installed:
 
 @dataclass
 class Instance:
-    """One processor instance: source, findings-hub sink, local dead letters and lifecycle."""
+    """One processor instance: source, findings-hub sink, dead letters (local unless given)
+    and lifecycle."""
 
     source: EventHubsSource
     sink: EventHubsVerdictSink
@@ -125,6 +130,7 @@ class Instance:
     stores: SqliteStore
     lifecycle: LifecycleQueue
     executor: PipelineExecutor
+    dead_letters: AsyncDeadLetterStore
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -136,6 +142,7 @@ class Instance:
         if self.task is not None:
             await self.task
         await self.sink.close()
+        await self.dead_letters.close()
         self.executor.close()
         self.stores.close()
         self.lifecycle.close()
@@ -156,6 +163,7 @@ def make_instance(
         retry: RetryPolicy = FAST_RETRY,
         max_batch_size: int = 16,
         workers: int = 1,
+        dead_letters: AsyncDeadLetterStore | None = None,
     ) -> Instance:
         n = next(counter)
         settings = EventHubsSourceSettings(
@@ -176,13 +184,17 @@ def make_instance(
         lifecycle = LifecycleQueue(tmp_path / f"instance-{n}.sqlite")
         sink = EventHubsVerdictSink(NAMESPACE, FINDINGS, credential=credential, retry=retry)
         executor = PipelineExecutor(pipeline_settings, workers=workers)
+        dead_letters = dead_letters or BlockingDeadLetters(stores)
         committer = BatchCommitter(
-            sink=sink, dead_letters=stores, lifecycle=lifecycle, summary=summary
+            sink=sink,
+            dead_letters=dead_letters,
+            lifecycle=lifecycle,
+            summary=summary,
         )
         source = EventHubsSource(
             settings, credential=credential, executor=executor, committer=committer
         )
-        return Instance(source, sink, summary, stores, lifecycle, executor)
+        return Instance(source, sink, summary, stores, lifecycle, executor, dead_letters)
 
     return make
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.core.rest import HttpRequest
 from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
@@ -34,11 +35,12 @@ class FakeResponse(AsyncHttpResponseImpl):
         return self._content or b""
 
 
+#: (status, body, headers): a body of bytes goes out as is, anything else as JSON.
 Handler = Callable[[HttpRequest], tuple[int, Any, dict[str, str]]]
 
 
 class FakeAsyncTransport(AsyncHttpTransport):  # type: ignore[type-arg]
-    """An `AsyncHttpTransport` that answers with `handle(request)`: (status, JSON, headers)."""
+    """An `AsyncHttpTransport` that answers with `handle(request)`: (status, body, headers)."""
 
     def __init__(self, handle: Handler) -> None:
         self._handle = handle
@@ -47,7 +49,10 @@ class FakeAsyncTransport(AsyncHttpTransport):  # type: ignore[type-arg]
     async def send(self, request: Any, **kwargs: Any) -> FakeResponse:
         self.requests.append((request.method, request.url))
         status, body, headers = self._handle(request)
-        raw = b"" if body is None else json.dumps(body).encode()
+        if isinstance(body, bytes):
+            raw = body
+        else:
+            raw = b"" if body is None else json.dumps(body).encode()
         return FakeResponse(request, status, raw, headers)
 
     async def open(self) -> None:
@@ -60,4 +65,23 @@ class FakeAsyncTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         return self
 
     async def __aexit__(self, *args: Any) -> None:
+        return None
+
+
+class TokenCredential:
+    """A credential that hands out a bearer token, for the fakes that insist on one."""
+
+    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        return AccessToken("token", 4_000_000_000)
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo("token", 4_000_000_000)
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> TokenCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
         return None

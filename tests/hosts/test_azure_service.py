@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from graphtap.deployment import Deployment
 from graphtap.hosts.azure import (
@@ -20,6 +20,9 @@ from graphtap.hosts.azure import (
 )
 from graphtap.hosts.commands.serve import build_app
 from graphtap.inspection import Policy
+from graphtap.processing.committer import BlockingDeadLetters
+from graphtap.processing.sinks.blob import BlobDeadLetters
+from graphtap.processing.sinks.jsonl import JsonlDeadLetters
 from graphtap.simulation.emitter import SimulatedEvent, SimulationSettings, simulate
 from graphtap.subscriptions.keyvault import (
     DEFAULT_CLIENT_STATE_SECRET,
@@ -37,34 +40,18 @@ from tests.eventhubs.conftest import (
     drained,
     wait_for,
 )
+from tests.fakes.azure_transport import TokenCredential
+from tests.fakes.blobs import FakeBlobService
 from tests.fakes.eventhubs import Installed
 from tests.fakes.keyvault import CertificateVersion, FakeKeyVault
 
 CERTIFICATE = "graph-encryption"
 
 
-class TokenCredential:
-    """Key Vault's fake wants a bearer token; Event Hubs' fakes never ask."""
-
-    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        return AccessToken("token", 4_000_000_000)
-
-    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
-        return AccessTokenInfo("token", 4_000_000_000)
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> TokenCredential:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-def deployment(vault_url: str) -> Deployment:
+def deployment(vault_url: str, **settings: str) -> Deployment:
     return Deployment.from_app_settings(
         {
+            **settings,
             "GRAPHTAP_ENV": "dev",
             "GRAPHTAP_TENANT_ID": "tenant",
             "GRAPHTAP_TENANT_DOMAIN": "contoso.com",
@@ -230,6 +217,77 @@ def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: P
     assert published == changes  # each verdict reached the findings hub once
     letters = (tmp_path / "state" / "dead-letters.jsonl").read_text().splitlines()
     assert len(letters) == faults
+
+
+def test_dead_letters_go_to_the_deployments_blob_container(
+    hubs: Installed, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    vault = FakeKeyVault()
+    version = vault.add_certificate_version(CERTIFICATE)
+    vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
+    blobs = FakeBlobService(ACCOUNT)
+    blobs.create_container("dead-letters")
+    traffic = list(
+        simulate(
+            SimulationSettings(count=40, seed=4, fault_share=0.15),
+            certificate=version.certificate,
+            certificate_id=f"{CERTIFICATE}-{version.version}",
+            client_state="state",
+        )
+    )
+    options = AzureServiceOptions(
+        policy=Policy.default(),
+        hash_key=b"h" * 32,
+        state_dir=tmp_path / "state",
+        keyvault_options={"transport": vault.transport()},
+        blob_options={"transport": blobs.transport()},
+    )
+    configured = deployment(vault.vault_url, GRAPHTAP_DEAD_LETTER_CONTAINER="dead-letters")
+    assert configured.dead_letter_container == "dead-letters"
+
+    async def scenario() -> None:
+        processing = await AzureProcessing.open(configured, TokenCredential(), options)
+        try:
+            assert isinstance(processing.dead_letters, BlobDeadLetters)
+            await ResyncThroughProcessing(processing).submit([e.body for e in traffic])
+        finally:
+            await processing.close()
+
+    with caplog.at_level(logging.WARNING, logger="graphtap.hosts.azure"):
+        asyncio.run(scenario())
+    faults = sum(len(e.faults) for e in traffic)
+    assert faults > 0
+    assert len(blobs.blobs("dead-letters")) == faults
+    assert not (tmp_path / "state" / "dead-letters.jsonl").exists()
+    assert "instance's disk only" not in caplog.text
+
+
+def test_without_a_dead_letter_container_they_stay_on_the_instance_and_it_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    vault = FakeKeyVault()
+    vault.add_certificate_version(CERTIFICATE)
+    vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
+    options = AzureServiceOptions(
+        policy=Policy.default(),
+        hash_key=b"h" * 32,
+        state_dir=tmp_path / "state",
+        keyvault_options={"transport": vault.transport()},
+    )
+
+    async def scenario() -> object:
+        processing = await AzureProcessing.open(
+            deployment(vault.vault_url), TokenCredential(), options
+        )
+        await processing.close()
+        return processing.dead_letters
+
+    with caplog.at_level(logging.WARNING, logger="graphtap.hosts.azure"):
+        store = asyncio.run(scenario())
+    assert isinstance(store, BlockingDeadLetters)
+    assert isinstance(store.store, JsonlDeadLetters)
+    assert "GRAPHTAP_DEAD_LETTER_CONTAINER" in caplog.text
+    assert "instance's disk only" in caplog.text
 
 
 def test_a_processor_never_mints_its_own_client_state(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from azure.functions.meta import Datum
 
 from graphtap.hosts.function import FunctionHandler, partition_of
-from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Summary
@@ -77,7 +77,9 @@ def handler(
     executor = PipelineExecutor(pipeline_settings)
     sink = EventHubsVerdictSink(NAMESPACE, FINDINGS, credential=FakeCredential(), retry=FAST_RETRY)
     summary = Summary()
-    committer = BatchCommitter(sink=sink, dead_letters=store, lifecycle=lifecycle, summary=summary)
+    committer = BatchCommitter(
+        sink=sink, dead_letters=BlockingDeadLetters(store), lifecycle=lifecycle, summary=summary
+    )
     yield FunctionHandler(executor, committer), summary
     asyncio.run(sink.close())
     executor.close()

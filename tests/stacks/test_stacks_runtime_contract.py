@@ -19,6 +19,8 @@ def test_web_app_settings_describe_a_whole_deployment(synthesized: Any, environm
     assert deployment.notification_url.startswith("EventHub:https://")
     assert "/eventhubname/" in deployment.notification_url
     assert deployment.runtime_client_id  # the user-assigned identity DefaultAzureCredential uses
+    # dead letters outlive the instance: the blob container, not the local file
+    assert deployment.dead_letter_container == "dead-letters"
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])

@@ -25,6 +25,7 @@ RUNTIME_SETTINGS = {
     "GRAPHTAP_CONSUMER_GROUP",
     "GRAPHTAP_CHECKPOINT_ACCOUNT_URL",
     "GRAPHTAP_CHECKPOINT_CONTAINER",
+    "GRAPHTAP_DEAD_LETTER_CONTAINER",
     "GRAPHTAP_KEY_VAULT_URI",
     "GRAPHTAP_CERTIFICATE_NAME",
     "GRAPHTAP_TENANT_DOMAIN",
@@ -144,6 +145,11 @@ def test_storage(stack: SynthesizedStack) -> None:
         "azurerm_storage_container",
         {"name": "checkpoints", "container_access_type": "private"},
     )
+    assert has(
+        stack,
+        "azurerm_storage_container",
+        {"name": "dead-letters", "container_access_type": "private"},
+    )
 
 
 def test_keyvault_generates_the_certificate_inside_the_vault(stack: SynthesizedStack) -> None:
@@ -206,6 +212,7 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
         ("Azure Event Hubs Data Receiver", ref(stack, "azurerm_eventhub", "notifications")),
         ("Azure Event Hubs Data Sender", ref(stack, "azurerm_eventhub", "findings")),
         ("Storage Blob Data Contributor", ref(stack, "azurerm_storage_container", "checkpoints")),
+        ("Storage Blob Data Contributor", ref(stack, "azurerm_storage_container", "dead_letters")),
         (
             "Key Vault Certificate User",
             ref(
@@ -222,7 +229,7 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
     }
     if stack.config.hosting.function_app:
         for container in stack.resources("azurerm_storage_container").values():
-            if container["name"] != "checkpoints":
+            if container["name"] not in ("checkpoints", "dead-letters"):
                 expected.add(
                     (
                         "Storage Blob Data Contributor",

@@ -27,11 +27,16 @@ from azure.core.credentials_async import AsyncTokenCredential
 from graphtap.deployment import Deployment
 from graphtap.inspection import InspectionSettings, Policy, load_policy
 from graphtap.notifications.keyring import KEY_SUFFIX
-from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.committer import (
+    AsyncDeadLetterStore,
+    BatchCommitter,
+    BlockingDeadLetters,
+)
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Summary
+from graphtap.processing.sinks.blob import BlobDeadLetters
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
 from graphtap.processing.sinks.jsonl import JsonlDeadLetters
 from graphtap.processing.sources import SourceEvent
@@ -54,9 +59,10 @@ STATE_DIR_ENV = "GRAPHTAP_STATE_DIR"
 
 
 def default_state_dir() -> Path:
-    """Where dead letters and the lifecycle queue live: $GRAPHTAP_STATE_DIR, else
-    $HOME/data/graphtap/<instance>. App Service keeps /home across restarts but shares it
-    between instances, so each instance writes its own files."""
+    """Where the lifecycle queue (and dead letters, when no dead-letter container is
+    configured) live: $GRAPHTAP_STATE_DIR, else $HOME/data/graphtap/<instance>. App Service
+    keeps /home across restarts but shares it between instances, so each instance writes its
+    own files."""
     configured = os.environ.get(STATE_DIR_ENV)
     if configured:
         return Path(configured)
@@ -83,6 +89,8 @@ class AzureServiceOptions:
     extra_client_states: tuple[str, ...] = field(default=())
     #: Passed to the Key Vault clients (e.g. a transport), as the control plane allows.
     keyvault_options: dict[str, Any] = field(default_factory=dict)
+    #: Passed to the dead-letter container's client (e.g. a transport).
+    blob_options: dict[str, Any] = field(default_factory=dict)
 
 
 async def write_key(
@@ -101,6 +109,30 @@ def environment_policy(environment: str) -> Policy:
     return (load_policy(path) if path.is_file() else None) or Policy.default()
 
 
+def open_dead_letters(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> AsyncDeadLetterStore:
+    """The stack's dead-letter container when the deployment names one, else a local file.
+
+    A Function App (Flex Consumption) instance's disk goes with the instance: a dead letter
+    kept there can be lost after its batch was checkpointed.
+    """
+    if deployment.dead_letter_container:
+        return BlobDeadLetters(
+            deployment.checkpoint_account_url,
+            deployment.dead_letter_container,
+            credential=credential,
+            **options.blob_options,
+        )
+    path = options.state_dir / "dead-letters.jsonl"
+    log.warning(
+        "no dead-letter container configured (GRAPHTAP_DEAD_LETTER_CONTAINER): dead letters "
+        "are kept in %s, on this instance's disk only",
+        path,
+    )
+    return BlockingDeadLetters(JsonlDeadLetters(path))
+
+
 def private_directory() -> Path:
     """A 0700 folder in memory when the host has one (/dev/shm), else in the temp dir."""
     base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 (tmpfs on purpose)
@@ -110,13 +142,13 @@ def private_directory() -> Path:
 @dataclass
 class AzureProcessing:
     """What both Azure hosts share: the pipeline (key and clientState from Key Vault), the
-    findings-hub sink, the local dead-letter and lifecycle stores, and the committer."""
+    findings-hub sink, the dead-letter store, the local lifecycle queue, and the committer."""
 
     pipeline: PipelineSettings
     keyvault: KeyVault
     certificate_name: str
     sink: EventHubsVerdictSink
-    dead_letters: JsonlDeadLetters
+    dead_letters: AsyncDeadLetterStore
     lifecycle: LifecycleQueue
     executor: PipelineExecutor
     committer: BatchCommitter
@@ -159,7 +191,7 @@ class AzureProcessing:
         sink = EventHubsVerdictSink(
             deployment.eventhub_namespace_host, deployment.findings_hub, credential=credential
         )
-        dead_letters = JsonlDeadLetters(options.state_dir / "dead-letters.jsonl")
+        dead_letters = open_dead_letters(deployment, credential, options)
         lifecycle = LifecycleQueue(options.state_dir / "lifecycle.sqlite")
         executor = PipelineExecutor(pipeline, workers=options.workers)
         committer = BatchCommitter(
@@ -206,10 +238,12 @@ class AzureProcessing:
             await self.sink.close()
             await self.keyvault.close()
         finally:
-            self.executor.close()
-            self.dead_letters.close()
-            self.lifecycle.close()
-            shutil.rmtree(self.key_directory, ignore_errors=True)
+            try:
+                await self.dead_letters.close()
+            finally:
+                self.executor.close()
+                self.lifecycle.close()
+                shutil.rmtree(self.key_directory, ignore_errors=True)
 
 
 class ResyncThroughProcessing:

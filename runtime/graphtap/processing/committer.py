@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult
 from graphtap.processing.runner import Summary
@@ -30,6 +31,31 @@ class AsyncVerdictSink(Protocol):
     async def close(self) -> None: ...
 
 
+class AsyncDeadLetterStore(Protocol):
+    async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Durably store dead letters not stored before (by key); return how many were new."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class BlockingDeadLetters:
+    """A local (file or SQLite) dead-letter store behind the async interface.
+
+    Writes run on the event loop: a local append and fsync take milliseconds, and SQLite
+    connections stay on the thread that opened them.
+    """
+
+    def __init__(self, store: DeadLetterStore) -> None:
+        self.store = store
+
+    async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        return self.store.write_dead_letters(letters)
+
+    async def close(self) -> None:
+        self.store.close()
+
+
 Checkpoint = Callable[[], Awaitable[None]]
 
 
@@ -38,7 +64,7 @@ class BatchCommitter:
         self,
         *,
         sink: AsyncVerdictSink,
-        dead_letters: DeadLetterStore,
+        dead_letters: AsyncDeadLetterStore,
         lifecycle: LifecycleQueue,
         summary: Summary,
     ) -> None:
@@ -52,7 +78,7 @@ class BatchCommitter:
     ) -> None:
         outputs = BatchOutputs.of(results)
         new_verdicts = await self._sink.write_verdicts(outputs.verdicts)
-        self._dead_letters.write_dead_letters(outputs.dead_letters)
+        await self._dead_letters.write_dead_letters(outputs.dead_letters)
         self._lifecycle.put(outputs.lifecycle)
         await checkpoint()
         self.summary.record(results, events=events, new_verdicts=new_verdicts)

@@ -1,0 +1,99 @@
+"""Dead letters in Azure Blob Storage: durable beyond the instance that wrote them.
+
+One blob per dead letter, `<reason>/<YYYY>/<MM>/<DD>/<key>.json` (the UTC day it was
+dead-lettered), holding `DeadLetter.to_dict()`. Blobs are created with `overwrite=False`,
+so writing a letter again (a batch replayed after a failed checkpoint) is refused by the
+service and counted as already stored. A replay on a later UTC day files the letter under
+that day too; readers deduplicate on `dead_letter_key`, as consumers of the findings hub do
+on `verdict_key`.
+
+A batch's letters are written concurrently, with a bound. If any write fails, the call
+raises once the others have finished, so the committer does not checkpoint and the batch is
+delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import ContainerClient
+
+from graphtap.processing.deadletters import DeadLetter
+
+JSON = ContentSettings(content_type="application/json")
+
+
+class DeadLettersUnavailable(RuntimeError):
+    """Blob Storage refused dead letters; the batch must not be checkpointed."""
+
+
+def blob_name(letter: DeadLetter) -> str:
+    day = dt.datetime.fromtimestamp(letter.occurred_at, dt.UTC)
+    return f"{letter.reason}/{day:%Y/%m/%d}/{letter.key.replace(':', '-')}.json"
+
+
+class BlobDeadLetters:
+    def __init__(
+        self,
+        account_url: str,
+        container: str,
+        *,
+        credential: AsyncTokenCredential,
+        concurrent_writes: int = 16,
+        **client_options: Any,
+    ) -> None:
+        """`client_options` go to the `ContainerClient` (a transport, retry settings)."""
+        if concurrent_writes < 1:
+            raise ValueError(f"concurrent_writes must be at least 1, got {concurrent_writes}")
+        self._container = ContainerClient(
+            account_url, container, credential=credential, **client_options
+        )
+        self.location = f"{account_url.rstrip('/')}/{container}"
+        self._writing = asyncio.Semaphore(concurrent_writes)
+
+    async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Store each letter not stored before; return how many were new."""
+        unique = {letter.key: letter for letter in letters}
+        if not unique:
+            return 0
+        outcomes = await asyncio.gather(
+            *(self._write(letter) for letter in unique.values()), return_exceptions=True
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            first = failures[0]
+            if not isinstance(first, AzureError):
+                raise first
+            raise DeadLettersUnavailable(
+                f"{len(failures)} of {len(unique)} dead letters not stored in "
+                f"{self.location}: {type(first).__name__}: {_first_line(first)}"
+            ) from first
+        return sum(1 for outcome in outcomes if outcome is True)
+
+    async def _write(self, letter: DeadLetter) -> bool:
+        async with self._writing:
+            try:
+                await self._container.upload_blob(
+                    blob_name(letter),
+                    orjson.dumps(letter.to_dict()),
+                    overwrite=False,
+                    content_settings=JSON,
+                )
+            except ResourceExistsError:
+                return False
+        return True
+
+    async def close(self) -> None:
+        await self._container.close()
+
+
+def _first_line(error: AzureError) -> str:
+    lines = str(error.message or error).strip().splitlines()
+    return lines[0] if lines else "no message"

@@ -1,0 +1,90 @@
+"""Dead letters in Blob Storage on the Event Hubs path: stored before the checkpoint moves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+from graphtap.processing.pipeline import Pipeline, PipelineSettings
+from graphtap.processing.sinks.blob import BlobDeadLetters
+from graphtap.processing.sources import SourceEvent
+from graphtap.simulation.emitter import SimulatedEvent
+from tests.eventhubs.conftest import (
+    FINDINGS,
+    NOTIFICATIONS,
+    InstanceFactory,
+    checkpoints,
+    drained,
+    storage,
+    wait_for,
+)
+from tests.fakes.azure_transport import TokenCredential
+from tests.fakes.blobs import FakeBlobService
+from tests.fakes.eventhubs import Installed
+
+CONTAINER = "dead-letters"
+POISON = [b"\xff\xfe not json", b'{"value": 7}', b"[]"]
+
+
+def blob_store(service: FakeBlobService) -> BlobDeadLetters:
+    return BlobDeadLetters(
+        service.account_url, CONTAINER, credential=TokenCredential(), transport=service.transport()
+    )
+
+
+def test_a_dead_letter_storage_outage_holds_the_checkpoint_and_loses_nothing(
+    hubs: Installed,
+    make_instance: InstanceFactory,
+    traffic: list[SimulatedEvent],
+    pipeline_settings: PipelineSettings,
+) -> None:
+    good = [e.body for e in traffic if e.changes and not e.faults][:4]
+    bodies = [good[0], *POISON, *good[1:]]
+    service = FakeBlobService()  # the container is not there yet: every write is refused
+
+    async def scenario() -> None:
+        hubs.namespace.publish(NOTIFICATIONS, bodies, partition_key="poison")
+        instance = make_instance(dead_letters=blob_store(service))
+        instance.start()
+        await wait_for(lambda: instance.source.errors >= 3, what="failed batches")
+        assert checkpoints(hubs) == {}  # nothing moved while the dead letters had nowhere to go
+        assert instance.summary.events == 0
+        assert set(service.refused) == {"ContainerNotFound"}
+        service.create_container(CONTAINER)  # storage is back
+        await wait_for(lambda: drained(hubs), what="the partition checkpointed")
+        await instance.close()
+        assert instance.summary.dead_letters == len(POISON)
+
+    asyncio.run(scenario())
+    stored = [json.loads(body) for body in service.blobs(CONTAINER).values()]
+    assert sorted(letter["event"] for letter in stored) == sorted(
+        body.decode("utf-8", "backslashreplace") for body in POISON
+    )  # each poison event kept whole, once
+    pipeline = Pipeline.from_settings(pipeline_settings)
+    wanted = Counter(
+        v.key for body in good for v in pipeline.process(SourceEvent("0", 0, body)).verdicts
+    )
+    sent = Counter(json.loads(body)["verdict_key"] for body in hubs.namespace.bodies(FINDINGS))
+    assert sent == wanted  # the batch was delivered again, and each verdict sent once
+
+
+def test_a_replayed_batch_adds_no_dead_letter_blob(
+    hubs: Installed, make_instance: InstanceFactory
+) -> None:
+    service = FakeBlobService()
+    service.create_container(CONTAINER)
+
+    async def scenario() -> None:
+        storage(hubs).fail_checkpoint_updates = True  # stored, then the checkpoint is lost
+        hubs.namespace.publish(NOTIFICATIONS, POISON, partition_key="poison")
+        instance = make_instance(dead_letters=blob_store(service))
+        instance.start()
+        await wait_for(lambda: instance.source.errors >= 2, what="failed checkpoints")
+        storage(hubs).fail_checkpoint_updates = False
+        await wait_for(lambda: drained(hubs), what="the partition checkpointed")
+        await instance.close()
+
+    asyncio.run(scenario())
+    assert len(service.blobs(CONTAINER)) == len(POISON)
+    assert service.refused.count("BlobAlreadyExists") >= 2 * len(POISON)  # replays refused

@@ -1,0 +1,194 @@
+"""Dead letters in Blob Storage, through the real azure-storage-blob client and a fake service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob.aio import BlobClient, ContainerClient
+
+from graphtap.notifications.errors import NotificationError, Reason
+from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.sinks.blob import BlobDeadLetters, DeadLettersUnavailable, blob_name
+from tests.fakes.azure_transport import TokenCredential
+from tests.fakes.blobs import FakeBlobService
+
+CONTAINER = "dead-letters"
+NOV_26_2026 = 1_795_700_000.0  # 2026-11-26 10:13:20 UTC
+
+
+def letter(
+    body: bytes, index: int | None = None, reason: Reason = Reason.MALFORMED_EVENT
+) -> DeadLetter:
+    return DeadLetter.from_error(
+        NotificationError(reason, "why it failed"),
+        body=body,
+        item_index=index,
+        partition="2",
+        offset=41,
+        occurred_at=NOV_26_2026,
+    )
+
+
+def store(service: FakeBlobService, **options: Any) -> BlobDeadLetters:
+    return BlobDeadLetters(
+        service.account_url,
+        CONTAINER,
+        credential=TokenCredential(),
+        transport=service.transport(),
+        **options,
+    )
+
+
+def write(service: FakeBlobService, letters: list[DeadLetter], **options: Any) -> int:
+    async def scenario() -> int:
+        blobs = store(service, **options)
+        try:
+            return await blobs.write_dead_letters(letters)
+        finally:
+            await blobs.close()
+
+    return asyncio.run(scenario())
+
+
+def test_each_dead_letter_lands_as_one_json_blob_under_reason_and_day() -> None:
+    service = FakeBlobService()
+    service.create_container(CONTAINER)
+    letters = [
+        letter(b"not json"),
+        letter(b'{"value": [1]}', index=0, reason=Reason.MALFORMED_NOTIFICATION),
+    ]
+    assert write(service, letters) == 2
+    stored = service.blobs(CONTAINER)
+    digest = letters[1].key.split(":")[0]
+    assert f"malformed_notification/2026/11/26/{digest}-0.json" in stored
+    assert set(stored) == {blob_name(x) for x in letters}
+    for x in letters:
+        assert json.loads(stored[blob_name(x)]) == x.to_dict()  # the whole event is kept
+    assert {b.content_type for b in service.containers[CONTAINER].values()} == {"application/json"}
+
+
+def test_a_replayed_batch_adds_no_blob_and_keeps_the_first() -> None:
+    service = FakeBlobService()
+    service.create_container(CONTAINER)
+    letters = [letter(b"one"), letter(b"two"), letter(b"one")]  # a key twice in one batch
+    assert write(service, letters) == 2
+    first = dict(service.blobs(CONTAINER))
+    assert write(service, [*letters, letter(b"three")]) == 1
+    stored = service.blobs(CONTAINER)
+    assert len(stored) == 3
+    assert {name: stored[name] for name in first} == first
+    assert service.refused.count("BlobAlreadyExists") == 2  # refused by the service, not skipped
+
+
+def test_a_missing_container_raises_and_names_it() -> None:
+    service = FakeBlobService()
+    with pytest.raises(DeadLettersUnavailable, match=f"2 of 2 .*/{CONTAINER}: ResourceNotFound"):
+        write(service, [letter(b"one"), letter(b"two")])
+    assert service.containers == {}  # the runtime never creates its container
+
+
+def test_a_partly_failed_batch_raises_after_the_other_writes_finish() -> None:
+    service = FakeBlobService()
+    service.create_container(CONTAINER)
+    handle = service.handle
+    poisoned = blob_name(letter(b"refused"))
+
+    def refuse_one(request: Any) -> Any:
+        if request.url.endswith(poisoned):
+            return 403, None, {"x-ms-error-code": "AuthorizationPermissionMismatch"}
+        return handle(request)
+
+    service.handle = refuse_one  # type: ignore[method-assign]
+    letters = [letter(b"ok-1"), letter(b"refused"), letter(b"ok-2")]
+    with pytest.raises(DeadLettersUnavailable, match="1 of 3"):
+        write(service, letters)
+    assert set(service.blobs(CONTAINER)) == {blob_name(letters[0]), blob_name(letters[2])}
+    service.handle = handle  # type: ignore[method-assign]
+    assert write(service, letters) == 1  # the replay stores only what was missing
+
+
+def test_writes_run_concurrently_up_to_the_bound() -> None:
+    service = FakeBlobService()
+    service.create_container(CONTAINER)
+    in_flight = peak = 0
+    transport = service.transport()
+    send = transport.send
+
+    async def slow_send(request: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        try:
+            return await send(request, **kwargs)
+        finally:
+            in_flight -= 1
+
+    transport.send = slow_send  # type: ignore[method-assign]
+    letters = [letter(f"body-{n}".encode()) for n in range(20)]
+
+    async def scenario() -> int:
+        blobs = BlobDeadLetters(
+            service.account_url,
+            CONTAINER,
+            credential=TokenCredential(),
+            transport=transport,
+            concurrent_writes=4,
+        )
+        try:
+            return await blobs.write_dead_letters(letters)
+        finally:
+            await blobs.close()
+
+    assert asyncio.run(scenario()) == 20
+    assert peak == 4
+
+
+def test_fake_service_enforces_the_rules_the_store_relies_on() -> None:
+    service = FakeBlobService()
+
+    async def scenario() -> None:
+        def blob(name: str, credential: Any = None) -> BlobClient:
+            return BlobClient(
+                service.account_url,
+                CONTAINER,
+                name,
+                credential=credential,
+                transport=service.transport(),
+            )
+
+        def stored(name: str) -> bytes:
+            return service.containers[CONTAINER][name].content
+
+        async with blob("a.json", TokenCredential()) as client:
+            with pytest.raises(ResourceNotFoundError):
+                await client.upload_blob(b"{}")
+            async with ContainerClient(
+                service.account_url,
+                CONTAINER,
+                credential=TokenCredential(),
+                transport=service.transport(),
+            ) as container:
+                await container.create_container()
+                with pytest.raises(ResourceExistsError):
+                    await container.create_container()
+            await client.upload_blob(b"first")
+            with pytest.raises(ResourceExistsError):
+                await client.upload_blob(b"second", overwrite=False)
+            assert stored("a.json") == b"first"
+            await client.upload_blob(b"third", overwrite=True)
+            assert stored("a.json") == b"third"
+        async with blob("b.json") as anonymous:
+            with pytest.raises(ClientAuthenticationError):
+                await anonymous.upload_blob(b"{}")
+        assert "b.json" not in service.containers[CONTAINER]
+
+    asyncio.run(scenario())
