@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -58,7 +59,7 @@ def write(service: FakeBlobService, letters: list[DeadLetter], **options: Any) -
     return asyncio.run(scenario())
 
 
-def test_each_dead_letter_lands_as_one_json_blob_under_reason_and_day() -> None:
+def test_each_dead_letter_lands_as_one_json_blob_named_by_reason_and_key() -> None:
     service = FakeBlobService()
     service.create_container(CONTAINER)
     letters = [
@@ -68,7 +69,7 @@ def test_each_dead_letter_lands_as_one_json_blob_under_reason_and_day() -> None:
     assert write(service, letters) == 2
     stored = service.blobs(CONTAINER)
     digest = letters[1].key.split(":")[0]
-    assert f"malformed_notification/2026/11/26/{digest}-0.json" in stored
+    assert f"malformed_notification/{digest}-0.json" in stored
     assert set(stored) == {blob_name(x) for x in letters}
     for x in letters:
         assert json.loads(stored[blob_name(x)]) == x.to_dict()  # the whole event is kept
@@ -192,3 +193,14 @@ def test_fake_service_enforces_the_rules_the_store_relies_on() -> None:
         assert "b.json" not in service.containers[CONTAINER]
 
     asyncio.run(scenario())
+
+
+def test_a_replay_on_another_day_adds_nothing() -> None:
+    """The name carries no date: a batch redelivered after midnight is still a no-op."""
+    service = FakeBlobService()
+    service.create_container(CONTAINER)
+    first = letter(b"not json")
+    later = dataclasses.replace(first, occurred_at=first.occurred_at + 3 * 86_400)
+    assert write(service, [first]) == 1
+    assert write(service, [later]) == 0
+    assert len(service.blobs(CONTAINER)) == 1

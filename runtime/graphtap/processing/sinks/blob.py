@@ -1,11 +1,9 @@
 """Dead letters in Azure Blob Storage: durable beyond the instance that wrote them.
 
-One blob per dead letter, `<reason>/<YYYY>/<MM>/<DD>/<key>.json` (the UTC day it was
-dead-lettered), holding `DeadLetter.to_dict()`. Blobs are created with `overwrite=False`,
-so writing a letter again (a batch replayed after a failed checkpoint) is refused by the
-service and counted as already stored. A replay on a later UTC day files the letter under
-that day too; readers deduplicate on `dead_letter_key`, as consumers of the findings hub do
-on `verdict_key`.
+One blob per dead letter, `<reason>/<key>.json`, holding `DeadLetter.to_dict()` (which
+says when it happened). The name is the letter's identity and nothing else, and blobs are
+created with `overwrite=False`: writing a letter again (a batch replayed after a failed
+checkpoint, on any day) is refused by the service and counted as already stored.
 
 A batch's letters are written concurrently, with a bound. If any write fails, the call
 raises once the others have finished, so the committer does not checkpoint and the batch is
@@ -15,7 +13,6 @@ delivered again.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,8 +32,7 @@ class DeadLettersUnavailable(RuntimeError):
 
 
 def blob_name(letter: DeadLetter) -> str:
-    day = dt.datetime.fromtimestamp(letter.occurred_at, dt.UTC)
-    return f"{letter.reason}/{day:%Y/%m/%d}/{letter.key.replace(':', '-')}.json"
+    return f"{letter.reason}/{letter.key.replace(':', '-')}.json"
 
 
 class BlobDeadLetters:
