@@ -14,14 +14,13 @@ import hmac
 import os
 from typing import Any
 
-import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import padding as symmetric_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from graphtap.notifications.errors import NotificationError, Reason
-from graphtap.notifications.model import EncryptedContent
+from graphtap.notifications.model import EncryptedContent, json_object
 
 # SHA-1 is what Graph's protocol prescribes for the OAEP key wrap, not a choice made here.
 OAEP_SHA1 = padding.OAEP(
@@ -36,19 +35,9 @@ MAX_DATA_KEY_BYTES = 512
 
 def decrypt_content(content: EncryptedContent, private_key: rsa.RSAPrivateKey) -> dict[str, Any]:
     """Verify and decrypt `encryptedContent`; return the resource JSON object."""
-    plaintext = decrypt_bytes(content, private_key)
-    try:
-        resource = orjson.loads(plaintext)
-    except orjson.JSONDecodeError as exc:
-        raise NotificationError(
-            Reason.MALFORMED_RESOURCE, f"decrypted resource is not UTF-8 JSON: {exc}"
-        ) from None
-    if not isinstance(resource, dict):
-        raise NotificationError(
-            Reason.MALFORMED_RESOURCE,
-            f"decrypted resource is a JSON {type(resource).__name__}, not an object",
-        )
-    return resource
+    return json_object(
+        decrypt_bytes(content, private_key), Reason.MALFORMED_RESOURCE, "decrypted resource"
+    )
 
 
 def decrypt_bytes(content: EncryptedContent, private_key: rsa.RSAPrivateKey) -> bytes:

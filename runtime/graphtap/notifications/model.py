@@ -86,17 +86,9 @@ def parse_collection(
         raise NotificationError(
             Reason.OVERSIZED_EVENT, f"event body is {size} bytes, over the {max_bytes}-byte limit"
         )
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise NotificationError(
-            Reason.MALFORMED_EVENT, f"event body is not UTF-8 JSON: {exc}"
-        ) from None
-    if not isinstance(document, dict):
-        raise NotificationError(
-            Reason.MALFORMED_EVENT,
-            f"event body is a JSON {type(document).__name__}, not a notification collection object",
-        )
+    document = json_object(
+        body, Reason.MALFORMED_EVENT, "event body", "a notification collection object"
+    )
     value = document.get("value")
     if not isinstance(value, list) or not value:
         raise NotificationError(
@@ -111,6 +103,19 @@ def parse_collection(
         )
     items = tuple(_parse_item(index, item) for index, item in enumerate(value))
     return NotificationCollection(items, tuple(tokens) if tokens is not None else None)
+
+
+def json_object(
+    data: bytes | str, reason: Reason, what: str, kind: str = "an object"
+) -> dict[str, Any]:
+    """`data` decoded as a JSON object; anything else is a `NotificationError` for `reason`."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise NotificationError(reason, f"{what} is not UTF-8 JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise NotificationError(reason, f"{what} is a JSON {type(document).__name__}, not {kind}")
+    return document
 
 
 def _parse_item(index: int, item: Any) -> ChangeNotification | MalformedItem:
