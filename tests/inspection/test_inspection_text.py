@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
+from unittest import mock
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from graphtap.inspection.text import html_to_text, message_text, normalise
+from graphtap.inspection import text as text_module
+from graphtap.inspection.text import _simple_text, html_to_text, message_text, normalise
+from graphtap.simulation.corpus import teams_message_html
 
 
 def test_inline_markup_does_not_split_a_number() -> None:
@@ -114,3 +120,77 @@ def test_outlook_body_preview_only_without_a_body() -> None:
 def test_malformed_messages_are_named_errors(message: object, problem: str) -> None:
     with pytest.raises(TypeError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         message_text(message)  # type: ignore[arg-type]
+
+
+# Markup from what Teams sends to what only a parser gets right: ordinary and custom elements,
+# attributes with every quoting, character references, stray brackets, raw-text and table
+# elements, comments, leading white space and end tags.
+_ORDINARY_TAGS = ["p", "div", "dIV", "b", "I", "span", "at", "br", "emoji", "a", "li", "h1", "Hr"]
+_PARSER_TAGS = ["table", "td", "pre", "script", "sCRIPT", "style", "textarea", "title", "body"]
+_TAG_NAMES = st.sampled_from([*_ORDINARY_TAGS, "code", "x-card", "select", "svg", *_PARSER_TAGS])
+_ATTRIBUTE = st.tuples(
+    st.sampled_from(["id", "class", "style", "alt", "data-x", "=odd", "t'"]),
+    st.sampled_from(['="0"', "='a>b'", "=plain", '="x<y"', "", '= "sp"', "=a`b", '=v"w']),
+).map("".join)
+_TAG = st.builds(
+    lambda end, name, attributes, slash: f"<{end}{name}{''.join(attributes)}{slash}>",
+    st.sampled_from(["", "", "/"]),
+    _TAG_NAMES,
+    st.lists(_ATTRIBUTE.map(lambda a: " " + a), max_size=2),
+    st.sampled_from(["", "", " /", "/"]),
+)
+_REFERENCES = ["&nbsp;", "&amp;", "&lt;", "&quot;", "&not", "&notin;", "&notit;", "&amp", "& "]
+_REFERENCES += ["&#39;", "&#x1;", "&#0;", "&;"]
+_ODD_MARKUP = ["<", " < ", ">", "</>", "<?x?>", "<!DOCTYPE html>", "<!-- c -->", "\x00", "\x01"]
+_TEXT = st.one_of(
+    st.text(alphabet="ab 19-\t\n\r\f\x0b\xa0é", max_size=8),
+    st.sampled_from(_REFERENCES + _ODD_MARKUP),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(_TAG, _TEXT), max_size=12).map("".join))
+@example("<p>a</p><script>var card='4111'</script><sCRIPT>b</sCRIPT><style>p{}</style>c")
+@example("<table><td>1</td>moved</table>")
+@example(" \n <p>leading white space</p>")
+@example("</p>  x")
+@example("<p>&#1;&#x80;&notit;</p>")
+@example("<Div>upper</Div><dIV>mixed</dIV>")
+def test_simple_markup_reads_exactly_as_the_parser_reads_it(html: str) -> None:
+    with mock.patch.object(text_module, "_simple_text", return_value=None):
+        by_parser = html_to_text(html)
+    assert html_to_text(html) == by_parser
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<p><at id="0">Megan Bowen</at>&nbsp;card 4111 <b>1111</b> 1111 1111</p>',
+        '<div><div>see <span style="color:#d13438">DE89 3704</span></div></div>',
+        "<p>one<br>two &amp; three</p><ul><li>a</li></ul>",
+    ],
+)
+def test_teams_markup_skips_the_parser(html: str) -> None:
+    assert _simple_text(html) is not None
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<table><tr><td>1</td></tr></table>x",  # text outside cells moves before the table
+        "<pre>\nfirst</pre>",  # the newline after <pre> is dropped
+        "<p>a &#1; b</p>",  # numeric references: the parser's table, not html.unescape's
+        "<p>a < b</p>",
+        "<!-- x --><p>a</p>",
+        "</p>  <p>a</p>",
+    ],
+)
+def test_other_markup_goes_to_the_parser(html: str) -> None:
+    assert _simple_text(html) is None
+
+
+def test_simulated_chat_bodies_take_the_short_path() -> None:
+    rng = random.Random(7)
+    bodies = [teams_message_html(rng, sensitive=i % 3 == 0).html for i in range(300)]
+    simple = sum(_simple_text(body) is not None for body in bodies)
+    assert simple >= 0.9 * len(bodies)

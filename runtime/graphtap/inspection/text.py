@@ -8,6 +8,7 @@ joiners, soft hyphens) and full-width digits are normalised the way a reader see
 
 from __future__ import annotations
 
+import html as html_entities
 import json
 import re
 import unicodedata
@@ -25,11 +26,31 @@ _BLOCKS = (
 # keeps `re.sub` in C (a function per match costs twice the time).
 _BLOCK_TAG = re.compile(rf"<(?=/?(?:{_BLOCKS})[\s/>])")
 _BLOCK_TAG_ANY_CASE = re.compile(_BLOCK_TAG.pattern, re.IGNORECASE)  # slower; rarely needed
-_UPPER_CASE_TAG = re.compile(r"</?[A-Z]")
+_UPPER_CASE_TAG = re.compile(r"</?[a-z0-9:-]*[A-Z]")  # a tag name with any capital
 # A control character no HTML carries, placed before block tags and turned into a newline.
 _MARK = "\x01"
 _NOT_RENDERED = re.compile(r"<(?:[sS][tTcC][yYrR]|[nN][oO][sS][cC]|[tT][eE][mM][pP])")
 _NOT_RENDERED_TAGS = ["style", "script", "noscript", "template"]
+
+# Simple markup: every `<` opens a well-formed tag of an element that the HTML tree builder
+# renders in source order (no raw text, tables, foreign content, comments or doctypes), and
+# the only character references are named ones. Teams bodies are almost always this; for them
+# stripping the tags and decoding the references gives exactly the parser's text, without the
+# cost of building a document. Anything else goes to the parser.
+_HTML_SPACE = "\t\n\f\r "
+_SIMPLE_TAG = re.compile(
+    rf"</?[A-Za-z][A-Za-z0-9:-]*"
+    rf"(?:[{_HTML_SPACE}/]+[^{_HTML_SPACE}\"'<>/=]+"
+    rf"(?:[{_HTML_SPACE}]*=[{_HTML_SPACE}]*(?:\"[^\"]*\"|'[^']*'|[^{_HTML_SPACE}\"'=<>`]+))?)*"
+    rf"[{_HTML_SPACE}/]*>"
+)
+_TREE_BUILDER_TAGS = (
+    "html|head|body|frameset|frame|base|basefont|bgsound|link|meta|title|style|script|noscript"
+    "|template|noframes|noembed|iframe|xmp|plaintext|textarea|pre|listing|table|caption|colgroup"
+    "|col|tbody|thead|tfoot|tr|td|th|select|option|optgroup|math|svg|isindex"
+)
+_SPECIAL_TAG = re.compile(rf"</?(?:{_TREE_BUILDER_TAGS})(?=[{_HTML_SPACE}/>])")
+_SPECIAL_TAG_ANY_CASE = re.compile(_SPECIAL_TAG.pattern, re.IGNORECASE)
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _RUNS_OF_SPACES = re.compile(r"[ \t\f\v]{2,}")
@@ -40,14 +61,43 @@ def html_to_text(html: str) -> str:
     """Rendered text of an HTML body, with newlines only where blocks start or end."""
     if "<" not in html and "&" not in html:
         return normalise(_source_whitespace(html))
-    blocks = _BLOCK_TAG_ANY_CASE if _UPPER_CASE_TAG.search(html) else _BLOCK_TAG
-    tree = LexborHTMLParser(blocks.sub(_MARK + "<", html))
+    any_case = _UPPER_CASE_TAG.search(html) is not None
+    blocks = _BLOCK_TAG_ANY_CASE if any_case else _BLOCK_TAG
+    marked = blocks.sub(_MARK + "<", html)
+    text = _simple_text(marked, any_case=any_case)
+    if text is None:
+        text = _parsed_text(marked)
+    # The marks are the real line boundaries.
+    return normalise(_source_whitespace(text).replace(_MARK, "\n"))
+
+
+def _parsed_text(html: str) -> str:
+    """The text of the document's body, as the HTML parser builds it."""
+    tree = LexborHTMLParser(html)
     if _NOT_RENDERED.search(html):
         tree.strip_tags(_NOT_RENDERED_TAGS)
     body = tree.body
-    text = body.text(deep=True, separator="", strip=False) if body is not None else ""
-    # The marks are the real line boundaries.
-    return normalise(_source_whitespace(text).replace(_MARK, "\n"))
+    return body.text(deep=True, separator="", strip=False) if body is not None else ""
+
+
+def _simple_text(html: str, *, any_case: bool = True) -> str | None:
+    """`_parsed_text` of simple markup (see `_SIMPLE_TAG`), or None for anything else.
+
+    `any_case=False` when `html` has no upper-case tag: the case-sensitive search is faster.
+    """
+    special = _SPECIAL_TAG_ANY_CASE if any_case else _SPECIAL_TAG
+    if "&#" in html or "\x00" in html or special.search(html):
+        return None
+    # Before the first tag or character, the parser is outside the body: whitespace is dropped.
+    html = html.lstrip(_HTML_SPACE)
+    if html.startswith("</"):
+        return None  # an end tag there is dropped or re-read; the parser knows which
+    text = _SIMPLE_TAG.sub("", html)
+    if "<" in text:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return html_entities.unescape(text) if "&" in text else text
 
 
 def _source_whitespace(text: str) -> str:
