@@ -36,11 +36,13 @@ from graphtap.processing.stages import (
     InspectContent,
     IssueVerdict,
     ItemContext,
+    OpenEnvelope,
     RejectBlobPayloads,
     RequireChangeFields,
     RouteLifecycleEvents,
     SkipValidationEvents,
     Stage,
+    UnwrapKey,
 )
 from graphtap.processing.verdicts import Verdict
 from graphtap.subscriptions.lifecycle import LifecycleEvent
@@ -105,7 +107,9 @@ class Pipeline:
             CheckClientState(client_state),
             RequireChangeFields(),
             RejectBlobPayloads(),
-            DecryptContent(keys),
+            OpenEnvelope(keys),
+            UnwrapKey(),
+            DecryptContent(),
             InspectContent(inspector),
             IssueVerdict(),
         ]
