@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHub
+from graphtap.processing.heap import YOUNG_THRESHOLD
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Processor, ProcessorOptions, Summary
+from graphtap.processing.runner import Processor, ProcessorOptions, Summary, load_pipeline
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources.localhub import LocalHubSource
 from graphtap.processing.verdicts import Verdict
@@ -150,3 +152,16 @@ def test_options_are_validated() -> None:
         ProcessorOptions(workers=0)
     with pytest.raises(ValueError, match="batch"):
         ProcessorOptions(batch_size=0)
+
+
+def test_a_pipeline_process_leaves_the_collector_to_real_cycles(
+    pipeline_settings: PipelineSettings,
+) -> None:
+    threshold = gc.get_threshold()
+    try:
+        load_pipeline(pipeline_settings)
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+        assert gc.get_freeze_count() > 0  # what start-up built is out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -12,7 +12,12 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
-from graphtap.processing.runner import process_in_worker, start_worker, worker_ready
+from graphtap.processing.runner import (
+    load_pipeline,
+    process_in_worker,
+    start_worker,
+    worker_ready,
+)
 from graphtap.processing.sources import SourceEvent
 
 
@@ -27,7 +32,7 @@ class PipelineExecutor:
 
     def _start(self) -> tuple[Pipeline | None, Executor]:
         if self.workers == 1:
-            pipeline = Pipeline.from_settings(self._settings)
+            pipeline = load_pipeline(self._settings)
             return pipeline, ThreadPoolExecutor(1, thread_name_prefix="graphtap-pipeline")
         pool = ProcessPoolExecutor(
             self.workers, initializer=start_worker, initargs=(self._settings,)

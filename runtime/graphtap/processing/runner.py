@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from graphtap.processing.heap import settle_for_throughput
 from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
 from graphtap.processing.sinks import DeadLetterStore, VerdictSink
@@ -123,7 +124,7 @@ class Processor:
     def run(self) -> Summary:
         """Process until the source is drained (or stopped); return what was done."""
         if self._options.workers == 1:
-            pipeline = Pipeline.from_settings(self._settings)
+            pipeline = load_pipeline(self._settings)
             started = time.perf_counter()
             for batch in self._source.batches(self._options.batch_size):
                 self._commit(batch, pipeline.process_batch(batch))
@@ -169,6 +170,13 @@ class Processor:
             self._on_progress(self.summary, len(batch))
 
 
+def load_pipeline(settings: PipelineSettings) -> Pipeline:
+    """The pipeline for a process (or thread) that will spend its life running it."""
+    pipeline = Pipeline.from_settings(settings)
+    settle_for_throughput()
+    return pipeline
+
+
 # Worker-process side, shared by every host that runs the pipeline in a process pool.
 
 _worker_pipeline: Pipeline | None = None
@@ -176,7 +184,7 @@ _worker_pipeline: Pipeline | None = None
 
 def start_worker(settings: PipelineSettings) -> None:
     global _worker_pipeline
-    _worker_pipeline = Pipeline.from_settings(settings)
+    _worker_pipeline = load_pipeline(settings)
 
 
 def worker_ready(_: int) -> bool:
