@@ -258,8 +258,9 @@ class HyperscanEngine(Engine):
             self._fired.add(rule)
 
     def find(self, text: str) -> list[Candidate]:
-        self._fired = fired = set[int]()
-        self._ends = ends = dict[int, list[int]]()
+        fired: set[int] = set()
+        ends: dict[int, list[int]] = {}
+        self._fired, self._ends = fired, ends
         self._database.scan(
             text.encode("utf-8", "surrogatepass"),
             match_event_handler=self._on_match,

@@ -26,8 +26,11 @@ def verdict_key(
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
+    """One per change notification. Not frozen: one is built for every notification, and a
+    frozen dataclass's constructor costs several times more; nothing changes it once issued."""
+
     key: str
     tenant_id: str
     subscription_id: str
