@@ -43,7 +43,7 @@ class LocalHubError(RuntimeError):
     """The hub folder is missing, unreadable or inconsistent."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per event: a frozen dataclass costs more to build
 class HubEvent:
     partition: int
     sequence: int

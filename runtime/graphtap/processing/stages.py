@@ -217,7 +217,7 @@ class IssueVerdict:
             sender_id=_sender_id(resource),
             content=content,
             severity=inspection.severity if inspection is not None else "none",
-            findings=tuple(f.to_dict() for f in inspection.findings) if inspection else (),
+            findings=tuple([f.to_dict() for f in inspection.findings]) if inspection else (),
             certificate_id=ctx.certificate_id,
             partition=ctx.partition,
             offset=ctx.offset,
