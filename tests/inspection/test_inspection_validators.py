@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import random
+from unittest import mock
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from graphtap.inspection import validators
 from graphtap.simulation import values
@@ -148,6 +151,34 @@ def test_placeholder_context_catches_example_hosts() -> None:
     assert validators.placeholder("Pa55word!", "Server=tcp:contoso.database.windows.net;Pwd=")
     assert not validators.placeholder("Pa55word!", "Server=tcp:sql-orders.database.windows.net;")
     assert not validators.placeholder("$8av0T$xUhTpjD1")
+
+
+# Pieces that make or nearly make a placeholder, in several cases, among random characters.
+_PLACEHOLDER_PIECES = st.sampled_from(
+    ["***", "**", "<", ">", "$", "${", "$(", "{{", "{", "%", "[", "]", "env:", "X" * 8, "xXxXxXxX",
+     "xxxxxxx", "example", "EXAMPLE", "Example", "eXample", "sample", "Dummy", "placeholder",
+     "contoso", "Contoso", "fabrikam", "NORTHWIND", "adventure-works", "AdventureWorks",
+     "example.com", "Example.org", "localhost", "127.0.0.1", "devstoreaccount1", "<a b>",
+     "%VAR%", "[REDACTED]", "[ x ]", "$DB_PASSWORD", "\u017fample", "\u212aontoso",
+     "fabr\u0131kam", "\u00e9"]
+)  # fmt: skip
+_PLACEHOLDER_TEXT = st.lists(_PLACEHOLDER_PIECES | st.text(max_size=4), max_size=8).map("".join)
+
+
+@settings(max_examples=800, deadline=None)
+@given(value=_PLACEHOLDER_TEXT, context=_PLACEHOLDER_TEXT)
+@example(value="\u017fample", context="")  # long s: IGNORECASE matches it as "s"
+@example(value="p", context="fabr\u0131kam")  # dotless i matches "i" likewise
+@example(value="A_xxxxxxxx", context="")
+@example(value="%ADMIN_PASSWORD%", context="")
+@example(value="[REDACTED]", context="")
+@example(value="{{ secrets.PASSWORD }}", context="")
+@example(value="********", context="")
+def test_placeholder_literal_checks_agree_with_the_patterns(value: str, context: str) -> None:
+    """The substring checks only skip the patterns where they cannot match."""
+    with mock.patch.object(validators, "_may_contain", return_value=True):
+        expected = validators.placeholder(value, context)
+    assert validators.placeholder(value, context) is expected
 
 
 def test_bank_account_rejects_timestamps_and_card_numbers() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.verdicts import Verdict, verdict_key
 
 
-def _verdict(message_id: str, version: str = "1") -> Verdict:
+def _verdict(message_id: str, version: str | None = "1") -> Verdict:
     key = verdict_key(
         "tenant", f"chats('c')/messages('{message_id}')", message_id, "created", version
     )
@@ -69,6 +70,36 @@ def test_sqlite_store_ignores_replays(tmp_path: Path) -> None:
     store.close()
     reopened = SqliteStore(tmp_path / "v.sqlite")
     assert reopened.write_verdicts([_verdict("1")]) == 0
+
+
+def test_sqlite_store_ignores_replays_of_changes_without_a_version(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "v.sqlite")
+    assert store.write_verdicts([_verdict("1", None), _verdict("1", None)]) == 1
+    assert store.write_verdicts([_verdict("1", None), _verdict("1", "")]) == 0
+    store.close()
+
+
+def test_sqlite_store_from_before_the_version_column_keeps_working(tmp_path: Path) -> None:
+    path = tmp_path / "v.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL UNIQUE,"
+        " tenant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, change_type TEXT NOT NULL,"
+        " resource TEXT NOT NULL, message_id TEXT NOT NULL, conversation_id TEXT,"
+        " severity TEXT NOT NULL, finding_count INTEGER NOT NULL, processed_at REAL NOT NULL,"
+        " record TEXT NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO verdicts (verdict_key, tenant_id, subscription_id, change_type, resource,"
+        " message_id, severity, finding_count, processed_at, record)"
+        " VALUES (?, 't', 's', 'created', 'r', '1', 'none', 0, 0, '{}')",
+        (_verdict("1").key,),
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    assert store.write_verdicts([_verdict("1"), _verdict("2"), _verdict("2")]) == 1
+    store.close()
 
 
 def test_jsonl_sink_dedupes_across_reopen_and_cuts_a_torn_tail(tmp_path: Path) -> None:

@@ -134,42 +134,41 @@ def message_text(message: Mapping[str, Any]) -> str:
         raise TypeError(
             f"a message must be a mapping (a decoded JSON object), not {type(message).__name__}"
         )
-    return "\n".join(part for part in _message_parts(message) if part)
-
-
-def _message_parts(message: Mapping[str, Any]) -> Iterator[str]:
-    for field in ("subject", "summary"):
-        value = message.get(field)
-        if value:
-            yield normalise(_string(value, field))
-    body = message.get("body")
-    body_text = ""
-    if body is not None:
-        if not _is_mapping(body):
-            raise TypeError(
-                "message body must be an object with contentType and content,"
-                f" not {type(body).__name__}"
-            )
-        content = body.get("content")
-        if content:
-            content = _string(content, "body.content")
-            kind = str(body.get("contentType") or "html").lower()
-            body_text = html_to_text(content) if kind == "html" else normalise(content)
+    parts = [normalise(_string(message[f], f)) for f in ("subject", "summary") if message.get(f)]
+    body_text = _body_text(message.get("body"))
     if body_text:
-        yield body_text
+        parts.append(body_text)
     elif message.get("bodyPreview"):
-        yield normalise(_string(message["bodyPreview"], "bodyPreview"))
-    attachments = message.get("attachments") or []
-    if not isinstance(attachments, list | tuple):
-        raise TypeError(
-            f"message attachments must be a list (JSON array), not {type(attachments).__name__}"
-        )
-    for index, attachment in enumerate(attachments):
-        if not _is_mapping(attachment):
+        parts.append(normalise(_string(message["bodyPreview"], "bodyPreview")))
+    attachments = message.get("attachments")
+    if attachments:
+        if not isinstance(attachments, list | tuple):
             raise TypeError(
-                f"attachments[{index}] must be an object, not {type(attachment).__name__}"
+                f"message attachments must be a list (JSON array), not {type(attachments).__name__}"
             )
-        yield from _attachment_parts(attachment, index)
+        for index, attachment in enumerate(attachments):
+            if not _is_mapping(attachment):
+                raise TypeError(
+                    f"attachments[{index}] must be an object, not {type(attachment).__name__}"
+                )
+            parts.extend(_attachment_parts(attachment, index))
+    return "\n".join([part for part in parts if part])
+
+
+def _body_text(body: Any) -> str:
+    if body is None:
+        return ""
+    if not _is_mapping(body):
+        raise TypeError(
+            "message body must be an object with contentType and content,"
+            f" not {type(body).__name__}"
+        )
+    content = body.get("content")
+    if not content:
+        return ""
+    content = _string(content, "body.content")
+    kind = str(body.get("contentType") or "html").lower()
+    return html_to_text(content) if kind == "html" else normalise(content)
 
 
 def _attachment_parts(attachment: Mapping[str, Any], index: int) -> Iterator[str]:

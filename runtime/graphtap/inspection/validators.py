@@ -104,6 +104,10 @@ IBAN_LENGTHS: dict[str, int] = {
 }  # fmt: skip
 
 
+# ISO 13616: each letter counts as its two-digit value, A = 10 ... Z = 35.
+_IBAN_LETTER_VALUES = str.maketrans({chr(ord("A") + i): str(10 + i) for i in range(26)})
+
+
 def iban(value: str) -> bool:
     """Registered country, that country's length, check digits 02-98, mod-97 == 1."""
     compact = value.replace(" ", "").upper()
@@ -112,7 +116,7 @@ def iban(value: str) -> bool:
     if not compact[2:4].isdigit() or not 2 <= int(compact[2:4]) <= 98:
         return False
     rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+    return int(rearranged.translate(_IBAN_LETTER_VALUES)) % 97 == 1
 
 
 def aba_routing(value: str) -> bool:
@@ -297,14 +301,41 @@ _EXAMPLE_CONTEXT = re.compile(
 )
 
 
+# Literals every match of the pattern beside them contains, lower-cased. `re` tries each
+# alternative at every position (a 32-character token costs microseconds); a few substring
+# tests rule out the common case first. Exact for ASCII text only, where lower-casing is
+# all that IGNORECASE does; other text always goes to the pattern.
+_PLACEHOLDER_LITERALS = ("***", "<", "$", "{{", "%", "[", "xxxxxxxx")
+_EXAMPLE_WORD_LITERALS = ("example", "sample", "dummy", "placeholder", "contoso", "fabrikam",
+                          "northwind")  # fmt: skip
+_EXAMPLE_CONTEXT_LITERALS = ("contoso", "fabrikam", "northwind", "adventure", "example.",
+                             "localhost", "127.0.0.1", "devstoreaccount1", "<")  # fmt: skip
+
+
 def placeholder(value: str, context: str = "") -> bool:
     """True for documentation values: masks, template variables, example names.
 
     `context` is the line around the value (for instance the rest of a connection string),
     checked for example tenant and host names.
     """
-    if _PLACEHOLDER.search(value) or (context and _EXAMPLE_CONTEXT.search(context)):
+    if _may_contain(value, _PLACEHOLDER_LITERALS) and _PLACEHOLDER.search(value):
         return True
+    if (
+        context
+        and _may_contain(context, _EXAMPLE_CONTEXT_LITERALS)
+        and _EXAMPLE_CONTEXT.search(context)
+    ):
+        return True
+    if not _may_contain(value, _EXAMPLE_WORD_LITERALS):
+        return False
     return any(
         word.islower() or word.isupper() or word.istitle() for word in _EXAMPLE_WORDS.findall(value)
     )
+
+
+def _may_contain(text: str, literals: tuple[str, ...]) -> bool:
+    """False only when `text` is ASCII and contains none of `literals`, in any case."""
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return any(literal in lowered for literal in literals)

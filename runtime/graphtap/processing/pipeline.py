@@ -173,7 +173,8 @@ class Pipeline:
     ) -> list[tuple[ItemContext, EventResult]]:
         """Run one stage over the items still in flight; return those it passed on."""
         passed = []
-        for ctx, result in live:
+        for item in live:
+            ctx, result = item
             try:
                 outcome = stage(ctx)
             except NotificationError as error:
@@ -202,7 +203,7 @@ class Pipeline:
                 )
                 continue
             if outcome is None:
-                passed.append((ctx, result))
+                passed.append(item)
             elif isinstance(outcome, Verdict):
                 result.verdicts.append(outcome)
             elif isinstance(outcome, LifecycleEvent):

@@ -196,6 +196,8 @@ class IssueVerdict:
         version = resource.get("etag") or resource.get("lastModifiedDateTime")
         if version is None:
             version = resource_data.get("@odata.etag")
+        if version is not None:
+            version = str(version)  # the key and the stores see the same text
         tenant_id = n.tenant_id or ""
         resource_path = n.resource or ""
         if n.change_type == "deleted":
@@ -213,7 +215,7 @@ class IssueVerdict:
             resource=resource_path,
             message_id=message_id,
             conversation_id=_conversation_id(resource),
-            version=None if version is None else str(version),
+            version=version,
             sender_id=_sender_id(resource),
             content=content,
             severity=inspection.severity if inspection is not None else "none",

@@ -17,17 +17,19 @@ WAL_CHECKPOINT_PAGES = 10_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
     id INTEGER PRIMARY KEY,
-    verdict_key TEXT NOT NULL UNIQUE,
+    verdict_key TEXT NOT NULL,
     tenant_id TEXT NOT NULL,
     subscription_id TEXT NOT NULL,
     change_type TEXT NOT NULL,
     resource TEXT NOT NULL,
     message_id TEXT NOT NULL,
+    version TEXT NOT NULL,
     conversation_id TEXT,
     severity TEXT NOT NULL,
     finding_count INTEGER NOT NULL,
     processed_at REAL NOT NULL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    UNIQUE (version, verdict_key)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
@@ -48,6 +50,12 @@ class SqliteStore:
 
     Rows live in rowid tables with the key in a UNIQUE index: records are a few hundred bytes
     and keys are random hashes, which a WITHOUT ROWID table stores four times slower.
+
+    The verdicts' unique index leads with the version (etag or last-modified time, '' when
+    there is none), which the key is derived from, so it admits exactly the same rows as an
+    index on the key alone. A Teams version is the change's time in milliseconds: a batch's
+    inserts land together near the index's right edge instead of on one random page each,
+    which halves what a commit writes.
     """
 
     def __init__(self, path: Path) -> None:
@@ -61,6 +69,13 @@ class SqliteStore:
         # commit rewrites many of the same index pages, which are then copied once.
         self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         self._db.executescript(_SCHEMA)
+        self._add_version_column()
+
+    def _add_version_column(self) -> None:
+        """A store from before the version column: its unique key index still deduplicates."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(verdicts)")}
+        if "version" not in columns:
+            self._db.execute("ALTER TABLE verdicts ADD COLUMN version TEXT NOT NULL DEFAULT ''")
 
     def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
         rows = [
@@ -71,6 +86,7 @@ class SqliteStore:
                 v.change_type,
                 v.resource,
                 v.message_id,
+                v.version or "",
                 v.conversation_id,
                 v.severity,
                 len(v.findings),
@@ -81,8 +97,8 @@ class SqliteStore:
         ]
         return self._insert(
             "INSERT OR IGNORE INTO verdicts (verdict_key, tenant_id, subscription_id, change_type,"
-            " resource, message_id, conversation_id, severity, finding_count, processed_at, record)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " resource, message_id, version, conversation_id, severity, finding_count,"
+            " processed_at, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
 
