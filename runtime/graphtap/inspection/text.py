@@ -51,6 +51,8 @@ _TREE_BUILDER_TAGS = (
 )
 _SPECIAL_TAG = re.compile(rf"</?(?:{_TREE_BUILDER_TAGS})(?=[{_HTML_SPACE}/>])")
 _SPECIAL_TAG_ANY_CASE = re.compile(_SPECIAL_TAG.pattern, re.IGNORECASE)
+# Either of the above: a tag name with a capital, or one the tree builder treats specially.
+_UNUSUAL_TAG = re.compile(rf"</?(?:[a-z0-9:-]*[A-Z]|(?:{_TREE_BUILDER_TAGS})(?=[{_HTML_SPACE}/>]))")
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _RUNS_OF_SPACES = re.compile(r"[ \t\f\v]{2,}")
@@ -61,10 +63,14 @@ def html_to_text(html: str) -> str:
     """Rendered text of an HTML body, with newlines only where blocks start or end."""
     if "<" not in html and "&" not in html:
         return normalise(_source_whitespace(html))
-    any_case = _UPPER_CASE_TAG.search(html) is not None
-    blocks = _BLOCK_TAG_ANY_CASE if any_case else _BLOCK_TAG
-    marked = blocks.sub(_MARK + "<", html)
-    text = _simple_text(marked, any_case=any_case)
+    if _UNUSUAL_TAG.search(html) is None:  # the usual case, told apart in one pass
+        marked = _BLOCK_TAG.sub(_MARK + "<", html)
+        text = _simple_text(marked, special=None)
+    else:
+        any_case = _UPPER_CASE_TAG.search(html) is not None
+        marked = (_BLOCK_TAG_ANY_CASE if any_case else _BLOCK_TAG).sub(_MARK + "<", html)
+        special = _SPECIAL_TAG_ANY_CASE if any_case else _SPECIAL_TAG
+        text = _simple_text(marked, special=special)
     if text is None:
         text = _parsed_text(marked)
     # The marks are the real line boundaries.
@@ -80,13 +86,15 @@ def _parsed_text(html: str) -> str:
     return body.text(deep=True, separator="", strip=False) if body is not None else ""
 
 
-def _simple_text(html: str, *, any_case: bool = True) -> str | None:
+def _simple_text(
+    html: str, *, special: re.Pattern[str] | None = _SPECIAL_TAG_ANY_CASE
+) -> str | None:
     """`_parsed_text` of simple markup (see `_SIMPLE_TAG`), or None for anything else.
 
-    `any_case=False` when `html` has no upper-case tag: the case-sensitive search is faster.
+    `special` finds the tags the tree builder treats specially; None when `html` is already
+    known to have none.
     """
-    special = _SPECIAL_TAG_ANY_CASE if any_case else _SPECIAL_TAG
-    if "&#" in html or "\x00" in html or special.search(html):
+    if "&#" in html or "\x00" in html or (special is not None and special.search(html)):
         return None
     # Before the first tag or character, the parser is outside the body: whitespace is dropped.
     html = html.lstrip(_HTML_SPACE)

@@ -29,6 +29,7 @@ from graphtap.notifications.model import (
     parse_collection,
 )
 from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.records import pickled_as_fields
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.stages import (
     CheckClientState,
@@ -62,6 +63,7 @@ class PipelineSettings:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class EventResult:
     """Everything one event produced; the runner makes it durable, then checkpoints."""

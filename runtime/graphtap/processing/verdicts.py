@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphtap.processing.records import pickled_as_fields
+
 #: What the verdict could say about the content.
 INSPECTED = "inspected"  # decrypted and run through the detectors
 DELETED = "deleted"  # a deletion: there is no content to inspect
@@ -26,6 +28,7 @@ def verdict_key(
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class Verdict:
     """One per change notification. Not frozen: one is built for every notification, and a

@@ -6,7 +6,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from graphtap.processing.records import pickled_as_fields
 
+
+@pickled_as_fields
 @dataclass(slots=True)  # one per event: a frozen dataclass costs more to build
 class SourceEvent:
     """One Event Hubs event: its body and where it sits, for checkpoints and dead letters."""
