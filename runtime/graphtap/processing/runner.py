@@ -136,28 +136,21 @@ class Processor:
             # Start every worker (and load its keys) before the clock starts.
             list(pool.map(worker_ready, range(self._options.workers)))
             started = time.perf_counter()
-            in_flight: deque[tuple[list[SourceEvent], list[Future[list[EventResult]]]]] = deque()
+            in_flight: deque[tuple[list[SourceEvent], Future[list[EventResult]]]] = deque()
             for batch in self._source.batches(self._options.batch_size):
-                in_flight.append(
-                    (batch, [pool.submit(process_in_worker, c) for c in self._chunks(batch)])
-                )
-                # Keep the workers fed: commit a batch only once the next one is queued.
-                while len(in_flight) > 2:
-                    self._commit_futures(*in_flight.popleft())
+                # A worker runs whole batches, as a single worker does; two per worker in
+                # flight keep every worker busy while batches commit strictly in order.
+                in_flight.append((batch, pool.submit(process_in_worker, batch)))
+                while len(in_flight) > 2 * self._options.workers:
+                    self._commit_future(*in_flight.popleft())
                     self.summary.seconds = time.perf_counter() - started
             while in_flight:
-                self._commit_futures(*in_flight.popleft())
+                self._commit_future(*in_flight.popleft())
                 self.summary.seconds = time.perf_counter() - started
         return self.summary
 
-    def _chunks(self, batch: list[SourceEvent]) -> list[list[SourceEvent]]:
-        size = -(-len(batch) // self._options.workers)
-        return [batch[i : i + size] for i in range(0, len(batch), size)]
-
-    def _commit_futures(
-        self, batch: list[SourceEvent], futures: list[Future[list[EventResult]]]
-    ) -> None:
-        self._commit(batch, [result for future in futures for result in future.result()])
+    def _commit_future(self, batch: list[SourceEvent], future: Future[list[EventResult]]) -> None:
+        self._commit(batch, future.result())
 
     def _commit(self, batch: Sequence[SourceEvent], results: Sequence[EventResult]) -> None:
         outputs = BatchOutputs.of(results)
