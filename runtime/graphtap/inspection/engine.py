@@ -284,7 +284,7 @@ class HyperscanEngine(Engine):
             return []
         # Keywords only matter near a match: scan just those windows, not the whole text.
         windows = windows_around([(m.start, m.end) for m in matches], len(text))
-        return self._score(text, matches, self._keywords.scan(text, windows))
+        return self._score(text, matches, self._keywords.scan(text, windows, atoms=False))
 
 
 def build_engine(rules: Sequence[Rule], name: EngineName = "auto") -> Engine:

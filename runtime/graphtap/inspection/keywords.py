@@ -104,6 +104,9 @@ class KeywordIndex:
         if too_long:
             raise ValueError(f"keywords longer than {LONGEST_KEYWORD} characters: {too_long}")
         self._automaton = ahocorasick.Automaton()
+        # Without the atoms: short fragments like "ey" hit everywhere, and only the
+        # pure-Python engine's prefilter reads them.
+        self._words = ahocorasick.Automaton()
         for word in words:
             # (length, starts at a word boundary, ends at one, keyword of rules, is a label
             # (of those rules, or unrelated), atom of rules)
@@ -111,22 +114,29 @@ class KeywordIndex:
             is_label = bool(owners) or word in UNRELATED_LABELS
             atoms = tuple(atom_rules.get(word, ()))
             left, right = _bounded(word)
-            self._automaton.add_word(word, (len(word), left, right, owners, is_label, atoms))
+            entry = (len(word), left, right, owners, is_label, atoms)
+            self._automaton.add_word(word, entry)
+            if is_label:
+                self._words.add_word(word, entry)
         self._automaton.make_automaton()
+        self._words.make_automaton()
 
-    def scan(self, text: str, windows: Sequence[tuple[int, int]] | None = None) -> KeywordHits:
+    def scan(
+        self, text: str, windows: Sequence[tuple[int, int]] | None = None, *, atoms: bool = True
+    ) -> KeywordHits:
         """Occurrences in `text`, or only inside `windows` ((start, end), sorted, disjoint):
-        positions are always offsets in `text`."""
+        positions are always offsets in `text`. `atoms=False`: keywords and labels only."""
         keywords: dict[int, tuple[list[int], list[int]]] = {}
         labels: dict[int, frozenset[int]] = {}
-        atoms: set[int] = set()
+        found_atoms: set[int] = set()
+        automaton = self._automaton if atoms else self._words
         size = len(text)
         for low, high in windows if windows is not None else ((0, size),):
             lowered = lower_same_length(text[low:high])
-            for last, found in self._automaton.iter(lowered):
+            for last, found in automaton.iter(lowered):
                 length, left, right, owners, is_label, atom_rules = found
                 if atom_rules:
-                    atoms.update(atom_rules)
+                    found_atoms.update(atom_rules)
                 if not is_label:
                     continue
                 end = low + last + 1
@@ -147,7 +157,7 @@ class KeywordIndex:
                 starts[:] = [pair[0] for pair in pairs]
                 ends[:] = [pair[1] for pair in pairs]
         ordered = sorted(labels.items())
-        return KeywordHits(keywords, ordered, [end for end, _ in ordered], atoms)
+        return KeywordHits(keywords, ordered, [end for end, _ in ordered], found_atoms)
 
 
 def windows_around(spans: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
