@@ -40,7 +40,7 @@ from graphtap.subscriptions.certificates import create_certificate, load_certifi
 from graphtap.subscriptions.lifecycle import LifecycleQueue
 
 NOTIFICATIONS = 20_000
-ROUNDS = 3
+ROUNDS = 5
 CLIENT_STATE = "bench-client-state"
 TARGET_ONE_WORKER_OF_RSA = 0.8
 TARGET_ALL_CORES_OF_ONE = 1.8
