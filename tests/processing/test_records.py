@@ -1,4 +1,4 @@
-"""Records the process pool sends: they arrive equal to what was sent."""
+"""Records the process pool sends arrive equal to what the pipeline built."""
 
 from __future__ import annotations
 
@@ -7,47 +7,24 @@ from dataclasses import dataclass
 
 import pytest
 
-from graphtap.processing.pipeline import EventResult
+from graphtap.processing.pipeline import Pipeline
 from graphtap.processing.records import pickled_as_fields
-from graphtap.processing.sources import SourceEvent
-from graphtap.processing.verdicts import Verdict, verdict_key
+from tests.processing.conftest import Scenario
 
 
-def _verdict() -> Verdict:
-    return Verdict(
-        key=verdict_key("t", "chats('c')/messages('1')", "1", "created", "7"),
-        tenant_id="t",
-        subscription_id="s",
-        change_type="created",
-        resource="chats('c')/messages('1')",
-        message_id="1",
-        conversation_id="c",
-        version="7",
-        sender_id=None,
-        content="inspected",
-        severity="high",
-        findings=({"type": "iban", "confidence": 85, "count": 1, "preview": "****1234"},),
-        certificate_id="cert",
-        partition="2",
-        offset=9,
-        processed_at=1.5,
-        extra={"label": "x"},
-    )
-
-
-@pytest.mark.parametrize(
-    "record",
-    [
-        SourceEvent("3", 41, b'{"value": []}'),
-        _verdict(),
-        EventResult("2", 9, notifications=1, verdicts=[_verdict()]),
-    ],
-    ids=lambda record: type(record).__name__,
-)
-def test_records_cross_process_boundaries_unchanged(record: object) -> None:
-    for protocol in (2, pickle.DEFAULT_PROTOCOL, pickle.HIGHEST_PROTOCOL):
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL, pickle.HIGHEST_PROTOCOL])
+def test_events_and_results_cross_process_boundaries_unchanged(
+    pipeline: Pipeline, scenario: Scenario, protocol: int
+) -> None:
+    sensitive = scenario.emitter.change(scenario.tenant.post(sensitive=True), "created")
+    clean = scenario.emitter.change(scenario.tenant.post(sensitive=False), "created")
+    event = scenario.event(scenario.body(sensitive, clean), offset=7)
+    result = pipeline.process(event)
+    assert len(result.verdicts) == 2
+    assert result.verdicts[0].findings  # a finding's dict crosses too
+    for record in (event, result, *result.verdicts):
         sent = pickle.dumps(record, protocol=protocol)
-        assert pickle.loads(sent) == record  # noqa: S301 (our own bytes)
+        assert pickle.loads(sent) == record  # noqa: S301 (bytes this test made)
 
 
 def test_a_single_field_record_is_refused() -> None:
