@@ -135,10 +135,10 @@ class Inspector:
             per_type.setdefault(rule.type, []).append(
                 Finding(
                     type=rule.type,
-                    confidence=max([c.confidence for c in admitted]),
+                    confidence=max(c.confidence for c in admitted),
                     count=len(admitted),
                     preview=preview(value, rule.preview_chars),
-                    positions=tuple([c.start for c in admitted]),
+                    positions=tuple(c.start for c in admitted),
                     value_hash=self._hash(value),
                 )
             )
@@ -146,16 +146,11 @@ class Inspector:
         severities: list[str] = []
         for kind, type_findings in per_type.items():
             policy = self._policy.for_type(kind)
-            if policy.min_count > 1 and sum([f.count for f in type_findings]) < policy.min_count:
+            if sum(f.count for f in type_findings) < policy.min_count:
                 continue
             findings.extend(type_findings)
             severities.append(policy.severity)
         if not findings:
             return _CLEAN
-        if len(findings) > 1:
-            findings.sort(key=_finding_order)
+        findings.sort(key=lambda f: (f.positions[0], f.type))
         return InspectionResult(tuple(findings), highest_severity(severities))
-
-
-def _finding_order(finding: Finding) -> tuple[int, str]:
-    return finding.positions[0], finding.type
