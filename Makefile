@@ -1,7 +1,8 @@
 # graphtap: every target does its own setup. A stamp per dependency set keeps
 # repeated runs quick: nothing is reinstalled until pyproject.toml changes.
 
-PYTHON  ?= python3
+# The interpreter the virtual environments are built from (see scripts/find-python).
+PYTHON  ?= $(shell scripts/find-python)
 VENV    := .venv
 BIN     := $(VENV)/bin
 ENV     ?= dev

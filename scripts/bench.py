@@ -8,6 +8,7 @@ Select areas with arguments, e.g. `python scripts/bench.py processing`.
 from __future__ import annotations
 
 import importlib
+import platform
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
             f"[red]unknown bench area(s): {', '.join(unknown)}; known: {', '.join(AREAS)}"
         )
         return 2
+    console.print(f"Python {platform.python_version()} from {sys.base_prefix}")
     for area in selected:
         try:
             module = importlib.import_module(f"benchmarks.{area}")

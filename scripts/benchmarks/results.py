@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ def record(area: str, figures: dict[str, Any]) -> Path:
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[area] = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "machine": {
+            "python": platform.python_version(),
+            # Which build: figures differ by a tenth between optimised and plain builds.
+            "python_home": sys.base_prefix,
+            "cpus": _cpus(),
+        },
         **figures,
     }
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

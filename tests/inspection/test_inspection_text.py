@@ -11,7 +11,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from graphtap.inspection import text as text_module
-from graphtap.inspection.text import _simple_text, html_to_text, message_text, normalise
+from graphtap.inspection.text import (
+    _BLOCK_NAMES,
+    _MARK,
+    _TREE_BUILDER_NAMES,
+    _USUAL_TAGS,
+    _simple_text,
+    _usual_text,
+    html_to_text,
+    message_text,
+    normalise,
+)
 from graphtap.simulation.corpus import teams_message_html
 
 
@@ -157,9 +167,14 @@ _TEXT = st.one_of(
 @example("<p>&#1;&#x80;&notit;</p>")
 @example("<Div>upper</Div><dIV>mixed</dIV>")
 def test_simple_markup_reads_exactly_as_the_parser_reads_it(html: str) -> None:
-    with mock.patch.object(text_module, "_simple_text", return_value=None):
+    with (
+        mock.patch.object(text_module, "_usual_text", return_value=None),
+        mock.patch.object(text_module, "_simple_text", return_value=None),
+    ):
         by_parser = html_to_text(html)
     assert html_to_text(html) == by_parser
+    with mock.patch.object(text_module, "_usual_text", return_value=None):
+        assert html_to_text(html) == by_parser  # the general path, for every markup
 
 
 @pytest.mark.parametrize(
@@ -171,7 +186,13 @@ def test_simple_markup_reads_exactly_as_the_parser_reads_it(html: str) -> None:
     ],
 )
 def test_teams_markup_skips_the_parser(html: str) -> None:
-    assert _simple_text(html) is not None
+    assert _usual_text(html) is not None
+
+
+def test_usual_tags_are_lower_case_and_none_is_special_to_the_tree_builder() -> None:
+    assert all(name == name.lower() for name in _USUAL_TAGS)
+    assert not set(_USUAL_TAGS) & set(_TREE_BUILDER_NAMES)
+    assert {name for name, left in _USUAL_TAGS.items() if left == _MARK} <= set(_BLOCK_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -186,11 +207,12 @@ def test_teams_markup_skips_the_parser(html: str) -> None:
     ],
 )
 def test_other_markup_goes_to_the_parser(html: str) -> None:
+    assert _usual_text(html) is None
     assert _simple_text(html) is None
 
 
 def test_simulated_chat_bodies_take_the_short_path() -> None:
     rng = random.Random(7)
     bodies = [teams_message_html(rng, sensitive=i % 3 == 0).html for i in range(300)]
-    simple = sum(_simple_text(body) is not None for body in bodies)
+    simple = sum(_usual_text(body) is not None for body in bodies)
     assert simple >= 0.9 * len(bodies)

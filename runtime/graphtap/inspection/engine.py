@@ -161,9 +161,10 @@ class Engine:
     def _accept(self, text: str, index: int, match: Any, found: list[_Match]) -> None:
         rule = self.rules[index]
         start, raw_end = match.span("v") if self._has_value_group[index] else match.span()
-        raw = text[start:raw_end]
-        value = next((v for v in rule.trims(raw) if v and rule.validate(v)), None)
-        if value is None:
+        for value in rule.trims(text[start:raw_end]):
+            if value and rule.validate(value):
+                break
+        else:
             return
         end = start + len(value)
         if rule.placeholders:

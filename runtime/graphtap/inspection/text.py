@@ -18,13 +18,15 @@ from typing import Any
 from selectolax.lexbor import LexborHTMLParser
 
 # Elements whose start or end is a line boundary when rendered.
-_BLOCKS = (
-    "p|div|br|li|dd|dt|h[1-6]|blockquote|pre|td|th|tr|table|hr|section|article|header|footer"
-    "|address|figure|figcaption|caption|form|fieldset|legend|nav|aside|main|center|ul|ol|dl"
-)
+_BLOCK_NAMES = (
+    "p", "div", "br", "li", "dd", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+    "td", "th", "tr", "table", "hr", "section", "article", "header", "footer", "address",
+    "figure", "figcaption", "caption", "form", "fieldset", "legend", "nav", "aside", "main",
+    "center", "ul", "ol", "dl",
+)  # fmt: skip
 # Matches the `<` of a block tag, which is put back behind the mark: a constant replacement
 # keeps `re.sub` in C (a function per match costs twice the time).
-_BLOCK_TAG = re.compile(rf"<(?=/?(?:{_BLOCKS})[\s/>])")
+_BLOCK_TAG = re.compile(rf"<(?=/?(?:{'|'.join(_BLOCK_NAMES)})[\s/>])")
 _BLOCK_TAG_ANY_CASE = re.compile(_BLOCK_TAG.pattern, re.IGNORECASE)  # slower; rarely needed
 _UPPER_CASE_TAG = re.compile(r"</?[a-z0-9:-]*[A-Z]")  # a tag name with any capital
 # A control character no HTML carries, placed before block tags and turned into a newline.
@@ -38,21 +40,35 @@ _NOT_RENDERED_TAGS = ["style", "script", "noscript", "template"]
 # stripping the tags and decoding the references gives exactly the parser's text, without the
 # cost of building a document. Anything else goes to the parser.
 _HTML_SPACE = "\t\n\f\r "
-_SIMPLE_TAG = re.compile(
-    rf"</?[A-Za-z][A-Za-z0-9:-]*"
+_TAG_NAME = "[A-Za-z][A-Za-z0-9:-]*"
+_TAG_REST = (  # attributes, with every quoting, and the end of the tag
     rf"(?:[{_HTML_SPACE}/]+[^{_HTML_SPACE}\"'<>/=]+"
     rf"(?:[{_HTML_SPACE}]*=[{_HTML_SPACE}]*(?:\"[^\"]*\"|'[^']*'|[^{_HTML_SPACE}\"'=<>`]+))?)*"
     rf"[{_HTML_SPACE}/]*>"
 )
-_TREE_BUILDER_TAGS = (
-    "html|head|body|frameset|frame|base|basefont|bgsound|link|meta|title|style|script|noscript"
-    "|template|noframes|noembed|iframe|xmp|plaintext|textarea|pre|listing|table|caption|colgroup"
-    "|col|tbody|thead|tfoot|tr|td|th|select|option|optgroup|math|svg|isindex"
-)
-_SPECIAL_TAG = re.compile(rf"</?(?:{_TREE_BUILDER_TAGS})(?=[{_HTML_SPACE}/>])")
+_SIMPLE_TAG = re.compile(rf"</?{_TAG_NAME}{_TAG_REST}")
+# The same, keeping the tag's name: `split` gives text, name, text, ..., text.
+_NAMED_SIMPLE_TAG = re.compile(rf"</?({_TAG_NAME}){_TAG_REST}")
+_TREE_BUILDER_NAMES = (
+    "html", "head", "body", "frameset", "frame", "base", "basefont", "bgsound", "link", "meta",
+    "title", "style", "script", "noscript", "template", "noframes", "noembed", "iframe", "xmp",
+    "plaintext", "textarea", "pre", "listing", "table", "caption", "colgroup", "col", "tbody",
+    "thead", "tfoot", "tr", "td", "th", "select", "option", "optgroup", "math", "svg", "isindex",
+)  # fmt: skip
+_SPECIAL_TAG = re.compile(rf"</?(?:{'|'.join(_TREE_BUILDER_NAMES)})(?=[{_HTML_SPACE}/>])")
 _SPECIAL_TAG_ANY_CASE = re.compile(_SPECIAL_TAG.pattern, re.IGNORECASE)
-# Either of the above: a tag name with a capital, or one the tree builder treats specially.
-_UNUSUAL_TAG = re.compile(rf"</?(?:[a-z0-9:-]*[A-Z]|(?:{_TREE_BUILDER_TAGS})(?=[{_HTML_SPACE}/>]))")
+# The elements Teams and Outlook bodies are made of, none special to the tree builder, and
+# what each tag leaves in the text: the mark for blocks, nothing for inline elements. A body
+# with any other tag (a capital in its name, a custom or special element) is read the longer
+# way; this table only decides which way is quicker, never what the text is.
+_USUAL_TAGS: dict[str, str] = {
+    **{name: _MARK for name in _BLOCK_NAMES if name not in _TREE_BUILDER_NAMES},
+    **dict.fromkeys(
+        ("a", "at", "attachment", "b", "code", "em", "emoji", "font", "i", "img", "s", "small",
+         "span", "strike", "strong", "sub", "sup", "u"),
+        "",
+    ),
+}  # fmt: skip
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _RUNS_OF_SPACES = re.compile(r"[ \t\f\v]{2,}")
@@ -63,18 +79,30 @@ def html_to_text(html: str) -> str:
     """Rendered text of an HTML body, with newlines only where blocks start or end."""
     if "<" not in html and "&" not in html:
         return normalise(_source_whitespace(html))
-    if _UNUSUAL_TAG.search(html) is None:  # the usual case, told apart in one pass
-        marked = _BLOCK_TAG.sub(_MARK + "<", html)
-        text = _simple_text(marked, special=None)
-    else:
+    text = _usual_text(html)
+    if text is None:
         any_case = _UPPER_CASE_TAG.search(html) is not None
         marked = (_BLOCK_TAG_ANY_CASE if any_case else _BLOCK_TAG).sub(_MARK + "<", html)
         special = _SPECIAL_TAG_ANY_CASE if any_case else _SPECIAL_TAG
         text = _simple_text(marked, special=special)
-    if text is None:
-        text = _parsed_text(marked)
+        if text is None:
+            text = _parsed_text(marked)
     # The marks are the real line boundaries.
     return normalise(_source_whitespace(text).replace(_MARK, "\n"))
+
+
+def _usual_text(html: str) -> str | None:
+    """`_simple_text` of markup whose tags are all `_USUAL_TAGS`, marks included, in one
+    pass over the body; None for anything else."""
+    body = _body_start(html)
+    if body is None:
+        return None
+    parts = _NAMED_SIMPLE_TAG.split(body)
+    try:
+        parts[1::2] = map(_USUAL_TAGS.__getitem__, parts[1::2])
+    except KeyError:
+        return None
+    return _decoded("".join(parts))
 
 
 def _parsed_text(html: str) -> str:
@@ -86,26 +114,36 @@ def _parsed_text(html: str) -> str:
     return body.text(deep=True, separator="", strip=False) if body is not None else ""
 
 
-def _simple_text(
-    html: str, *, special: re.Pattern[str] | None = _SPECIAL_TAG_ANY_CASE
-) -> str | None:
+def _simple_text(html: str, *, special: re.Pattern[str] = _SPECIAL_TAG_ANY_CASE) -> str | None:
     """`_parsed_text` of simple markup (see `_SIMPLE_TAG`), or None for anything else.
 
-    `special` finds the tags the tree builder treats specially; None when `html` is already
-    known to have none.
+    `special` finds the tags the tree builder treats specially.
     """
-    if "&#" in html or "\x00" in html or (special is not None and special.search(html)):
+    body = _body_start(html)
+    if body is None or special.search(body):
+        return None
+    return _decoded(_SIMPLE_TAG.sub("", body))
+
+
+def _body_start(html: str) -> str | None:
+    """`html` from where the parser starts keeping text, or None where stripping tags cannot
+    give the parser's text (numeric references, NULs, an end tag first)."""
+    if "&#" in html or "\x00" in html:
         return None
     # Before the first tag or character, the parser is outside the body: whitespace is dropped.
     html = html.lstrip(_HTML_SPACE)
     if html.startswith("</"):
         return None  # an end tag there is dropped or re-read; the parser knows which
-    text = _SIMPLE_TAG.sub("", html)
-    if "<" in text:
+    return html
+
+
+def _decoded(stripped: str) -> str | None:
+    """Text with its tags stripped, references decoded; None if a `<` is left over."""
+    if "<" in stripped:
         return None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return html_entities.unescape(text) if "&" in text else text
+    if "\r" in stripped:
+        stripped = stripped.replace("\r\n", "\n").replace("\r", "\n")
+    return html_entities.unescape(stripped) if "&" in stripped else stripped
 
 
 def _source_whitespace(text: str) -> str:
@@ -142,7 +180,10 @@ def message_text(message: Mapping[str, Any]) -> str:
         raise TypeError(
             f"a message must be a mapping (a decoded JSON object), not {type(message).__name__}"
         )
-    parts = [normalise(_string(message[f], f)) for f in ("subject", "summary") if message.get(f)]
+    parts: list[str] = []
+    for field in ("subject", "summary"):
+        if value := message.get(field):
+            parts.append(normalise(_string(value, field)))
     body_text = _body_text(message.get("body"))
     if body_text:
         parts.append(body_text)
@@ -160,7 +201,7 @@ def message_text(message: Mapping[str, Any]) -> str:
                     f"attachments[{index}] must be an object, not {type(attachment).__name__}"
                 )
             parts.extend(_attachment_parts(attachment, index))
-    return "\n".join([part for part in parts if part])
+    return "\n".join(filter(None, parts))
 
 
 def _body_text(body: Any) -> str:
