@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -100,6 +101,74 @@ def test_sqlite_store_from_before_the_version_column_keeps_working(tmp_path: Pat
     store = SqliteStore(path)
     assert store.write_verdicts([_verdict("1"), _verdict("2"), _verdict("2")]) == 1
     store.close()
+    assert _stored(path)[0]["findings"] == "[]"  # what the old record had, in its column
+
+
+_FINDING = {
+    "type": "credit_card_number",
+    "confidence": 85,
+    "count": 1,
+    "preview": "****1111",
+    "positions": [3],
+    "value_hash": "ab12",
+}
+
+
+def _stored(path: Path) -> list[dict[str, object]]:
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    rows = [dict(row) for row in db.execute("SELECT * FROM verdicts ORDER BY id")]
+    db.close()
+    return rows
+
+
+def test_sqlite_store_keeps_every_field_of_a_verdict(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "v.sqlite")
+    verdict = dataclasses.replace(_verdict("1"), findings=(_FINDING,), severity="high")
+    store.write_verdicts([verdict, _verdict("2", None)])
+    store.close()
+    first, second = _stored(tmp_path / "v.sqlite")
+    record = verdict.to_dict()
+    source = record.pop("source")
+    assert json.loads(str(first.pop("findings"))) == record.pop("findings")
+    assert (first.pop("partition"), first.pop("offset")) == (source["partition"], source["offset"])
+    assert first.pop("finding_count") == 1
+    first.pop("id")
+    assert first == record
+    assert (second["version"], second["findings"], second["finding_count"]) == ("", "[]", 0)
+
+
+def test_sqlite_store_moves_an_old_record_into_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "v.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL,"
+        " tenant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, change_type TEXT NOT NULL,"
+        " resource TEXT NOT NULL, message_id TEXT NOT NULL, version TEXT NOT NULL,"
+        " conversation_id TEXT, severity TEXT NOT NULL, finding_count INTEGER NOT NULL,"
+        " processed_at REAL NOT NULL, record TEXT NOT NULL, UNIQUE (version, verdict_key))"
+    )
+    verdict = dataclasses.replace(_verdict("1"), findings=(_FINDING,), severity="high")
+    old.execute(
+        "INSERT INTO verdicts (verdict_key, tenant_id, subscription_id, change_type, resource,"
+        " message_id, version, conversation_id, severity, finding_count, processed_at, record)"
+        " VALUES (?, 'tenant', 's', 'created', 'r', '1', '1', 'c', 'high', 1, 0, ?)",
+        (verdict.key, json.dumps(verdict.to_dict())),
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    assert store.write_verdicts([_verdict("1"), _verdict("2")]) == 1
+    store.close()
+    moved = _stored(path)[0]
+    assert "record" not in moved
+    assert json.loads(str(moved["findings"])) == [_FINDING]
+    assert (moved["sender_id"], moved["content"], moved["certificate_id"]) == (
+        "u",
+        "inspected",
+        "cert",
+    )
+    assert (moved["partition"], moved["offset"]) == ("0", 1)
 
 
 def test_jsonl_sink_dedupes_across_reopen_and_cuts_a_torn_tail(tmp_path: Path) -> None:

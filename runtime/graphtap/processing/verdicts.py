@@ -9,7 +9,7 @@ modification time).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from graphtap.processing.records import pickled_as_fields
@@ -50,7 +50,6 @@ class Verdict:
     partition: str
     offset: int
     processed_at: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The record sinks write: no message content, findings already masked and hashed."""
@@ -70,5 +69,4 @@ class Verdict:
             "certificate_id": self.certificate_id,
             "source": {"partition": self.partition, "offset": self.offset},
             "processed_at": self.processed_at,
-            **self.extra,
         }

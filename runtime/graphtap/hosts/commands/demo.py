@@ -141,15 +141,15 @@ def _sample_findings(database: Path) -> Table:
         table.add_column(column)
     with sqlite3.connect(database) as db:
         rows = db.execute(
-            "SELECT record FROM verdicts WHERE finding_count > 0 ORDER BY processed_at LIMIT 6"
+            "SELECT change_type, conversation_id, severity, findings FROM verdicts"
+            " WHERE finding_count > 0 ORDER BY processed_at LIMIT 6"
         ).fetchall()
-    for (record,) in rows:
-        verdict = json.loads(record)
-        for finding in verdict["findings"][:2]:
+    for change_type, conversation_id, severity, findings in rows:
+        for finding in json.loads(findings)[:2]:
             table.add_row(
-                verdict["change_type"],
-                (verdict["conversation_id"] or "")[:28],
-                verdict["severity"],
+                change_type,
+                (conversation_id or "")[:28],
+                severity,
                 finding["type"],
                 str(finding["confidence"]),
                 finding["preview"],

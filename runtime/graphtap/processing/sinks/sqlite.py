@@ -25,10 +25,15 @@ CREATE TABLE IF NOT EXISTS verdicts (
     message_id TEXT NOT NULL,
     version TEXT NOT NULL,
     conversation_id TEXT,
+    sender_id TEXT,
+    content TEXT NOT NULL,
     severity TEXT NOT NULL,
     finding_count INTEGER NOT NULL,
+    findings TEXT NOT NULL,
+    certificate_id TEXT,
+    partition TEXT NOT NULL,
+    offset INTEGER NOT NULL,
     processed_at REAL NOT NULL,
-    record TEXT NOT NULL,
     UNIQUE (version, verdict_key)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -43,6 +48,25 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     event TEXT NOT NULL
 );
 """
+# What a store from before the verdict's fields had columns lacks, and where in its
+# `record` JSON each one is.
+_RECORD_COLUMNS = (
+    ("sender_id", "TEXT"),
+    ("content", "TEXT NOT NULL DEFAULT ''"),
+    ("findings", "TEXT NOT NULL DEFAULT '[]'"),
+    ("certificate_id", "TEXT"),
+    ("partition", "TEXT NOT NULL DEFAULT ''"),
+    ("offset", "INTEGER NOT NULL DEFAULT -1"),
+)
+_UNPACK_RECORDS = """
+UPDATE verdicts SET
+    sender_id = json_extract(record, '$.sender_id'),
+    content = coalesce(json_extract(record, '$.content'), ''),
+    findings = coalesce(json_extract(record, '$.findings'), '[]'),
+    certificate_id = json_extract(record, '$.certificate_id'),
+    partition = coalesce(json_extract(record, '$.source.partition'), ''),
+    offset = coalesce(json_extract(record, '$.source.offset'), -1)
+"""
 
 
 class SqliteStore:
@@ -56,6 +80,10 @@ class SqliteStore:
     index on the key alone. A Teams version is the change's time in milliseconds: a batch's
     inserts land together near the index's right edge instead of on one random page each,
     so the index writes a fifth of the pages it did and a commit about 40% fewer.
+
+    Every field of a verdict has a column and is stored once, the findings as a JSON array
+    (masked and hashed, as in every sink); a JSON copy of the whole verdict beside the
+    columns, as earlier releases kept, doubled each row and the pages a commit writes.
     """
 
     def __init__(self, path: Path) -> None:
@@ -69,13 +97,30 @@ class SqliteStore:
         # commit rewrites many of the same index pages, which are then copied once.
         self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         self._db.executescript(_SCHEMA)
-        self._add_version_column()
+        self._upgrade()
 
-    def _add_version_column(self) -> None:
-        """A store from before the version column: its unique key index still deduplicates."""
+    def _upgrade(self) -> None:
+        """Bring a store written by an earlier release to this schema, keeping every row.
+
+        Before the version column, the unique index was on the key alone; it stays and still
+        deduplicates. Before the verdict's fields had columns of their own, a `record`
+        column held the whole verdict as JSON: its fields move into their columns.
+        """
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(verdicts)")}
         if "version" not in columns:
             self._db.execute("ALTER TABLE verdicts ADD COLUMN version TEXT NOT NULL DEFAULT ''")
+        if "record" in columns:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for column, declaration in _RECORD_COLUMNS:
+                    if column not in columns:
+                        self._db.execute(f"ALTER TABLE verdicts ADD COLUMN {column} {declaration}")
+                self._db.execute(_UNPACK_RECORDS)
+                self._db.execute("ALTER TABLE verdicts DROP COLUMN record")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
         rows = [
@@ -88,17 +133,23 @@ class SqliteStore:
                 v.message_id,
                 v.version or "",
                 v.conversation_id,
+                v.sender_id,
+                v.content,
                 v.severity,
                 len(v.findings),
+                orjson.dumps(v.findings).decode() if v.findings else "[]",
+                v.certificate_id,
+                v.partition,
+                v.offset,
                 v.processed_at,
-                orjson.dumps(v.to_dict()).decode(),
             )
             for v in verdicts
         ]
         return self._insert(
             "INSERT OR IGNORE INTO verdicts (verdict_key, tenant_id, subscription_id, change_type,"
-            " resource, message_id, version, conversation_id, severity, finding_count,"
-            " processed_at, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " resource, message_id, version, conversation_id, sender_id, content, severity,"
+            " finding_count, findings, certificate_id, partition, offset, processed_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
 
