@@ -69,6 +69,9 @@ _USUAL_TAGS: dict[str, str] = {
         "",
     ),
 }  # fmt: skip
+# Longer bodies (pastes, tables, mail threads) are seldom usual markup, and finding that out
+# costs a whole pass: they go straight to the general path.
+_USUAL_MAX_CHARS = 1024
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _RUNS_OF_SPACES = re.compile(r"[ \t\f\v]{2,}")
@@ -79,7 +82,7 @@ def html_to_text(html: str) -> str:
     """Rendered text of an HTML body, with newlines only where blocks start or end."""
     if "<" not in html and "&" not in html:
         return normalise(_source_whitespace(html))
-    text = _usual_text(html)
+    text = _usual_text(html) if len(html) <= _USUAL_MAX_CHARS else None
     if text is None:
         any_case = _UPPER_CASE_TAG.search(html) is not None
         marked = (_BLOCK_TAG_ANY_CASE if any_case else _BLOCK_TAG).sub(_MARK + "<", html)
