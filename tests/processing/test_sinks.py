@@ -80,24 +80,29 @@ def test_sqlite_store_ignores_replays_of_changes_without_a_version(tmp_path: Pat
     store.close()
 
 
+def _old_store(path: Path, create: str, insert: str, values: tuple[object, ...]) -> None:
+    """A store as an earlier release left it: its table and one verdict."""
+    old = sqlite3.connect(path)
+    old.execute(create)
+    old.execute(insert, values)
+    old.commit()
+    old.close()
+
+
 def test_sqlite_store_from_before_the_version_column_keeps_working(tmp_path: Path) -> None:
     path = tmp_path / "v.sqlite"
-    old = sqlite3.connect(path)
-    old.execute(
+    _old_store(
+        path,
         "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL UNIQUE,"
         " tenant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, change_type TEXT NOT NULL,"
         " resource TEXT NOT NULL, message_id TEXT NOT NULL, conversation_id TEXT,"
         " severity TEXT NOT NULL, finding_count INTEGER NOT NULL, processed_at REAL NOT NULL,"
-        " record TEXT NOT NULL)"
-    )
-    old.execute(
+        " record TEXT NOT NULL)",
         "INSERT INTO verdicts (verdict_key, tenant_id, subscription_id, change_type, resource,"
         " message_id, severity, finding_count, processed_at, record)"
         " VALUES (?, 't', 's', 'created', 'r', '1', 'none', 0, 0, '{}')",
         (_verdict("1").key,),
     )
-    old.commit()
-    old.close()
     store = SqliteStore(path)
     assert store.write_verdicts([_verdict("1"), _verdict("2"), _verdict("2")]) == 1
     store.close()
@@ -140,23 +145,19 @@ def test_sqlite_store_keeps_every_field_of_a_verdict(tmp_path: Path) -> None:
 
 def test_sqlite_store_moves_an_old_record_into_its_columns(tmp_path: Path) -> None:
     path = tmp_path / "v.sqlite"
-    old = sqlite3.connect(path)
-    old.execute(
+    verdict = dataclasses.replace(_verdict("1"), findings=(_FINDING,), severity="high")
+    _old_store(
+        path,
         "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL,"
         " tenant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, change_type TEXT NOT NULL,"
         " resource TEXT NOT NULL, message_id TEXT NOT NULL, version TEXT NOT NULL,"
         " conversation_id TEXT, severity TEXT NOT NULL, finding_count INTEGER NOT NULL,"
-        " processed_at REAL NOT NULL, record TEXT NOT NULL, UNIQUE (version, verdict_key))"
-    )
-    verdict = dataclasses.replace(_verdict("1"), findings=(_FINDING,), severity="high")
-    old.execute(
+        " processed_at REAL NOT NULL, record TEXT NOT NULL, UNIQUE (version, verdict_key))",
         "INSERT INTO verdicts (verdict_key, tenant_id, subscription_id, change_type, resource,"
         " message_id, version, conversation_id, severity, finding_count, processed_at, record)"
         " VALUES (?, 'tenant', 's', 'created', 'r', '1', '1', 'c', 'high', 1, 0, ?)",
         (verdict.key, json.dumps(verdict.to_dict())),
     )
-    old.commit()
-    old.close()
     store = SqliteStore(path)
     assert store.write_verdicts([_verdict("1"), _verdict("2")]) == 1
     store.close()
