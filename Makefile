@@ -1,8 +1,11 @@
 # graphtap: every target does its own setup. A stamp per dependency set keeps
 # repeated runs quick: nothing is reinstalled until pyproject.toml changes.
 
-# The interpreter the virtual environments are built from (see scripts/find-python).
-PYTHON  ?= $(shell scripts/find-python)
+# The interpreter the virtual environments are built from (see scripts/find-python), looked
+# up once per run; `make clean` before switching, since an existing .venv is kept.
+ifndef PYTHON
+PYTHON  := $(shell scripts/find-python)
+endif
 VENV    := .venv
 BIN     := $(VENV)/bin
 ENV     ?= dev

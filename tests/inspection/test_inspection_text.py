@@ -150,7 +150,7 @@ _TAG = st.builds(
     st.sampled_from(["", "", " /", "/"]),
 )
 _REFERENCES = ["&nbsp;", "&amp;", "&lt;", "&quot;", "&not", "&notin;", "&notit;", "&amp", "& "]
-_REFERENCES += ["&#39;", "&#x1;", "&#0;", "&;"]
+_REFERENCES += ["&#39;", "&#x1;", "&#0;", "&;", "&am", "p;", "&", "#49;"]
 _ODD_MARKUP = ["<", " < ", ">", "</>", "<?x?>", "<!DOCTYPE html>", "<!-- c -->", "\x00", "\x01"]
 _TEXT = st.one_of(
     st.text(alphabet="ab 19-\t\n\r\f\x0b\xa0é", max_size=8),
@@ -166,6 +166,7 @@ _TEXT = st.one_of(
 @example("</p>  x")
 @example("<p>&#1;&#x80;&notit;</p>")
 @example("<Div>upper</Div><dIV>mixed</dIV>")
+@example("<p>&am<b></b>p; &<i></i>#49;</p>")  # references cut by tags stay as written
 def test_simple_markup_reads_exactly_as_the_parser_reads_it(html: str) -> None:
     with (
         mock.patch.object(text_module, "_usual_text", return_value=None),
@@ -175,6 +176,10 @@ def test_simple_markup_reads_exactly_as_the_parser_reads_it(html: str) -> None:
     assert html_to_text(html) == by_parser
     with mock.patch.object(text_module, "_usual_text", return_value=None):
         assert html_to_text(html) == by_parser  # the general path, for every markup
+
+
+def test_a_control_character_in_the_source_does_not_split_a_number() -> None:
+    assert html_to_text("<p>4111\x01 1111 1111\x011111</p>").strip() == "4111 1111 11111111"
 
 
 @pytest.mark.parametrize(

@@ -80,35 +80,6 @@ def test_sqlite_store_ignores_replays_of_changes_without_a_version(tmp_path: Pat
     store.close()
 
 
-def _old_store(path: Path, create: str, insert: str, values: tuple[object, ...]) -> None:
-    """A store as an earlier release left it: its table and one verdict."""
-    old = sqlite3.connect(path)
-    old.execute(create)
-    old.execute(insert, values)
-    old.commit()
-    old.close()
-
-
-def test_sqlite_store_from_before_the_version_column_keeps_working(tmp_path: Path) -> None:
-    path = tmp_path / "v.sqlite"
-    _old_store(
-        path,
-        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL UNIQUE,"
-        " tenant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, change_type TEXT NOT NULL,"
-        " resource TEXT NOT NULL, message_id TEXT NOT NULL, conversation_id TEXT,"
-        " severity TEXT NOT NULL, finding_count INTEGER NOT NULL, processed_at REAL NOT NULL,"
-        " record TEXT NOT NULL)",
-        "INSERT INTO verdicts (verdict_key, tenant_id, subscription_id, change_type, resource,"
-        " message_id, severity, finding_count, processed_at, record)"
-        " VALUES (?, 't', 's', 'created', 'r', '1', 'none', 0, 0, '{}')",
-        (_verdict("1").key,),
-    )
-    store = SqliteStore(path)
-    assert store.write_verdicts([_verdict("1"), _verdict("2"), _verdict("2")]) == 1
-    store.close()
-    assert _stored(path)[0]["findings"] == "[]"  # what the old record had, in its column
-
-
 _FINDING = {
     "type": "credit_card_number",
     "confidence": 85,
@@ -143,32 +114,52 @@ def test_sqlite_store_keeps_every_field_of_a_verdict(tmp_path: Path) -> None:
     assert (second["version"], second["findings"], second["finding_count"]) == ("", "[]", 0)
 
 
-def test_sqlite_store_moves_an_old_record_into_its_columns(tmp_path: Path) -> None:
+# The verdicts table as earlier releases created it: the whole verdict in `record`.
+_COMMON_COLUMNS = (
+    "tenant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, change_type TEXT NOT NULL,"
+    " resource TEXT NOT NULL, message_id TEXT NOT NULL, conversation_id TEXT,"
+    " severity TEXT NOT NULL, finding_count INTEGER NOT NULL, processed_at REAL NOT NULL,"
+    " record TEXT NOT NULL"
+)
+_EARLIER_TABLES = {
+    "without rowid": f"(verdict_key TEXT PRIMARY KEY, {_COMMON_COLUMNS}) WITHOUT ROWID",
+    "unique key": f"(id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL UNIQUE, {_COMMON_COLUMNS})",
+    "version column": f"(id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL, {_COMMON_COLUMNS},"
+    " version TEXT NOT NULL DEFAULT '', UNIQUE (version, verdict_key))",
+}
+
+
+@pytest.mark.parametrize("table", _EARLIER_TABLES.values(), ids=_EARLIER_TABLES.keys())
+def test_sqlite_store_from_an_earlier_release_moves_its_records_into_columns(
+    tmp_path: Path, table: str
+) -> None:
     path = tmp_path / "v.sqlite"
     verdict = dataclasses.replace(_verdict("1"), findings=(_FINDING,), severity="high")
-    _old_store(
-        path,
-        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL,"
-        " tenant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, change_type TEXT NOT NULL,"
-        " resource TEXT NOT NULL, message_id TEXT NOT NULL, version TEXT NOT NULL,"
-        " conversation_id TEXT, severity TEXT NOT NULL, finding_count INTEGER NOT NULL,"
-        " processed_at REAL NOT NULL, record TEXT NOT NULL, UNIQUE (version, verdict_key))",
+    old = sqlite3.connect(path)
+    old.execute(f"CREATE TABLE verdicts {table}")
+    old.execute(
         "INSERT INTO verdicts (verdict_key, tenant_id, subscription_id, change_type, resource,"
-        " message_id, version, conversation_id, severity, finding_count, processed_at, record)"
-        " VALUES (?, 'tenant', 's', 'created', 'r', '1', '1', 'c', 'high', 1, 0, ?)",
-        (verdict.key, json.dumps(verdict.to_dict())),
+        " message_id, conversation_id, severity, finding_count, processed_at, record)"
+        " VALUES (?, 'tenant', 's', 'created', ?, '1', 'c', 'high', 1, 0, ?)",
+        (verdict.key, verdict.resource, json.dumps(verdict.to_dict())),
     )
+    old.commit()
+    old.close()
+
     store = SqliteStore(path)
-    assert store.write_verdicts([_verdict("1"), _verdict("2")]) == 1
+    assert store.write_verdicts([_verdict("1"), _verdict("2"), _verdict("2")]) == 1
     store.close()
-    moved = _stored(path)[0]
+    SqliteStore(path).close()  # opening an upgraded store again changes nothing
+
+    moved, added = _stored(path)
     assert "record" not in moved
-    assert json.loads(str(moved["findings"])) == [_FINDING]
-    assert (moved["sender_id"], moved["content"], moved["certificate_id"]) == (
-        "u",
-        "inspected",
-        "cert",
-    )
+    assert moved["verdict_key"] == verdict.key
+    assert added["message_id"] == "2"
+    assert json.loads(str(moved.pop("findings"))) == [_FINDING]
+    record = verdict.to_dict()
+    assert {column: moved[column] for column in ("version", "sender_id", "certificate_id")} == {
+        column: record[column] for column in ("version", "sender_id", "certificate_id")
+    }
     assert (moved["partition"], moved["offset"]) == ("0", 1)
 
 

@@ -29,7 +29,8 @@ _BLOCK_NAMES = (
 _BLOCK_TAG = re.compile(rf"<(?=/?(?:{'|'.join(_BLOCK_NAMES)})[\s/>])")
 _BLOCK_TAG_ANY_CASE = re.compile(_BLOCK_TAG.pattern, re.IGNORECASE)  # slower; rarely needed
 _UPPER_CASE_TAG = re.compile(r"</?[a-z0-9:-]*[A-Z]")  # a tag name with any capital
-# A control character no HTML carries, placed before block tags and turned into a newline.
+# A control character placed before block tags and turned into a newline. One in the source
+# renders as nothing and is dropped first, so it cannot split a number into two lines.
 _MARK = "\x01"
 _NOT_RENDERED = re.compile(r"<(?:[sS][tTcC][yYrR]|[nN][oO][sS][cC]|[tT][eE][mM][pP])")
 _NOT_RENDERED_TAGS = ["style", "script", "noscript", "template"]
@@ -72,6 +73,9 @@ _USUAL_TAGS: dict[str, str] = {
 # Longer bodies (pastes, tables, mail threads) are seldom usual markup, and finding that out
 # costs a whole pass: they go straight to the general path.
 _USUAL_MAX_CHARS = 1024
+# A character reference cut by a tag (`&am<b></b>p;`, which reads as "&amp;"): stripping the
+# tag would join the halves into a reference the parser never saw.
+_REFERENCE_CUT = re.compile(f"&[#A-Za-z0-9]*[<{_MARK}]")
 
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _RUNS_OF_SPACES = re.compile(r"[ \t\f\v]{2,}")
@@ -82,6 +86,8 @@ def html_to_text(html: str) -> str:
     """Rendered text of an HTML body, with newlines only where blocks start or end."""
     if "<" not in html and "&" not in html:
         return normalise(_source_whitespace(html))
+    if _MARK in html:
+        html = html.replace(_MARK, "")
     text = _usual_text(html) if len(html) <= _USUAL_MAX_CHARS else None
     if text is None:
         any_case = _UPPER_CASE_TAG.search(html) is not None
@@ -131,7 +137,7 @@ def _simple_text(html: str, *, special: re.Pattern[str] = _SPECIAL_TAG_ANY_CASE)
 def _body_start(html: str) -> str | None:
     """`html` from where the parser starts keeping text, or None where stripping tags cannot
     give the parser's text (numeric references, NULs, an end tag first)."""
-    if "&#" in html or "\x00" in html:
+    if "&#" in html or "\x00" in html or ("&" in html and _REFERENCE_CUT.search(html)):
         return None
     # Before the first tag or character, the parser is outside the body: whitespace is dropped.
     html = html.lstrip(_HTML_SPACE)

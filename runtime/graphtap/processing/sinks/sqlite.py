@@ -14,8 +14,7 @@ from graphtap.processing.verdicts import Verdict
 #: Pages (4 KiB) the write-ahead log may hold before SQLite copies them into the main file.
 WAL_CHECKPOINT_PAGES = 10_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS verdicts (
+_VERDICT_COLUMNS = """(
     id INTEGER PRIMARY KEY,
     verdict_key TEXT NOT NULL,
     tenant_id TEXT NOT NULL,
@@ -35,7 +34,9 @@ CREATE TABLE IF NOT EXISTS verdicts (
     offset INTEGER NOT NULL,
     processed_at REAL NOT NULL,
     UNIQUE (version, verdict_key)
-);
+)"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS verdicts {_VERDICT_COLUMNS};
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     dead_letter_key TEXT NOT NULL UNIQUE,
@@ -48,25 +49,28 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     event TEXT NOT NULL
 );
 """
-# What a store from before the verdict's fields had columns lacks, and where in its
-# `record` JSON each one is.
-_RECORD_COLUMNS = (
-    ("sender_id", "TEXT"),
-    ("content", "TEXT NOT NULL DEFAULT ''"),
-    ("findings", "TEXT NOT NULL DEFAULT '[]'"),
-    ("certificate_id", "TEXT"),
-    ("partition", "TEXT NOT NULL DEFAULT ''"),
-    ("offset", "INTEGER NOT NULL DEFAULT -1"),
+# Earlier releases kept each verdict whole, as JSON, in a `record` column beside a few of its
+# fields (the first had no version column either, nor an id: WITHOUT ROWID). SQLite's way to
+# change a table this much, on any version it runs on: build the new table from the old one's
+# rows, then swap them. `{id}` keeps the old ids, where there are any.
+_REBUILD_FROM_RECORDS = (
+    f"CREATE TABLE verdicts_rebuilt {_VERDICT_COLUMNS}",
+    """
+    INSERT INTO verdicts_rebuilt (id, verdict_key, tenant_id, subscription_id, change_type,
+        resource, message_id, version, conversation_id, sender_id, content, severity,
+        finding_count, findings, certificate_id, partition, offset, processed_at)
+    SELECT {id}, verdict_key, tenant_id, subscription_id, change_type, resource, message_id,
+        coalesce(json_extract(record, '$.version'), ''), conversation_id,
+        json_extract(record, '$.sender_id'), coalesce(json_extract(record, '$.content'), ''),
+        severity, finding_count, coalesce(json_extract(record, '$.findings'), '[]'),
+        json_extract(record, '$.certificate_id'),
+        coalesce(json_extract(record, '$.source.partition'), ''),
+        coalesce(json_extract(record, '$.source.offset'), -1), processed_at
+    FROM verdicts
+    """,
+    "DROP TABLE verdicts",
+    "ALTER TABLE verdicts_rebuilt RENAME TO verdicts",
 )
-_UNPACK_RECORDS = """
-UPDATE verdicts SET
-    sender_id = json_extract(record, '$.sender_id'),
-    content = coalesce(json_extract(record, '$.content'), ''),
-    findings = coalesce(json_extract(record, '$.findings'), '[]'),
-    certificate_id = json_extract(record, '$.certificate_id'),
-    partition = coalesce(json_extract(record, '$.source.partition'), ''),
-    offset = coalesce(json_extract(record, '$.source.offset'), -1)
-"""
 
 
 class SqliteStore:
@@ -100,27 +104,26 @@ class SqliteStore:
         self._upgrade()
 
     def _upgrade(self) -> None:
-        """Bring a store written by an earlier release to this schema, keeping every row.
+        """Rebuild a store written by an earlier release in this schema, keeping every row.
 
-        Before the version column, the unique index was on the key alone; it stays and still
-        deduplicates. Before the verdict's fields had columns of their own, a `record`
-        column held the whole verdict as JSON: its fields move into their columns.
+        The version, once only in the record, becomes the column the unique index leads with.
         """
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(verdicts)")}
-        if "version" not in columns:
-            self._db.execute("ALTER TABLE verdicts ADD COLUMN version TEXT NOT NULL DEFAULT ''")
-        if "record" in columns:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for column, declaration in _RECORD_COLUMNS:
-                    if column not in columns:
-                        self._db.execute(f"ALTER TABLE verdicts ADD COLUMN {column} {declaration}")
-                self._db.execute(_UNPACK_RECORDS)
-                self._db.execute("ALTER TABLE verdicts DROP COLUMN record")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        if "record" not in self._verdict_columns():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = self._verdict_columns()  # another process may have done it meanwhile
+            if "record" in columns:
+                identity = "id" if "id" in columns else "NULL"
+                for statement in _REBUILD_FROM_RECORDS:
+                    self._db.execute(statement.replace("{id}", identity))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _verdict_columns(self) -> set[str]:
+        return {row[1] for row in self._db.execute("PRAGMA table_info(verdicts)")}
 
     def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
         rows = [
