@@ -136,7 +136,8 @@ def _simple_text(html: str, *, special: re.Pattern[str] = _SPECIAL_TAG_ANY_CASE)
 
 def _body_start(html: str) -> str | None:
     """`html` from where the parser starts keeping text, or None where stripping tags cannot
-    give the parser's text (numeric references, NULs, an end tag first)."""
+    give the parser's text (numeric references, references cut by a tag, NULs, an end tag
+    first)."""
     if "&#" in html or "\x00" in html or ("&" in html and _REFERENCE_CUT.search(html)):
         return None
     # Before the first tag or character, the parser is outside the body: whitespace is dropped.
