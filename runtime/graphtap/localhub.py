@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from graphtap.transactions import write_transaction
+
 HUB_FILE = "hub.sqlite"
 DEFAULT_PARTITIONS = 4
 DEFAULT_CONSUMER_GROUP = "graphtap-processor"
@@ -129,7 +131,7 @@ class LocalHub:
         """Append events atomically; each lands on `partition_for(partition_key)`."""
         now = time.time()
         sent: list[HubEvent] = []
-        with _transaction(self._db):
+        with write_transaction(self._db):
             next_sequence: dict[int, int] = {}
             for body in bodies:
                 partition = self.partition_for(partition_key)
@@ -173,7 +175,7 @@ class LocalHub:
         self._check_partition(partition)
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
-            with _transaction(self._db):
+            with write_transaction(self._db):
                 self._db.execute(
                     "INSERT INTO checkpoints (consumer_group, partition, sequence, updated_at)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, partition)"
@@ -207,16 +209,3 @@ class LocalHub:
             raise LocalHubError(
                 f"partition {partition} does not exist (hub has {self.partition_count})"
             )
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, so concurrent writers queue instead of failing mid-way."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")

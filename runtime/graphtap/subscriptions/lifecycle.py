@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from graphtap.transactions import write_transaction
+
 log = logging.getLogger(__name__)
 
 REAUTHORIZATION_REQUIRED = "reauthorizationRequired"
@@ -97,8 +99,7 @@ class LifecycleQueue:
         if not events:
             return 0
         before = self._db.total_changes
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._db):
             self._db.executemany(
                 "INSERT OR IGNORE INTO lifecycle_events (key, subscription_id, tenant_id, event,"
                 " subscription_expiration, received_at, item) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -115,10 +116,6 @@ class LifecycleQueue:
                     for e in events
                 ],
             )
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return self._db.total_changes - before
 
     def pending(self, limit: int = 100) -> list[LifecycleEvent]:

@@ -10,6 +10,7 @@ import orjson
 
 from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.verdicts import Verdict
+from graphtap.transactions import write_transaction
 
 #: Pages (4 KiB) the write-ahead log may hold before SQLite copies them into the main file.
 WAL_CHECKPOINT_PAGES = 10_000
@@ -110,17 +111,12 @@ class SqliteStore:
         """
         if "record" not in self._verdict_columns():
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._db):
             columns = self._verdict_columns()  # another process may have done it meanwhile
             if "record" in columns:
                 identity = "id" if "id" in columns else "NULL"
                 for statement in _REBUILD_FROM_RECORDS:
                     self._db.execute(statement.replace("{id}", identity))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _verdict_columns(self) -> set[str]:
         return {row[1] for row in self._db.execute("PRAGMA table_info(verdicts)")}
@@ -180,13 +176,8 @@ class SqliteStore:
         if not rows:
             return 0
         before = self._db.total_changes
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._db):
             self._db.executemany(sql, rows)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         return self._db.total_changes - before
 
     def close(self) -> None:
