@@ -33,6 +33,8 @@ KEYS = (
     "dead_letter_container",
     "key_vault_uri",
     "certificate_name",
+    "client_state_secret",
+    "finding_hash_key_secret",
     "runtime_client_id",
     "web_app_name",
     "function_app_name",

@@ -45,6 +45,10 @@ SECRET_ATTRIBUTES = {
     "value",
     "value_wo",
 }
+# Attributes of that name that are no credential in these resource types.
+NOT_SECRETS = {
+    "azuread_application_app_role": {"value"},  # the role's claim value, e.g. "Status.Read"
+}
 SECRET_IN_TEXT = re.compile(r"AccountKey=|SharedAccessKey=|SharedAccessSignature|[?&]sig=", re.I)
 SITES = {
     "azurerm_linux_web_app",
@@ -52,13 +56,13 @@ SITES = {
     "azurerm_function_app_flex_consumption",
 }
 TLS_FLOOR = {"1.2", "1.3"}
-# A grant may target one hub, container or Key Vault object, never anything broader.
+# A grant may target one hub, container or Key Vault object (secret or certificate), never
+# anything broader: not even a vault.
 NARROW_SCOPE = re.compile(
     r"\$\{(azurerm_eventhub|azurerm_storage_container)\.[\w-]+\.id\}"
     r"|\$\{azurerm_key_vault_certificate\.[\w-]+\.resource_manager_versionless_id\}"
     r"|\$\{azurerm_key_vault\.[\w-]+\.id\}/(secrets|certificates)/[\w-]+"
 )
-VAULT_SCOPE = re.compile(r"\$\{azurerm_key_vault\.[\w-]+\.id\}")
 BROAD_ROLES = {"Owner", "Contributor", "User Access Administrator"}
 
 
@@ -67,7 +71,10 @@ def violations(kind: str, config: Mapping[str, Any]) -> list[str]:
     problems = []
     if kind in FORBIDDEN_TYPES:
         problems.append(FORBIDDEN_TYPES[kind])
-    problems.extend(f"secret value in {path}" for path in _secret_paths(config))
+    public = NOT_SECRETS.get(kind, set())
+    problems.extend(
+        f"secret value in {path}" for path in _secret_paths(config) if path not in public
+    )
     if kind == "azurerm_eventhub_namespace":
         if config.get("local_authentication_enabled") is not False:
             problems.append("Event Hubs local (SAS) authentication must be disabled")
@@ -102,13 +109,10 @@ def _role_problems(config: Mapping[str, Any]) -> Iterator[str]:
     scope, role = str(config.get("scope", "")), str(config.get("role_definition_name", ""))
     if role in BROAD_ROLES or not role:
         yield f"role {role or config.get('role_definition_id')!r} is not a narrow built-in role"
-    if VAULT_SCOPE.fullmatch(scope):
-        if not role.startswith("Key Vault "):
-            yield f"only Key Vault data roles may be granted on a vault, not {role!r}"
-    elif not NARROW_SCOPE.fullmatch(scope):
+    if not NARROW_SCOPE.fullmatch(scope):
         yield (
             f"role {role!r} is scoped to {scope!r}: grants must target one hub, container or "
-            "Key Vault object, never a namespace, account, resource group or subscription"
+            "Key Vault object, never a namespace, account, resource group, subscription or vault"
         )
 
 

@@ -50,6 +50,12 @@ from cdktf import (
     Tokenization,
 )
 from cdktf_cdktf_provider_azuread.app_role_assignment import AppRoleAssignment
+from cdktf_cdktf_provider_azuread.application_app_role import (
+    ApplicationAppRoleA as ApplicationAppRole,  # "A": `application` has a struct of that name
+)
+from cdktf_cdktf_provider_azuread.application_identifier_uri import ApplicationIdentifierUri
+from cdktf_cdktf_provider_azuread.application_redirect_uris import ApplicationRedirectUris
+from cdktf_cdktf_provider_azuread.application_registration import ApplicationRegistration
 from cdktf_cdktf_provider_azuread.data_azuread_service_principal import (
     DataAzureadServicePrincipal,
 )
@@ -82,6 +88,9 @@ from cdktf_cdktf_provider_azurerm.key_vault_certificate import (
 )
 from cdktf_cdktf_provider_azurerm.linux_web_app import (
     LinuxWebApp,
+    LinuxWebAppAuthSettingsV2,
+    LinuxWebAppAuthSettingsV2ActiveDirectoryV2,
+    LinuxWebAppAuthSettingsV2Login,
     LinuxWebAppIdentity,
     LinuxWebAppSiteConfig,
     LinuxWebAppSiteConfigApplicationStack,
@@ -125,7 +134,11 @@ from jsii import implements
 __all__ = [
     "App",
     "AppRoleAssignment",
+    "ApplicationAppRole",
+    "ApplicationIdentifierUri",
     "ApplicationInsights",
+    "ApplicationRedirectUris",
+    "ApplicationRegistration",
     "Aspects",
     "AzureadProvider",
     "AzurermBackend",
@@ -158,6 +171,9 @@ __all__ = [
     "KeyVaultCertificateCertificatePolicyX509CertificateProperties",
     "KeyVaultNetworkAcls",
     "LinuxWebApp",
+    "LinuxWebAppAuthSettingsV2",
+    "LinuxWebAppAuthSettingsV2ActiveDirectoryV2",
+    "LinuxWebAppAuthSettingsV2Login",
     "LinuxWebAppIdentity",
     "LinuxWebAppSiteConfig",
     "LinuxWebAppSiteConfigApplicationStack",

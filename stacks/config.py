@@ -82,6 +82,15 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class AccessConfig:
+    """Who may read the web app; App Service Authentication (Entra ID) fronts every page but
+    /healthz, and the status app registration's roles decide who gets in."""
+
+    status_readers_group: str | None  # Entra group object id: Status.Read (page, JSON, metrics)
+    metrics_scraper: str | None  # service principal object id: Metrics.Read (/metrics only)
+
+
+@dataclass(frozen=True)
 class BackendConfig:
     resource_group: str
     storage_account: str
@@ -103,6 +112,7 @@ class EnvironmentConfig:
     hosting: HostingConfig
     graph: GraphConfig
     network: NetworkConfig
+    access: AccessConfig
     backend: BackendConfig
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -175,6 +185,14 @@ class _Reader:
             self.fail(key, problem)
         return value
 
+    def optional(
+        self, table: dict[str, Any], key: str, check: Callable[[str], str | None]
+    ) -> str | None:
+        """A string key that may be left out; when given, it must pass `check`."""
+        if key.rsplit(".", 1)[-1] not in table:
+            return None
+        return self.get(table, key, str, check=check)
+
     def strings(self, table: dict[str, Any], key: str, default: list[str]) -> tuple[str, ...]:
         value = table.get(key.rsplit(".", 1)[-1], default)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -197,6 +215,7 @@ class _Reader:
             "hosting",
             "graph",
             "network",
+            "access",
             "backend",
             "tags",
         }
@@ -290,6 +309,16 @@ class _Reader:
             if problem := _public_cidr(cidr):
                 self.fail("network.operator_ip_ranges", problem)
 
+        ac = self.table("access", {"status_readers_group", "metrics_scraper"})
+        access = AccessConfig(
+            status_readers_group=self.optional(
+                ac, "access.status_readers_group", _matches(GUID, "a lowercase GUID (object id)")
+            ),
+            metrics_scraper=self.optional(
+                ac, "access.metrics_scraper", _matches(GUID, "a lowercase GUID (object id)")
+            ),
+        )
+
         be = self.table(
             "backend", {"resource_group", "storage_account", "container", "key", "use_azuread_auth"}
         )
@@ -342,6 +371,7 @@ class _Reader:
             ),
             graph=GraphConfig(endpoint.rstrip("/"), permissions),
             network=NetworkConfig(address_space, operator_ranges),
+            access=access,
             backend=backend,
             tags=dict(tags),
         )

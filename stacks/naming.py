@@ -125,6 +125,9 @@ class Names:
     dead_letter_container: str = "dead-letters"
     function_package_container: str = "function-package"
     certificate: str = "graphtap-notifications"
+    # Key Vault secrets `make bootstrap` creates and the runtime only reads.
+    client_state_secret: str = "graph-client-state"  # noqa: S105 (a name, not a value)
+    finding_hash_key_secret: str = "finding-hash-key"  # noqa: S105 (a name, not a value)
 
     @classmethod
     def derive(cls, prefix: str, environment: str, region: str) -> Names:

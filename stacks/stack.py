@@ -21,8 +21,12 @@ from stacks.cdk import (
 from stacks.config import EnvironmentConfig
 from stacks.constructs import Placement
 from stacks.constructs.eventhubs import EventHubs, EventHubsProps
-from stacks.constructs.graph_permissions import GraphPermissions, GraphPermissionsProps
-from stacks.constructs.hosting import FunctionAppProps, Hosting, HostingProps
+from stacks.constructs.graph_permissions import (
+    RESYNC_PERMISSIONS,
+    GraphPermissions,
+    GraphPermissionsProps,
+)
+from stacks.constructs.hosting import FunctionAppProps, Hosting, HostingProps, WebAppAuthProps
 from stacks.constructs.identity import (
     ChangeTrackingProps,
     ChangeTrackingSender,
@@ -32,6 +36,12 @@ from stacks.constructs.identity import (
 from stacks.constructs.keyvault import KeyVaultProps, NotificationKeyVault
 from stacks.constructs.monitoring import Monitoring, MonitoringProps
 from stacks.constructs.network import Network, NetworkProps
+from stacks.constructs.status_access import (
+    METRICS_READ,
+    STATUS_READ,
+    StatusAccess,
+    StatusAccessProps,
+)
 from stacks.constructs.storage import CheckpointStorage, StorageProps
 
 
@@ -133,6 +143,7 @@ class GraphtapStack(TerraformStack):
                 self.network.subnet_ids,
                 config.network.operator_ip_ranges,
                 deployer_object_id=client.object_id,
+                runtime_secrets=(names.client_state_secret, names.finding_hash_key_secret),
             ),
         )
         self.runtime = RuntimeIdentity(
@@ -147,6 +158,10 @@ class GraphtapStack(TerraformStack):
                 dead_letter_container_id=self.storage.dead_letters.id,
                 certificate_id=self.keyvault.certificate.resource_manager_versionless_id,
                 certificate_secret_id=self.keyvault.certificate_secret_scope,
+                secret_ids={
+                    name: self.keyvault.secret_scope(name)
+                    for name in (names.client_state_secret, names.finding_hash_key_secret)
+                },
                 function_container_ids={
                     name: container.id
                     for name, container in self.storage.function_containers.items()
@@ -163,7 +178,7 @@ class GraphtapStack(TerraformStack):
             "graph_permissions",
             GraphPermissionsProps(
                 principal_object_id=self.runtime.service_principal.object_id,
-                permissions=config.graph.permissions,
+                permissions=tuple(dict.fromkeys((*config.graph.permissions, *RESYNC_PERMISSIONS))),
             ),
         )
 
@@ -179,6 +194,8 @@ class GraphtapStack(TerraformStack):
             "GRAPHTAP_DEAD_LETTER_CONTAINER": names.dead_letter_container,
             "GRAPHTAP_KEY_VAULT_URI": self.keyvault.uri,
             "GRAPHTAP_CERTIFICATE_NAME": names.certificate,
+            "GRAPHTAP_CLIENT_STATE_SECRET": names.client_state_secret,
+            "GRAPHTAP_FINDING_HASH_KEY_SECRET": names.finding_hash_key_secret,
             "GRAPHTAP_TENANT_DOMAIN": config.tenant_domain,
             "GRAPHTAP_TENANT_ID": client.tenant_id,
             "GRAPHTAP_NOTIFICATION_URL": self.eventhubs.notification_url(config.tenant_domain),
@@ -205,6 +222,16 @@ class GraphtapStack(TerraformStack):
                 max_instances=config.hosting.function_max_instances,
                 memory_mb=config.hosting.function_memory_mb,
             )
+        self.status_access = StatusAccess(
+            self,
+            "status_access",
+            StatusAccessProps(
+                display_name=f"{config.prefix}-{config.name}-status",
+                web_app_hostname=f"{names.web_app}.azurewebsites.net",
+                readers_group_object_id=config.access.status_readers_group,
+                metrics_scraper_object_id=config.access.metrics_scraper,
+            ),
+        )
         self.hosting = Hosting(
             self,
             "hosting",
@@ -220,6 +247,13 @@ class GraphtapStack(TerraformStack):
                 eventhub_namespace_host=self.eventhubs.host,
                 app_settings=settings,
                 web_app_processes=config.hosting.processor != "function",
+                auth=WebAppAuthProps(
+                    client_id=self.status_access.client_id,
+                    tenant_id=client.tenant_id,
+                    audiences=self.status_access.audiences,
+                    status_role=STATUS_READ,
+                    metrics_role=METRICS_READ,
+                ),
                 function=function,
             ),
         )
@@ -253,6 +287,8 @@ class GraphtapStack(TerraformStack):
             "dead_letter_container": names.dead_letter_container,
             "key_vault_uri": self.keyvault.uri,
             "certificate_name": names.certificate,
+            "client_state_secret": names.client_state_secret,
+            "finding_hash_key_secret": names.finding_hash_key_secret,
             "runtime_client_id": identity.client_id,
             "web_app_name": names.web_app,
             "function_app_name": names.function_app if function_app else Token.null_value(),

@@ -17,6 +17,9 @@ from typing import Any
 
 OUTPUTS_DIR = Path(".outputs")
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+DEFAULT_CLIENT_STATE_SECRET = "graph-client-state"  # noqa: S105 (a name, not a value)
+#: The per-environment key findings are hashed under, so every instance correlates alike.
+DEFAULT_FINDING_HASH_KEY_SECRET = "finding-hash-key"  # noqa: S105 (a name, not a value)
 
 
 class DeploymentError(ValueError):
@@ -48,6 +51,9 @@ class Deployment:
     web_app_name: str | None = None
     function_app_name: str | None = None
     graph_endpoint: str = DEFAULT_GRAPH_ENDPOINT
+    #: Key Vault secrets `graphtap bootstrap` creates and the runtime may only read.
+    client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
+    finding_hash_key_secret: str = DEFAULT_FINDING_HASH_KEY_SECRET
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], *, source: str) -> Deployment:
@@ -115,6 +121,8 @@ class Deployment:
             "checkpoint_container": "GRAPHTAP_CHECKPOINT_CONTAINER",
             "dead_letter_container": "GRAPHTAP_DEAD_LETTER_CONTAINER",
             "graph_endpoint": "GRAPHTAP_GRAPH_ENDPOINT",
+            "client_state_secret": "GRAPHTAP_CLIENT_STATE_SECRET",
+            "finding_hash_key_secret": "GRAPHTAP_FINDING_HASH_KEY_SECRET",
         }
         outputs = {field: settings.get(variable) for field, variable in names.items()}
         if not outputs["notification_url"] and outputs["eventhub_namespace_host"]:

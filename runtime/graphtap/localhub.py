@@ -15,7 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graphtap.transactions import write_transaction
+from graphtap.transactions import (
+    StoreError,
+    check_store,
+    store_error,
+    write_transaction,
+)
 
 HUB_FILE = "hub.sqlite"
 DEFAULT_PARTITIONS = 4
@@ -44,7 +49,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 
 class LocalHubError(RuntimeError):
-    """The hub folder is missing, unreadable or inconsistent."""
+    """The hub folder is missing, unreadable, damaged or inconsistent."""
+
+
+class LocalHubUnusable(LocalHubError):
+    """The hub file is damaged, not a hub, read-only or on a full disk: nothing was changed."""
 
 
 @dataclass(slots=True)  # one per event: a frozen dataclass costs more to build
@@ -79,15 +88,32 @@ class LocalHub:
         path = directory / HUB_FILE
         if not path.exists() and not create:
             raise LocalHubError(f"{directory}: no local hub here (expected {HUB_FILE})")
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LocalHubUnusable(str(store_error(path, "local hub", exc))) from None
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        # Reads map the file instead of copying each 4 KiB page in with a system call: an
-        # event is a few pages (its body overflows one), and consumers read every event.
-        self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-        self._db.executescript(_SCHEMA)
-        self.partition_count = self._partition_count(partitions)
+        try:
+            check_store(self._db, path, "local hub")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            # Reads map the file instead of copying each 4 KiB page in with a system call: an
+            # event is a few pages (its body overflows one), and consumers read every event.
+            self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            self._db.executescript(_SCHEMA)
+            self.partition_count = self._partition_count(partitions)
+        except (sqlite3.Error, StoreError, LocalHubError, ValueError) as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise LocalHubUnusable(str(store_error(path, "local hub", exc))) from None
+            if isinstance(exc, StoreError):
+                raise LocalHubUnusable(str(exc)) from None
+            if isinstance(exc, ValueError):
+                raise LocalHubUnusable(
+                    f"local hub {path}: its partition count is not a number; move the hub "
+                    "aside and run again"
+                ) from None
+            raise
         self._next_partition = 0
 
     def _partition_count(self, requested: int | None) -> int:
@@ -129,6 +155,15 @@ class LocalHub:
 
     def send(self, bodies: Iterable[bytes], *, partition_key: str | None = None) -> list[HubEvent]:
         """Append events atomically; each lands on `partition_for(partition_key)`."""
+        try:
+            return self._send(bodies, partition_key)
+        except sqlite3.Error as exc:  # a full disk, say: nothing of this call was appended
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: sqlite3.Error) -> LocalHubUnusable:
+        return LocalHubUnusable(str(store_error(self.directory / HUB_FILE, "local hub", exc)))
+
+    def _send(self, bodies: Iterable[bytes], partition_key: str | None) -> list[HubEvent]:
         now = time.time()
         sent: list[HubEvent] = []
         with write_transaction(self._db):
@@ -158,11 +193,14 @@ class LocalHub:
     def receive(self, partition: int, *, after: int | None, max_count: int) -> list[HubEvent]:
         """Events of `partition` with sequence > `after` (all when None), oldest first."""
         self._check_partition(partition)
-        rows = self._db.execute(
-            "SELECT sequence, enqueued_at, body FROM events WHERE partition = ? AND sequence > ?"
-            " ORDER BY sequence LIMIT ?",
-            (partition, -1 if after is None else after, max_count),
-        ).fetchall()
+        try:
+            rows = self._db.execute(
+                "SELECT sequence, enqueued_at, body FROM events"
+                " WHERE partition = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+                (partition, -1 if after is None else after, max_count),
+            ).fetchall()
+        except sqlite3.Error as exc:  # damaged since it was opened
+            raise self._unusable(exc) from None
         return [HubEvent(partition, seq, enqueued, bytes(body)) for seq, enqueued, body in rows]
 
     def checkpoint(self, consumer_group: str, partition: int, sequence: int) -> None:
@@ -173,18 +211,22 @@ class LocalHub:
         consumer then replays events whose verdicts its keyed sinks already hold durably.
         """
         self._check_partition(partition)
-        self._db.execute("PRAGMA synchronous=NORMAL")
         try:
-            with write_transaction(self._db):
-                self._db.execute(
-                    "INSERT INTO checkpoints (consumer_group, partition, sequence, updated_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, partition)"
-                    " DO UPDATE SET sequence = excluded.sequence, updated_at = excluded.updated_at"
-                    " WHERE excluded.sequence > checkpoints.sequence",
-                    (consumer_group, partition, sequence, time.time()),
-                )
-        finally:
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with write_transaction(self._db):
+                    self._db.execute(
+                        "INSERT INTO checkpoints (consumer_group, partition, sequence, updated_at)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT (consumer_group, partition)"
+                        " DO UPDATE SET sequence = excluded.sequence,"
+                        " updated_at = excluded.updated_at"
+                        " WHERE excluded.sequence > checkpoints.sequence",
+                        (consumer_group, partition, sequence, time.time()),
+                    )
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:  # the checkpoint did not move
+            raise self._unusable(exc) from None
 
     def checkpoint_of(self, consumer_group: str, partition: int) -> int | None:
         row = self._db.execute(

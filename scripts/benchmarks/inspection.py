@@ -1,9 +1,13 @@
 """Inspection: quality (precision and recall per type) and speed, both engines side by side.
 
-Quality: a seeded labeled corpus of Teams-style messages (true values of every type among
-hard decoys), default policy, matched value by value. Speed, one core: HTML to findings and
+Quality, on two sets: a seeded labeled corpus of Teams-style messages (true values of every
+type among hard decoys, from the simulator) and the examples written apart from it
+(`tests/inspection/examples/independent.toml`: issuers' specimens and documented formats,
+labeled by hand); default policy, matched value by value. Speed, one core: HTML to findings and
 plain text to findings over at least 20 MB of Teams-style HTML (chats, posts, long pastes);
 the cost per small clean message on the processor's hot path; memory as the corpus grows.
+Hostile input, beside the speed: shapes that once cost time quadratic in their length,
+each repeated to the 1 MB event limit, in CPU seconds per MB; the worst is the figure.
 """
 
 from __future__ import annotations
@@ -14,17 +18,21 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from graphtap.inspection import InspectionSettings, Inspector, Policy, hyperscan_available
-from graphtap.inspection.quality import measure
+from graphtap.inspection.quality import QualityReport, load_examples, measure
 from graphtap.inspection.text import html_to_text
-from graphtap.simulation.corpus import NAMES, labeled_corpus, labeled_message
+from graphtap.simulation.corpus import NAMES, LabeledMessage, labeled_corpus, labeled_message
 
 KEY = bytes(range(32))
+EXAMPLES = (
+    Path(__file__).resolve().parents[2] / "tests" / "inspection" / "examples" / "independent.toml"
+)
 QUALITY_SEED, QUALITY_MESSAGES = 8_675_309, 6_000
 SPEED_SEED, SPEED_BYTES = 1_234, 20 * 1024 * 1024
 # Traffic, unlike the quality corpus, is mostly clean: one message in twenty carries a value.
@@ -41,7 +49,9 @@ def run(console: Console) -> dict[str, Any]:
     }
     figures: dict[str, Any] = {"engines": engines, "targets": TARGETS}
     figures["quality"] = _quality(console, inspectors)
+    figures["quality_independent"] = _quality_independent(console, inspectors)
     figures["speed"] = _speed(console, inspectors)
+    figures["adversarial"] = _adversarial(console, inspectors, figures["speed"])
     figures["small_messages"] = _small_messages(console, inspectors)
     figures["memory"] = _memory(console, inspectors[engines[0]])
     figures["start_up_ms"] = _start_up(console, engines)
@@ -52,38 +62,61 @@ def _quality(console: Console, inspectors: dict[str, Inspector]) -> dict[str, An
     corpus = list(labeled_corpus(QUALITY_SEED, QUALITY_MESSAGES))
     results: dict[str, Any] = {"messages": len(corpus), "seed": QUALITY_SEED}
     for name, inspector in inspectors.items():
-        report = measure(inspector, corpus, hash_key=KEY)
-        table = Table(title=f"quality, {name} engine, {len(corpus)} messages, default policy")
-        for column in ("type", "precision", "recall", "true +", "false +", "false -"):
-            table.add_column(column, justify="left" if column == "type" else "right")
-        per_type = {}
-        for kind, score in report.scores.items():
-            ok = score.precision >= TARGETS["precision"] and score.recall >= TARGETS["recall"]
-            style = "" if ok else "red"
-            table.add_row(
-                kind,
-                f"{score.precision:.4f}",
-                f"{score.recall:.4f}",
-                str(score.true_positives),
-                str(score.false_positives),
-                str(score.false_negatives),
-                style=style,
-            )
-            per_type[kind] = {
-                "precision": round(score.precision, 4),
-                "recall": round(score.recall, 4),
-                "true_positives": score.true_positives,
-                "false_positives": score.false_positives,
-                "false_negatives": score.false_negatives,
-            }
-        console.print(table)
-        met = all(
-            s["precision"] >= TARGETS["precision"] and s["recall"] >= TARGETS["recall"]
-            for s in per_type.values()
-        )
-        console.print(f"{name}: every type meets precision >= 0.99 and recall >= 0.98: {met}")
-        results[name] = {"per_type": per_type, "targets_met": met}
+        title = f"quality, labeled corpus, {name} engine, {len(corpus)} messages, default policy"
+        results[name] = _quality_table(console, name, title, _measure(inspector, corpus))
     return results
+
+
+def _quality_independent(console: Console, inspectors: dict[str, Inspector]) -> dict[str, Any]:
+    examples = load_examples(EXAMPLES)
+    results: dict[str, Any] = {"messages": len(examples), "file": str(EXAMPLES.name)}
+    for name, inspector in inspectors.items():
+        title = (
+            f"quality, independent examples (issuers' specimens, labeled by hand), {name} "
+            f"engine, {len(examples)} messages"
+        )
+        results[name] = _quality_table(console, name, title, _measure(inspector, examples))
+    return results
+
+
+def _measure(inspector: Inspector, messages: list[LabeledMessage]) -> QualityReport:
+    return measure(inspector, messages, hash_key=KEY)
+
+
+def _quality_table(
+    console: Console, name: str, title: str, report: QualityReport
+) -> dict[str, Any]:
+    table = Table(title=title)
+    for column in ("type", "precision", "recall", "true +", "false +", "false -"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    per_type = {}
+    for kind, score in report.scores.items():
+        ok = score.precision >= TARGETS["precision"] and score.recall >= TARGETS["recall"]
+        table.add_row(
+            kind,
+            f"{score.precision:.4f}",
+            f"{score.recall:.4f}",
+            str(score.true_positives),
+            str(score.false_positives),
+            str(score.false_negatives),
+            style="" if ok else "red",
+        )
+        per_type[kind] = {
+            "precision": round(score.precision, 4),
+            "recall": round(score.recall, 4),
+            "true_positives": score.true_positives,
+            "false_positives": score.false_positives,
+            "false_negatives": score.false_negatives,
+        }
+    console.print(table)
+    met = all(
+        s["precision"] >= TARGETS["precision"] and s["recall"] >= TARGETS["recall"]
+        for s in per_type.values()
+    )
+    console.print(f"{name}: every type meets precision >= 0.99 and recall >= 0.98: {met}")
+    if report.misses:
+        console.print(f"first misses: {report.misses[:10]}")
+    return {"per_type": per_type, "targets_met": met}
 
 
 def _speed_corpus(sensitive_share: float) -> list[str]:
@@ -229,3 +262,85 @@ def _start_up(console: Console, engines: Sequence[str]) -> dict[str, float]:
         results[name] = round((time.process_time() - started) * 1000, 1)
     console.print(f"Inspector start-up: {results} ms")
     return results
+
+
+# Each unit repeated to the event limit; what a hostile or broken sender can put in one message.
+ADVERSARIAL_BYTES = 1024 * 1024
+ADVERSARIAL_TARGET_S_PER_MB = 2.0
+ADVERSARIAL_SHAPES = {
+    "card numbers": "4111 1111 1111 1111 ",
+    "password runs": "password: ",
+    "IBANs": "DE89 3704 0044 0532 0130 00 ",
+    "keywords around every number": "ssn 536-22-1844 ",
+    "separators": "- ",
+    "digits and spaces": "1 ",
+    "nested tables": "<table><tr><td>",
+    "nested divs": "<div>",
+    "misnested formatting": "<u><i><b><s>x</u>",
+}
+
+
+def _distinct_cards(size: int) -> str:
+    """Luhn-valid card numbers, all different: nothing to reuse between them."""
+    rng = random.Random(5)
+    numbers: list[str] = []
+    length = 0
+    while length < size:
+        partial = "4" + "".join(rng.choices("0123456789", k=14))
+        total = sum(
+            (d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d
+            for i, d in enumerate(map(int, reversed(partial)))
+        )
+        number = partial + str(-total % 10)
+        numbers.append(f"{number[:4]} {number[4:8]} {number[8:12]} {number[12:]} ")
+        length += 20
+    return "".join(numbers)[:size]
+
+
+def _adversarial(
+    console: Console, inspectors: dict[str, Inspector], speed: dict[str, Any]
+) -> dict[str, Any]:
+    """CPU seconds per MB of each hostile shape at the event limit, through `inspect_html`
+    (the processor's path), beside the normal corpus's MB/s from the same run."""
+    documents = {
+        shape: (unit * (ADVERSARIAL_BYTES // len(unit) + 1))[:ADVERSARIAL_BYTES]
+        for shape, unit in ADVERSARIAL_SHAPES.items()
+    }
+    documents["distinct card numbers"] = _distinct_cards(ADVERSARIAL_BYTES)
+    table = Table(title=f"hostile input, one core: each shape repeated to {ADVERSARIAL_BYTES:,} B")
+    table.add_column("shape")
+    for name in inspectors:
+        table.add_column(f"{name} s/MB", justify="right")
+    per_shape: dict[str, dict[str, float]] = {}
+    for shape, document in documents.items():
+        megabytes = len(document.encode()) / 1e6
+        per_shape[shape] = {
+            name: round(_throughput(inspector.inspect_html, [document]) / megabytes, 3)
+            for name, inspector in inspectors.items()
+        }
+        table.add_row(shape, *(f"{per_shape[shape][name]:.2f}" for name in inspectors))
+    console.print(table)
+    worst_shape, worst_engine = max(
+        ((shape, name) for shape in per_shape for name in inspectors),
+        key=lambda pair: per_shape[pair[0]][pair[1]],
+    )
+    worst = per_shape[worst_shape][worst_engine]
+    normal = speed[f"sensitive_share_{SPEED_SENSITIVE_SHARE}"]
+    for name in inspectors:
+        engine_worst = max(per_shape[shape][name] for shape in per_shape)
+        console.print(
+            f"{name}: normal corpus {normal[name]['html_mb_s']} MB/s HTML, "
+            f"{normal[name]['text_mb_s']} MB/s text; worst hostile shape {engine_worst:.2f} s/MB"
+        )
+    console.print(
+        f"worst hostile shape: {worst:.2f} s/MB ({worst_shape}, {worst_engine}); "
+        f"target <= {ADVERSARIAL_TARGET_S_PER_MB:.0f} s/MB: {worst <= ADVERSARIAL_TARGET_S_PER_MB}"
+    )
+    return {
+        "bytes": ADVERSARIAL_BYTES,
+        "s_per_mb": per_shape,
+        "worst_s_per_mb": worst,
+        "worst": {"shape": worst_shape, "engine": worst_engine},
+        "target_s_per_mb": ADVERSARIAL_TARGET_S_PER_MB,
+        "target_met": worst <= ADVERSARIAL_TARGET_S_PER_MB,
+    }

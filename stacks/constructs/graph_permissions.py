@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from stacks.cdk import AppRoleAssignment, Construct, DataAzureadServicePrincipal
 
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+#: Gap resync reads messages back through the export APIs, which take a user or a team:
+#: it lists users (`GET /users`) and teams (`GET /teams`) with the least that allows each.
+RESYNC_PERMISSIONS = ("User.Read.All", "Team.ReadBasic.All")
 
 
 @dataclass(frozen=True)

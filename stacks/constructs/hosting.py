@@ -1,9 +1,14 @@
 """Where the runtime runs: a Linux web app (always on) and, when the environment asks for it, a
-Flex Consumption function app that scales out per Event Hubs partition."""
+Flex Consumption function app that scales out per Event Hubs partition.
+
+App Service Authentication (Entra ID) fronts the web app: every path but the health check needs
+a sign-in or a bearer token for the status app registration, and the app itself admits only
+callers holding the app role its `GRAPHTAP_STATUS_ROLE` / `GRAPHTAP_METRICS_ROLE` settings name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from stacks.cdk import (
@@ -12,6 +17,9 @@ from stacks.cdk import (
     FunctionAppFlexConsumptionIdentity,
     FunctionAppFlexConsumptionSiteConfig,
     LinuxWebApp,
+    LinuxWebAppAuthSettingsV2,
+    LinuxWebAppAuthSettingsV2ActiveDirectoryV2,
+    LinuxWebAppAuthSettingsV2Login,
     LinuxWebAppIdentity,
     LinuxWebAppSiteConfig,
     LinuxWebAppSiteConfigApplicationStack,
@@ -23,6 +31,20 @@ STARTUP_COMMAND = "python -m graphtap serve"
 HEALTH_CHECK_PATH = "/healthz"
 # The Event Hubs trigger's connection name in runtime/function_app.py.
 TRIGGER_CONNECTION = "NotificationsHub"
+# The app settings naming the app roles the web app admits (graphtap.hosts.access).
+STATUS_ROLE_SETTING = "GRAPHTAP_STATUS_ROLE"
+METRICS_ROLE_SETTING = "GRAPHTAP_METRICS_ROLE"
+
+
+@dataclass(frozen=True)
+class WebAppAuthProps:
+    """App Service Authentication with Entra ID in front of the web app."""
+
+    client_id: str  # the status app registration
+    tenant_id: str
+    audiences: Sequence[str]
+    status_role: str  # may read every page
+    metrics_role: str  # may read /metrics only
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,7 @@ class HostingProps:
     eventhub_namespace_host: str
     app_settings: Mapping[str, str]
     web_app_processes: bool  # False when only the function app processes notifications
+    auth: WebAppAuthProps
     function: FunctionAppProps | None
 
 
@@ -84,8 +107,11 @@ class Hosting(Construct):
             app_settings={
                 **props.app_settings,
                 "GRAPHTAP_PROCESS_NOTIFICATIONS": str(props.web_app_processes).lower(),
+                STATUS_ROLE_SETTING: props.auth.status_role,
+                METRICS_ROLE_SETTING: props.auth.metrics_role,
                 "SCM_DO_BUILD_DURING_DEPLOYMENT": "true",
             },
+            auth_settings_v2=_authentication(props.auth),
             site_config=LinuxWebAppSiteConfig(
                 always_on=True,
                 app_command_line=STARTUP_COMMAND,
@@ -168,3 +194,22 @@ class Hosting(Construct):
             ),
             tags=dict(where.tags),
         )
+
+
+def _authentication(auth: WebAppAuthProps) -> LinuxWebAppAuthSettingsV2:
+    """Entra ID sign-in for every path but the health check: browsers are sent to the sign-in
+    page, bearer tokens for the status API are accepted, and no token store keeps them."""
+    return LinuxWebAppAuthSettingsV2(
+        auth_enabled=True,
+        require_authentication=True,
+        require_https=True,
+        unauthenticated_action="RedirectToLoginPage",
+        default_provider="azureactivedirectory",
+        excluded_paths=[HEALTH_CHECK_PATH],
+        active_directory_v2=LinuxWebAppAuthSettingsV2ActiveDirectoryV2(
+            client_id=auth.client_id,
+            tenant_auth_endpoint=f"https://login.microsoftonline.com/{auth.tenant_id}/v2.0",
+            allowed_audiences=list(auth.audiences),
+        ),
+        login=LinuxWebAppAuthSettingsV2Login(token_store_enabled=False),
+    )

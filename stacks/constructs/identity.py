@@ -39,6 +39,8 @@ class RuntimeIdentityProps:
     dead_letter_container_id: str
     certificate_id: str  # versionless resource-manager id
     certificate_secret_id: str  # the certificate's PFX secret as an RBAC scope
+    #: Secret name -> its RBAC scope: the runtime reads each one (clientState, hash key).
+    secret_ids: Mapping[str, str]
     function_container_ids: Mapping[str, str]  # empty when no function app is deployed
 
 
@@ -83,6 +85,8 @@ class RuntimeIdentity(Construct):
             "read_certificate": (KEY_VAULT_CERTIFICATE_USER, props.certificate_id),
             "read_certificate_key": (KEY_VAULT_SECRETS_USER, props.certificate_secret_id),
         }
+        for secret, secret_id in props.secret_ids.items():
+            grants[f"read_{secret.replace('-', '_')}"] = (KEY_VAULT_SECRETS_USER, secret_id)
         for container, container_id in props.function_container_ids.items():
             grants[f"functions_{container.replace('-', '_')}"] = (
                 BLOB_DATA_CONTRIBUTOR,

@@ -41,6 +41,8 @@ class KeyVaultProps:
     subnet_ids: Sequence[str]
     operator_ip_ranges: Sequence[str]
     deployer_object_id: str  # creates the certificate: a data-plane call during deploy
+    #: Secrets `make bootstrap` creates as the deploying identity and the runtime reads.
+    runtime_secrets: Sequence[str] = ()
 
 
 class NotificationKeyVault(Construct):
@@ -67,10 +69,12 @@ class NotificationKeyVault(Construct):
             ),
             tags=dict(where.tags),
         )
+        # Deploy creates the certificate and `graphtap keys rotate` renews it: on that one
+        # certificate only, and without its private key (Officers cannot read secrets).
         self.deployer_access = RoleAssignment(
             self,
             "deployer_certificates_officer",
-            scope=self.vault.id,
+            scope=f"{self.vault.id}/certificates/{props.certificate_name}",
             role_definition_name="Key Vault Certificates Officer",
             principal_id=props.deployer_object_id,
         )
@@ -112,8 +116,24 @@ class NotificationKeyVault(Construct):
         )
         self.uri = f"https://{props.vault_name}.vault.azure.net/"
         self.certificate_name = props.certificate_name
+        # Bootstrap writes each runtime secret once; the grant covers that secret alone, so
+        # the deploying identity can never read the certificate's private key.
+        self.bootstrap_access = {
+            name: RoleAssignment(
+                self,
+                f"deployer_secret_{name.replace('-', '_')}",
+                scope=self.secret_scope(name),
+                role_definition_name="Key Vault Secrets Officer",
+                principal_id=props.deployer_object_id,
+            )
+            for name in props.runtime_secrets
+        }
+
+    def secret_scope(self, name: str) -> str:
+        """A secret of this vault as an Azure RBAC scope (its resource-manager id)."""
+        return f"{self.vault.id}/secrets/{name}"
 
     @property
     def certificate_secret_scope(self) -> str:
         """The certificate's backing secret (the PFX) as an Azure RBAC scope."""
-        return f"{self.vault.id}/secrets/{self.certificate_name}"
+        return self.secret_scope(self.certificate_name)

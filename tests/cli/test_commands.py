@@ -93,9 +93,13 @@ def test_simulate_to_jsonl_then_process_to_jsonl(cli_keys: Path, tmp_path: Path)
         } <= set(record)
         for finding in record["findings"]:
             assert {"type", "confidence", "count", "preview"} <= set(finding)
-    letters = [json.loads(line) for line in dead.read_text().splitlines()]
-    assert all(letter["reason"] and letter["event"] for letter in letters)
+    records = [json.loads(line) for line in dead.read_text().splitlines()]
+    bodies = {r["event_key"]: r["body"] for r in records if "body" in r}
+    letters = [r for r in records if "dead_letter_key" in r]
+    assert sum(letter["item_count"] for letter in letters) == faulty
+    assert all(letter["reason"] and letter["event_key"] in bodies for letter in letters)
     assert CLIENT_STATE not in verdicts.read_text()
+    assert CLIENT_STATE not in dead.read_text()
 
     again = json.loads(
         graphtap(

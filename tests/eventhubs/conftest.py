@@ -107,7 +107,7 @@ def expected(traffic: list[SimulatedEvent], pipeline_settings: PipelineSettings)
     for offset, event in enumerate(traffic):
         result = pipeline.process(SourceEvent("0", offset, event.body))
         keys.update(v.key for v in result.verdicts)
-        dead += len(result.dead_letters)
+        dead += sum(letter.item_count for letter in result.dead_letters)
     return Expected(frozenset(keys), dead)
 
 

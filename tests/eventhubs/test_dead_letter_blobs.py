@@ -57,10 +57,15 @@ def test_a_dead_letter_storage_outage_holds_the_checkpoint_and_loses_nothing(
         assert instance.summary.dead_letters == len(POISON)
 
     asyncio.run(scenario())
-    stored = [json.loads(body) for body in service.blobs(CONTAINER).values()]
-    assert sorted(letter["event"] for letter in stored) == sorted(
+    stored = {name: json.loads(body) for name, body in service.blobs(CONTAINER).items()}
+    events = [record for name, record in stored.items() if name.startswith("events/")]
+    letters = [record for name, record in stored.items() if not name.startswith("events/")]
+    assert sorted(event["body"] for event in events) == sorted(
         body.decode("utf-8", "backslashreplace") for body in POISON
     )  # each poison event kept whole, once
+    assert sorted(letter["event_key"] for letter in letters) == sorted(
+        e["event_key"] for e in events
+    )
     pipeline = Pipeline.from_settings(pipeline_settings)
     wanted = Counter(
         v.key for body in good for v in pipeline.process(SourceEvent("0", 0, body)).verdicts
@@ -86,5 +91,5 @@ def test_a_replayed_batch_adds_no_dead_letter_blob(
         await instance.close()
 
     asyncio.run(scenario())
-    assert len(service.blobs(CONTAINER)) == len(POISON)
-    assert service.refused.count("BlobAlreadyExists") >= 2 * len(POISON)  # replays refused
+    assert len(service.blobs(CONTAINER)) == 2 * len(POISON)  # each event's body and letter
+    assert service.refused.count("BlobAlreadyExists") >= 4 * len(POISON)  # replays refused

@@ -13,6 +13,23 @@ from azure.core.rest._http_response_impl_async import AsyncHttpResponseImpl
 from azure.core.utils import case_insensitive_dict
 
 
+class _ContentStream:
+    """What a streamed download reads: the body, in one chunk."""
+
+    def __init__(self, pipeline: Any, response: FakeResponse, **_: Any) -> None:
+        self.response = response
+        self._chunks = [response._content or b""]
+        self.content_length = len(self._chunks[0])
+
+    def __aiter__(self) -> _ContentStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self._chunks:
+            raise StopAsyncIteration
+        return self._chunks.pop()
+
+
 class FakeResponse(AsyncHttpResponseImpl):
     def __init__(
         self, request: HttpRequest, status: int, body: bytes, headers: dict[str, str]
@@ -25,7 +42,7 @@ class FakeResponse(AsyncHttpResponseImpl):
             reason="OK" if status < 400 else "Error",
             headers=case_insensitive_dict(headers),
             content_type=headers.get("Content-Type"),
-            stream_download_generator=None,
+            stream_download_generator=_ContentStream,
         )
         self._content = body
         self._is_closed = True

@@ -6,7 +6,8 @@ runtime relies on: requests must carry a bearer token; a blob is created only in
 container (404 ContainerNotFound); `If-None-Match: *` (the SDK's `overwrite=False`) refuses
 an existing blob with 409 BlobAlreadyExists and leaves it unchanged; creating a container
 that exists is 409 ContainerAlreadyExists. Errors carry `x-ms-error-code` and the XML body
-the service sends.
+the service sends. Given an `Authority` and the account's ARM id, each call is authorized as
+Azure RBAC does for Entra ID callers (403 `AuthorizationPermissionMismatch` otherwise).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from azure.core.rest import HttpRequest
 
+from tests.fakes.authorization import Authority
 from tests.fakes.azure_transport import FakeAsyncTransport
 
 Response = tuple[int, Any, dict[str, str]]
@@ -40,6 +42,8 @@ class FakeBlobService:
     containers: dict[str, dict[str, StoredBlob]] = field(default_factory=dict)
     #: Every write the service refused, by error code: what a test can check was attempted.
     refused: list[str] = field(default_factory=list)
+    authority: Authority | None = None
+    resource_id: str = ""  # the storage account's ARM id
 
     def transport(self) -> FakeAsyncTransport:
         return FakeAsyncTransport(self.handle)
@@ -58,11 +62,45 @@ class FakeBlobService:
             return _error(401, "NoAuthenticationInformation", "a bearer token is required")
         container, _, blob = unquote(url.path).lstrip("/").partition("/")
         query = parse_qs(url.query)
-        if not blob and request.method == "PUT" and query.get("restype") == ["container"]:
+        method = request.method
+        if not blob and method == "PUT" and query.get("restype") == ["container"]:
+            operation = ("containers/write", None)
+        elif blob and method == "PUT" and not query.get("comp"):
+            operation = (None, "containers/blobs/write")
+        elif (blob and method in ("GET", "HEAD") and not query.get("comp")) or (
+            not blob and method == "GET" and query.get("comp") == ["list"]
+        ):
+            operation = (None, "containers/blobs/read")
+        else:
+            return _error(400, "UnsupportedHttpVerb", f"{method} {url.path}?{url.query}")
+        if self.authority is not None:
+            action, data_action = (
+                f"Microsoft.Storage/storageAccounts/blobServices/{verb}" if verb else None
+                for verb in operation
+            )
+            scope = f"{self.resource_id}/blobServices/default/containers/{container}"
+            if self.authority.check(
+                request.headers.get("Authorization"),
+                service="Blob Storage",
+                call=f"{method} {container}/{blob}",
+                resource=f"{scope}/blobs/{blob}" if blob else scope,
+                action=action,
+                data_action=data_action,
+            ):
+                self.refused.append("AuthorizationPermissionMismatch")
+                return _error(
+                    403,
+                    "AuthorizationPermissionMismatch",
+                    "This request is not authorized to perform this operation using this "
+                    "permission.",
+                )
+        if operation[0]:
             return self._create_container(container)
-        if blob and request.method == "PUT" and not query.get("comp"):
+        if method == "PUT":
             return self._put_blob(container, blob, request)
-        return _error(400, "UnsupportedHttpVerb", f"{request.method} {url.path}?{url.query}")
+        if blob:
+            return self._get_blob(container, blob, request.headers.get("x-ms-range"))
+        return self._list(container)
 
     def _create_container(self, name: str) -> Response:
         if name in self.containers:
@@ -90,9 +128,47 @@ class FakeBlobService:
         blobs[name] = blob
         return 201, None, _stamp(blob.etag, blob.last_modified)
 
+    def _get_blob(self, container: str, name: str, range_header: str | None) -> Response:
+        stored = self.containers.get(container, {}).get(name)
+        if stored is None:
+            return _error(404, "BlobNotFound", "The specified blob does not exist.")
+        size = len(stored.content)
+        first, last = 0, size - 1
+        if range_header:  # the SDK reads in ranges: "bytes=0-33554431"
+            start, _, end = range_header.removeprefix("bytes=").partition("-")
+            first, last = int(start), min(int(end or size - 1), size - 1)
+        content = stored.content[first : last + 1]
+        headers = {
+            **_stamp(stored.etag, stored.last_modified),
+            "Content-Type": stored.content_type or "application/octet-stream",
+            "Content-Length": str(len(content)),
+            "x-ms-blob-type": "BlockBlob",
+        }
+        if range_header:
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+            return 206, content, headers
+        return 200, content, headers
+
+    def _list(self, container: str) -> Response:
+        blobs = self.containers.get(container)
+        if blobs is None:
+            return _error(404, "ContainerNotFound", "The specified container does not exist.")
+        items = "".join(
+            f"<Blob><Name>{name}</Name><Properties><Content-Length>{len(b.content)}"
+            f"</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob>"
+            for name, b in sorted(blobs.items())
+        )
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><EnumerationResults>'
+            f"<Blobs>{items}</Blobs><NextMarker /></EnumerationResults>"
+        ).encode()
+        return 200, body, {"Content-Type": "application/xml"}
+
 
 def _body(request: HttpRequest) -> bytes:
     content = request.content
+    if content is None:  # an empty blob
+        return b""
     if isinstance(content, bytes | bytearray):
         return bytes(content)
     if isinstance(content, str):

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from azure.core.rest import HttpRequest
 
+from tests.fakes.authorization import Authority
 from tests.fakes.azure_transport import FakeAsyncTransport
 
 
@@ -23,6 +24,7 @@ class FakeNamespace:
 @dataclass
 class FakeEventHubManagement:
     namespaces: dict[tuple[str, str, str], FakeNamespace] = field(default_factory=dict)
+    authority: Authority | None = None
 
     def transport(self) -> FakeAsyncTransport:
         return FakeAsyncTransport(self.handle)
@@ -39,6 +41,25 @@ class FakeEventHubManagement:
         )
         if m is None or request.method != "GET":
             return 400, {"error": {"code": "BadRequest", "message": path}}, {}
+        action = (
+            "Microsoft.EventHub/namespaces/eventhubs/read"
+            if m.group(4)
+            else "Microsoft.EventHub/namespaces/read"
+        )
+        if self.authority is not None and (
+            denial := self.authority.check(
+                request.headers.get("Authorization"),
+                service="Resource Manager",
+                call=f"GET {path}",
+                resource=path,
+                action=action,
+            )
+        ):
+            message = (
+                f"The client '{denial.principal}' does not have authorization to perform action "
+                f"'{action}' over scope '{path}' or the scope is invalid."
+            )
+            return 403, {"error": {"code": "AuthorizationFailed", "message": message}}, {}
         namespace = self.namespaces.get((m.group(1), m.group(2), m.group(3)))
         if namespace is None:
             return 404, _not_found("Microsoft.EventHub/namespaces", m.group(3)), {}

@@ -17,6 +17,12 @@ event processor, load balancer (`OwnershipManager`) and `PartitionContext` run u
   partition is chosen by a hash of the partition key, as the service keeps one key on one
   partition.
 
+Given an `Authority`, the namespace authorizes every send and receive as Event Hubs does
+for Entra ID callers (the `Send` or `Listen` claim from a Data Sender or Data Receiver role
+on the hub or namespace), and the checkpoint store every blob read and write; a refusal is
+the service's: the link detached with `amqp:unauthorized-access`, or 403
+`AuthorizationPermissionMismatch` from storage.
+
 `install(mocker, namespace, storage)` patches them in at the names the adapters import.
 """
 
@@ -34,9 +40,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError
 from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import ConnectionLostError, EventDataSendError
+
+from tests.fakes.authorization import Authority
 
 MAX_EVENT_BYTES = 1024 * 1024  # Standard tier
 
@@ -88,9 +97,19 @@ class Partition:
 class FakeNamespace:
     """One Event Hubs namespace: hubs of partitions, and a switch to make sends fail."""
 
-    def __init__(self, host: str = "fake.servicebus.windows.net") -> None:
+    def __init__(
+        self,
+        host: str = "fake.servicebus.windows.net",
+        *,
+        authority: Authority | None = None,
+        resource_id: str = "",
+    ) -> None:
         self.host = host
+        self.authority = authority
+        self.resource_id = resource_id  # the namespace's ARM id
         self.hubs: dict[str, list[Partition]] = {}
+        #: hub -> its consumer groups, when the namespace knows them (from the stack).
+        self.consumer_groups: dict[str, set[str]] = {}
         self.send_failures = 0  # the next N sends fail, as in an outage
         self.sends = 0
         self.max_event_bytes = MAX_EVENT_BYTES
@@ -98,6 +117,43 @@ class FakeNamespace:
 
     def create_hub(self, name: str, partitions: int) -> None:
         self.hubs[name] = [Partition() for _ in range(partitions)]
+
+    def authorize(
+        self,
+        token: str | None,
+        *,
+        claim: str,
+        hub: str,
+        call: str,
+        group: str | None = None,
+        partition: str | None = None,
+    ) -> None:
+        """Refuse as the service does when the caller lacks `claim` (Send or Listen)."""
+        if group is not None and group not in self.consumer_groups.get(hub, {group}):
+            raise ConnectionLostError(
+                f"The messaging entity 'sb://{self.host}/{hub}/consumergroups/{group}' "
+                "could not be found."
+            )
+        if self.authority is None:
+            return
+        verb = "send" if claim == "Send" else "receive"
+        resource = f"{self.resource_id}/eventhubs/{hub}"
+        entity = f"sb://{self.host}/{hub}"
+        if group is not None:
+            resource += f"/consumergroups/{group}"
+            entity += f"/consumergroups/{group}/partitions/{partition}"
+        if self.authority.check(
+            token,
+            service="Event Hubs",
+            call=call,
+            resource=resource,
+            data_action=f"Microsoft.EventHub/namespaces/messages/{verb}/action",
+        ):
+            raise ConnectionLostError(
+                "Error condition: amqp:unauthorized-access\n Error Description: Unauthorized "
+                f"access. '{claim}' claim(s) are required to perform this operation. "
+                f"Resource: '{entity}'."
+            )
 
     def partitions(self, hub: str) -> list[Partition]:
         try:
@@ -115,9 +171,16 @@ class FakeNamespace:
         return int.from_bytes(hashlib.sha256(raw).digest()[:4], "big") % count
 
     def publish(
-        self, hub: str, bodies: Iterable[bytes], *, partition_key: str | None = None
+        self,
+        hub: str,
+        bodies: Iterable[bytes],
+        *,
+        partition_key: str | None = None,
+        token: str | None = None,
     ) -> None:
-        """What Graph does: write events into the hub (the tier's event size limit applies)."""
+        """What Graph does: write events into the hub (the tier's event size limit applies);
+        with an authority, as the principal `token` was issued to."""
+        self.authorize(token, claim="Send", hub=hub, call=f"send to {hub}")
         for body in bodies:
             if len(body) > self.max_event_bytes:
                 raise EventDataSendError(
@@ -160,12 +223,41 @@ class FakeCheckpointStore(CheckpointStore):
     """`BlobCheckpointStore`'s contract on an in-memory container."""
 
     storages: dict[tuple[str, str], FakeStorage] = defaultdict(FakeStorage)
+    authority: Authority | None = None
+    #: account URL -> the storage account's ARM id, for the authority's scope checks.
+    account_ids: dict[str, str] = {}
 
     def __init__(
         self, blob_account_url: str, container_name: str, *, credential: Any = None, **_: Any
     ) -> None:
         self.storage = self.storages[(blob_account_url, container_name)]
         self.closed = False
+        self._credential = credential
+        self._container = container_name
+        self._account_url = blob_account_url
+
+    async def _authorize(self, verb: str, call: str) -> None:
+        if self.authority is None:
+            return
+        token = None
+        if self._credential is not None:
+            token = (await self._credential.get_token("https://storage.azure.com/.default")).token
+        account = self.account_ids.get(self._account_url, self._account_url)
+        container = f"{account}/blobServices/default/containers/{self._container}"
+        if self.authority.check(
+            token,
+            service="Blob Storage",
+            call=f"{call} {self._container}",
+            resource=f"{container}/blobs/checkpoint",
+            data_action=f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/{verb}",
+        ):
+            error = HttpResponseError(
+                message="This request is not authorized to perform this operation using this "
+                "permission.\nErrorCode:AuthorizationPermissionMismatch"
+            )
+            error.status_code = 403
+            error.error_code = "AuthorizationPermissionMismatch"
+            raise error
 
     async def __aenter__(self) -> FakeCheckpointStore:
         return self
@@ -179,12 +271,14 @@ class FakeCheckpointStore(CheckpointStore):
     async def list_ownership(
         self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **_: Any
     ) -> Iterable[dict[str, Any]]:
+        await self._authorize("read", "list ownership")
         prefix = (fully_qualified_namespace, eventhub_name, consumer_group)
         return [dict(o) for path, o in self.storage.ownership.items() if path[:3] == prefix]
 
     async def claim_ownership(
         self, ownership_list: Iterable[dict[str, Any]], **_: Any
     ) -> Iterable[dict[str, Any]]:
+        await self._authorize("write", "claim ownership")
         claimed = []
         for wanted in ownership_list:
             path = _path(wanted)
@@ -204,6 +298,7 @@ class FakeCheckpointStore(CheckpointStore):
         return claimed
 
     async def update_checkpoint(self, checkpoint: dict[str, Any], **_: Any) -> None:
+        await self._authorize("write", "update checkpoint")
         if self.storage.fail_checkpoint_updates:
             raise ConnectionLostError("checkpoint container unreachable")
         self.storage.checkpoints[_path(checkpoint)] = {
@@ -215,6 +310,7 @@ class FakeCheckpointStore(CheckpointStore):
     async def list_checkpoints(
         self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **_: Any
     ) -> Iterable[dict[str, Any]]:
+        await self._authorize("read", "list checkpoints")
         prefix = (fully_qualified_namespace, eventhub_name, consumer_group)
         return [dict(c) for path, c in self.storage.checkpoints.items() if path[:3] == prefix]
 
@@ -239,8 +335,11 @@ class FakePartitionReceiver:
         inclusive: bool,
         on_event_received: Callable[[Any], Awaitable[None]],
         owner_level: int | None,
+        credential: Any = None,
     ) -> None:
         self._namespace = namespace
+        self._credential = credential
+        self._authorized = False
         self._hub = hub
         self._group = group
         self._partition = partition
@@ -261,6 +360,16 @@ class FakePartitionReceiver:
         return number if inclusive else number + 1
 
     async def receive(self, batch: bool, max_batch_size: int, max_wait_time: float | None) -> None:
+        if not self._authorized:  # the link is authorized once, when it attaches
+            self._namespace.authorize(
+                await _token(self._credential, self._namespace.authority),
+                claim="Listen",
+                hub=self._hub,
+                call=f"receive from {self._hub}/{self._group}",
+                group=self._group,
+                partition=str(self._partition),
+            )
+            self._authorized = True
         partition = self._namespace.partitions(self._hub)[self._partition]
         if partition.changed is None:
             partition.changed = asyncio.Event()
@@ -317,11 +426,22 @@ class FakeConsumerClient(EventHubConsumerClient):
         super().__init__(
             fully_qualified_namespace, eventhub_name, consumer_group, credential, **kwargs
         )
+        self._fake_credential = credential
+
+    async def _listen(self, call: str) -> None:
+        self.namespace.authorize(
+            await _token(self._fake_credential, self.namespace.authority),
+            claim="Listen",
+            hub=self.eventhub_name,
+            call=f"{call} of {self.eventhub_name}",
+        )
 
     async def get_partition_ids(self) -> list[str]:
+        await self._listen("partition ids")
         return [str(i) for i in range(len(self.namespace.partitions(self.eventhub_name)))]
 
     async def get_partition_properties(self, partition_id: str) -> dict[str, Any]:
+        await self._listen("partition properties")
         events = self.namespace.partitions(self.eventhub_name)[int(partition_id)].events
         last = events[-1] if events else None
         return {
@@ -353,6 +473,7 @@ class FakeConsumerClient(EventHubConsumerClient):
             bool(kwargs.get("event_position_inclusive")),
             on_event_received,
             kwargs.get("owner_level"),
+            self._fake_credential,
         )
 
 
@@ -368,8 +489,18 @@ class FakeProducerClient(EventHubProducerClient):
             raise ConnectionLostError(f"{fully_qualified_namespace}: no such namespace")
         super().__init__(fully_qualified_namespace, eventhub_name, credential, **kwargs)
         self.batches_sent = 0
+        self._fake_credential = credential
+
+    async def _send_claim(self, call: str) -> None:
+        self.namespace.authorize(
+            await _token(self._fake_credential, self.namespace.authority),
+            claim="Send",
+            hub=self.eventhub_name,
+            call=f"{call} {self.eventhub_name}",
+        )
 
     async def get_partition_ids(self) -> list[str]:
+        await self._send_claim("partition ids of")
         return [str(i) for i in range(len(self.namespace.partitions(self.eventhub_name)))]
 
     async def create_batch(
@@ -390,6 +521,7 @@ class FakeProducerClient(EventHubProducerClient):
     async def send_batch(self, event_data_batch: Any, **_: Any) -> None:
         if not isinstance(event_data_batch, EventDataBatch):
             raise TypeError("this fake sends EventDataBatch objects only")
+        await self._send_claim("send to")
         if self.namespace.send_failures > 0:
             self.namespace.send_failures -= 1
             raise EventDataSendError("the service is unavailable (fake outage)")
@@ -423,12 +555,33 @@ class Installed:
         return self.storages[(account_url, container)]
 
 
-def install(mocker: Any, namespace: FakeNamespace) -> Installed:
-    """Patch the fakes in where the adapters import the SDK clients."""
+async def _token(credential: Any, authority: Authority | None) -> str | None:
+    """A token only when the namespace authorizes: unit tests' credentials refuse to mint."""
+    if credential is None or authority is None:
+        return None
+    return str((await credential.get_token("https://eventhubs.azure.net/.default")).token)
+
+
+def install(
+    mocker: Any,
+    namespace: FakeNamespace,
+    *,
+    account_ids: dict[str, str] | None = None,
+) -> Installed:
+    """Patch the fakes in where the adapters import the SDK clients; the checkpoint store
+    authorizes with the namespace's authority, `account_ids` naming each account's ARM id."""
     storages: dict[tuple[str, str], FakeStorage] = defaultdict(FakeStorage)
     consumer = type("EventHubConsumerClient", (FakeConsumerClient,), {"namespace": namespace})
     producer = type("EventHubProducerClient", (FakeProducerClient,), {"namespace": namespace})
-    store = type("BlobCheckpointStore", (FakeCheckpointStore,), {"storages": storages})
+    store = type(
+        "BlobCheckpointStore",
+        (FakeCheckpointStore,),
+        {
+            "storages": storages,
+            "authority": namespace.authority,
+            "account_ids": dict(account_ids or {}),
+        },
+    )
     mocker.patch("graphtap.processing.sources.eventhubs.EventHubConsumerClient", consumer)
     mocker.patch("graphtap.processing.sources.eventhubs.BlobCheckpointStore", store)
     mocker.patch("graphtap.processing.sinks.eventhubs.EventHubProducerClient", producer)

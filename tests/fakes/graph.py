@@ -18,6 +18,7 @@ import random
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,13 @@ from graphtap.notifications.keyring import thumbprint
 from graphtap.simulation.emitter import change_item
 from graphtap.simulation.tenant import Message
 from graphtap.subscriptions.clock import Clock
+from tests.fakes.authorization import (
+    GRAPH_CHANNELS,
+    GRAPH_CHATS,
+    GRAPH_TEAMS,
+    GRAPH_USERS,
+    Authority,
+)
 
 WINDOW = 20.0
 GRAPH = "https://graph.microsoft.com"
@@ -116,6 +124,12 @@ class FakeGraph(httpx.AsyncBaseTransport):
     writes_per_window: int = 500
     lists_per_window: int = 25
     seed: int = 0
+    #: With an authority, calls are decided by the token's `roles` (the app roles the stack
+    #: assigns) instead of `permissions`; refusals carry Graph's 403 bodies.
+    authority: Authority | None = None
+    #: Where notifications go instead of `hub`: (notificationUrl, event body), e.g. an
+    #: Event Hubs fake that Graph's Change Tracking principal sends to.
+    deliver: Callable[[str, bytes], bool] | None = None
 
     APP_ID = "aaaaaaaa-0000-0000-0000-000000000001"
 
@@ -149,8 +163,17 @@ class FakeGraph(httpx.AsyncBaseTransport):
     def missed(self, subscription_id: str) -> None:
         self._lifecycle(self.subscriptions[subscription_id], "missed")
 
-    def publish(self, message: Message, change_type: str = "created") -> int:
-        """A message changes in the tenant: stored for export, notified to live subscriptions."""
+    def publish(
+        self,
+        message: Message,
+        change_type: str = "created",
+        *,
+        damage: Callable[[dict[str, Any]], None] | None = None,
+    ) -> int:
+        """A message changes in the tenant: stored for export, notified to live subscriptions.
+
+        `damage` alters each notification on its way, as a corrupted or forged event would
+        arrive in the hub (the change itself stays stored for export)."""
         graph = message.to_graph()
         members = tuple(u.id for u in message.conversation.members)
         self.messages = [(m, ids) for m, ids in self.messages if m["id"] != message.id]
@@ -163,7 +186,10 @@ class FakeGraph(httpx.AsyncBaseTransport):
         for stored in self.subscriptions.values():
             if stored.resource.lower() != resource.lower() or change_type not in stored.change_type:
                 continue
-            self._send([self._change(stored, message, graph, change_type)])
+            item = self._change(stored, message, graph, change_type)
+            if damage is not None:
+                damage(item)
+            self._send([item], stored.notification_url)
             sent += 1
         return sent
 
@@ -191,6 +217,8 @@ class FakeGraph(httpx.AsyncBaseTransport):
             status = self._rng.choice((429, 503, 500, 504))
             headers = {"Retry-After": str(self._rng.randint(1, 10))} if status in (429, 503) else {}
             return _error(status, "ServiceUnavailable", "injected fault", headers)
+        if self.authority is not None and (denied := self._authorize(method, path, request)):
+            return denied
         is_write = method in ("POST", "PATCH", "DELETE") and not path.endswith("/reauthorize")
         if is_write and (limited := self._limit(self._writes, self.writes_per_window, now)):
             return limited
@@ -204,7 +232,9 @@ class FakeGraph(httpx.AsyncBaseTransport):
             if method == "GET":
                 return self._list(request)
             if method == "POST":
-                return self._create(json.loads(request.content))
+                return self._create(
+                    json.loads(request.content), request.headers.get("Authorization")
+                )
         match = re.fullmatch(r"/subscriptions/([^/]+)(/reauthorize)?", path)
         if match:
             stored = self.subscriptions.get(match.group(1))
@@ -235,6 +265,35 @@ class FakeGraph(httpx.AsyncBaseTransport):
             return self._export(export.group(1), export.group(2), request)
         return _error(400, "BadRequest", f"Unsupported request {method} {path}")
 
+    def _authorize(self, method: str, path: str, request: httpx.Request) -> httpx.Response | None:
+        """Directory and export reads need their application permission; subscriptions are
+        decided per resource when created."""
+        assert self.authority is not None
+        token = request.headers.get("Authorization")
+        if self.authority.caller(token) is None:
+            return _error(401, "InvalidAuthenticationToken", "Access token validation failure.")
+        needed: tuple[str, ...] = ()
+        if method == "GET" and path == "/users":
+            needed, code = GRAPH_USERS, "Authorization_RequestDenied"
+        elif method == "GET" and path == "/teams":
+            needed, code = GRAPH_TEAMS, "Forbidden"
+        elif export := re.fullmatch(
+            r"/(users|teams)/[^/]+/(chats|channels)/getAllMessages.*", path
+        ):
+            needed = GRAPH_CHATS if export.group(1) == "users" else GRAPH_CHANNELS
+            code = "Forbidden"
+        if not needed or not self.authority.check_graph(
+            token, call=f"{method} {path}", any_of=needed
+        ):
+            return None
+        message = (
+            "Insufficient privileges to complete the operation."
+            if code == "Authorization_RequestDenied"
+            else f"Missing role permissions on the request. API requires one of "
+            f"'{', '.join(needed)}'."
+        )
+        return _error(403, code, message)
+
     def _limit(self, window: deque[float], limit: int, now: float) -> httpx.Response | None:
         while window and window[0] <= now - WINDOW:
             window.popleft()
@@ -255,7 +314,7 @@ class FakeGraph(httpx.AsyncBaseTransport):
             body["@odata.nextLink"] = f"{GRAPH}/v1.0/subscriptions?$skiptoken={skip}"
         return httpx.Response(200, json=body)
 
-    def _create(self, body: dict[str, Any]) -> httpx.Response:
+    def _create(self, body: dict[str, Any], request_token: str | None = None) -> httpx.Response:
         now = self.clock.time()
         for name in ("resource", "changeType", "notificationUrl", "expirationDateTime"):
             if not body.get(name):
@@ -300,13 +359,18 @@ class FakeGraph(httpx.AsyncBaseTransport):
                     "InvalidRequest",
                     "Certificate validation error: Cannot find the requested object.",
                 )
-        if not self.permissions & needed:
+        roles = self.permissions
+        if self.authority is not None:
+            roles = set(self.authority.roles_of(request_token))
+            if not roles & needed:
+                self.authority.check_graph(request_token, call="POST /subscriptions", any_of=needed)
+        if not roles & needed:
             return _error(
                 403,
                 "ExtensionError",
                 "Operation: Create; Exception: [Status Code: Forbidden; Reason: Missing role "
                 f"permissions on the request. API requires one of '{', '.join(sorted(needed))}'. "
-                f"Roles on the request '{', '.join(sorted(self.permissions))}'.]",
+                f"Roles on the request '{', '.join(sorted(roles))}'.]",
             )
         if teams and not self.protected_api_approved:
             return _error(
@@ -356,8 +420,15 @@ class FakeGraph(httpx.AsyncBaseTransport):
             certificate=certificate,
             certificate_id=body.get("encryptionCertificateId"),
         )
+        if not self._send([_validation_item(self._rng)], stored.notification_url):
+            # Graph sends a validation event before it accepts an Event Hubs subscription.
+            return _error(
+                400,
+                "InvalidRequest",
+                "Client EventHubs publishing validation failed Object reference not set to an "
+                "instance of an object.",
+            )
         self.subscriptions[stored.id] = stored
-        self._send([_validation_item(self._rng)])
         return httpx.Response(201, json=stored.to_json())
 
     def _patch(self, stored: StoredSubscription, body: dict[str, Any]) -> httpx.Response:
@@ -463,12 +534,18 @@ class FakeGraph(httpx.AsyncBaseTransport):
                     "clientState": stored.client_state,
                     "lifecycleEvent": event,
                 }
-            ]
+            ],
+            stored.lifecycle_notification_url,
         )
 
-    def _send(self, items: list[dict[str, Any]]) -> None:
+    def _send(self, items: list[dict[str, Any]], url: str) -> bool:
+        """Deliver to the endpoint; False when it refused (Graph then drops the items)."""
+        body = json.dumps({"value": items}, separators=(",", ":")).encode()
+        if self.deliver is not None:
+            return self.deliver(url, body)
         if self.hub is not None:
-            self.hub.send([json.dumps({"value": items}, separators=(",", ":")).encode()])
+            self.hub.send([body])
+        return True
 
 
 def _limits(resource: str) -> tuple[str, int, int, set[str]] | None:

@@ -3,6 +3,10 @@
 It answers the real azure-keyvault clients: the bearer challenge first, then secrets
 (get, set) and certificates with versions (get, create a new version, list versions),
 and each certificate's private key as the PKCS#12 secret Key Vault keeps beside it.
+
+Given an `Authority` and the vault's ARM id, every call is authorized as an RBAC vault
+does: the data action of the operation on the secret or certificate, or 403 `Forbidden`
+with the inner code `ForbiddenByRbac` and the body Key Vault sends.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from tests.fakes.authorization import Authority
 from tests.fakes.azure_transport import FakeAsyncTransport
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -46,6 +51,8 @@ class FakeKeyVault:
     secrets: dict[str, list[tuple[str, str, str | None]]] = field(default_factory=dict)
     certificates: dict[str, list[CertificateVersion]] = field(default_factory=dict)
     secret_reads: list[str] = field(default_factory=list)
+    authority: Authority | None = None
+    resource_id: str = ""  # the vault's ARM id, the scope its role assignments name
 
     def transport(self) -> FakeAsyncTransport:
         return FakeAsyncTransport(self.handle)
@@ -80,6 +87,8 @@ class FakeKeyVault:
             return 401, {"error": {"code": "Unauthorized"}}, {"WWW-Authenticate": CHALLENGE}
         path = urlsplit(request.url).path
         method = request.method
+        if self.authority is not None and (denied := self._authorize(request, method, path)):
+            return denied
         if m := re.fullmatch(r"/secrets/([^/]+)(?:/([^/]*))?", path):
             name, version = m.group(1), m.group(2) or ""
             if method == "PUT":
@@ -89,11 +98,11 @@ class FakeKeyVault:
                     (new, body["value"], body.get("contentType"))
                 )
                 return 200, self._secret(name, new, body["value"], body.get("contentType")), {}
+            self.secret_reads.append(name)
             versions = self.secrets.get(name, [])
             chosen = [v for v in versions if not version or v[0] == version]
             if not chosen:
                 return 404, _not_found("Secret", name), {}
-            self.secret_reads.append(name)
             ver, value, content_type = chosen[-1]
             return 200, self._secret(name, ver, value, content_type), {}
         if m := re.fullmatch(r"/certificates/([^/]+)/versions", path):
@@ -116,6 +125,56 @@ class FakeKeyVault:
                 return 404, _not_found("Certificate", name), {}
             return 200, self._certificate(name, matching[-1]), {}
         return 400, {"error": {"code": "BadParameter", "message": f"{method} {path}"}}, {}
+
+    def _authorize(
+        self, request: HttpRequest, method: str, path: str
+    ) -> tuple[int, Any, dict[str, str]] | None:
+        assert self.authority is not None
+        kind, _, rest = path.strip("/").partition("/")
+        name = rest.split("/")[0]
+        verb = {
+            ("secrets", "GET"): "getSecret/action",
+            ("secrets", "PUT"): "setSecret/action",
+            ("certificates", "GET"): "read",
+            ("certificates", "POST"): "create/action",
+        }.get((kind, method))
+        if verb is None or not name:
+            return None
+        action = f"Microsoft.KeyVault/vaults/{kind}/{verb}"
+        resource = f"{self.resource_id}/{kind}/{name}"
+        denial = self.authority.check(
+            request.headers.get("Authorization"),
+            service="Key Vault",
+            call=f"{method} {path}",
+            resource=resource,
+            data_action=action,
+        )
+        if denial is None:
+            return None
+        vault = self.resource_id.rsplit("/", 1)[-1]
+        message = "\r\n".join(
+            (
+                "Caller is not authorized to perform action on resource.",
+                "If role assignments, deny assignments or role definitions were changed "
+                "recently, please observe propagation time.",
+                f"Caller: oid={denial.principal};iss=https://sts.windows.net/{TENANT}/",
+                f"Action: '{action}'",
+                f"Resource: '{resource.lower()}'",
+                "Assignment: (not found)",
+                "DenyAssignmentId: null",
+                "DecisionReason: 'DeniedWithNoValidRBAC' ",
+                f"Vault: {vault};location=westeurope",
+                "",
+            )
+        )
+        body = {
+            "error": {
+                "code": "Forbidden",
+                "message": message,
+                "innererror": {"code": "ForbiddenByRbac"},
+            }
+        }
+        return 403, body, {"Content-Type": "application/json; charset=utf-8"}
 
     def _secret(
         self, name: str, version: str, value: str, content_type: str | None

@@ -28,7 +28,6 @@ from graphtap.subscriptions.keyvault import (
     DEFAULT_CLIENT_STATE_SECRET,
     DEFAULT_FINDING_HASH_KEY_SECRET,
     KeyVault,
-    KeyVaultError,
 )
 from tests.eventhubs.conftest import (
     ACCOUNT,
@@ -171,8 +170,9 @@ def test_without_a_given_key_the_environments_hash_key_comes_from_key_vault(
         state_dir=tmp_path / "state",
         keyvault_options={"transport": vault.transport()},
     )
-    with pytest.raises(KeyVaultError, match="make bootstrap"):
-        asyncio.run(open_with(options))  # the runtime reads the key; only bootstrap creates it
+    with pytest.raises(TimeoutError):  # the runtime reads the key; only bootstrap creates it
+        asyncio.run(asyncio.wait_for(open_with(options), 0.5))
+    assert DEFAULT_FINDING_HASH_KEY_SECRET not in vault.secrets
     vault.secrets[DEFAULT_FINDING_HASH_KEY_SECRET] = [("v1", "ab" * 32, None)]
     assert asyncio.run(open_with(options)) == bytes.fromhex("ab" * 32)
 
@@ -215,8 +215,13 @@ def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: P
     assert again == 0
     published = sum(len(p.events) for p in hubs.namespace.partitions(FINDINGS))
     assert published == changes  # each verdict reached the findings hub once
-    letters = (tmp_path / "state" / "dead-letters.jsonl").read_text().splitlines()
-    assert len(letters) == faults
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "state" / "dead-letters.jsonl").read_text().splitlines()
+    ]
+    letters = [r for r in records if "dead_letter_key" in r]
+    assert sum(letter["item_count"] for letter in letters) == faults
+    assert len(records) == 2 * len(letters)  # each faulty event's body, once
 
 
 def test_dead_letters_go_to_the_deployments_blob_container(
@@ -257,7 +262,9 @@ def test_dead_letters_go_to_the_deployments_blob_container(
         asyncio.run(scenario())
     faults = sum(len(e.faults) for e in traffic)
     assert faults > 0
-    assert len(blobs.blobs("dead-letters")) == faults
+    stored = blobs.blobs("dead-letters")
+    assert len([name for name in stored if not name.startswith("events/")]) == faults
+    assert len([name for name in stored if name.startswith("events/")]) == faults  # the bodies
     assert not (tmp_path / "state" / "dead-letters.jsonl").exists()
     assert "instance's disk only" not in caplog.text
 
@@ -290,8 +297,10 @@ def test_without_a_dead_letter_container_they_stay_on_the_instance_and_it_says_s
     assert "instance's disk only" in caplog.text
 
 
-def test_a_processor_never_mints_its_own_client_state(tmp_path: Path) -> None:
-    """Instances starting together must not each create a different secret."""
+def test_a_host_started_before_bootstrap_waits_for_its_secrets_with_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Instances starting together must not each create a different secret: they wait."""
     vault = FakeKeyVault()
     vault.add_certificate_version(CERTIFICATE)
     options = AzureServiceOptions(
@@ -299,10 +308,29 @@ def test_a_processor_never_mints_its_own_client_state(tmp_path: Path) -> None:
         hash_key=b"h" * 32,
         state_dir=tmp_path / "state",
         keyvault_options={"transport": vault.transport()},
+        secret_poll_seconds=0.01,
     )
-    with pytest.raises(KeyVaultError, match="make bootstrap"):
-        asyncio.run(AzureProcessing.open(deployment(vault.vault_url), TokenCredential(), options))
-    assert DEFAULT_CLIENT_STATE_SECRET not in vault.secrets
+
+    async def scenario() -> AzureProcessing:
+        opening = asyncio.create_task(
+            AzureProcessing.open(deployment(vault.vault_url), TokenCredential(), options)
+        )
+        while vault.secret_reads.count(DEFAULT_CLIENT_STATE_SECRET) < 5:
+            await asyncio.sleep(0.01)
+        assert not opening.done()
+        assert DEFAULT_CLIENT_STATE_SECRET not in vault.secrets  # never minted by a host
+        vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "from-bootstrap", None)]  # bootstrap
+        processing = await asyncio.wait_for(opening, 5)
+        await processing.close()
+        return processing
+
+    with caplog.at_level(logging.WARNING, logger="graphtap.hosts.azure"):
+        processing = asyncio.run(scenario())
+    assert processing.pipeline.client_states == ("from-bootstrap",)
+    waiting = [r for r in caplog.records if "waiting for it" in r.getMessage()]
+    assert len(waiting) == 1
+    assert "graph-client-state" in waiting[0].getMessage()
+    assert "make bootstrap" in waiting[0].getMessage()
 
 
 def test_restarts_keep_recent_keys_and_new_versions_are_picked_up(tmp_path: Path) -> None:
@@ -338,3 +366,40 @@ def test_restarts_keep_recent_keys_and_new_versions_are_picked_up(tmp_path: Path
     expected = {f"{CERTIFICATE}-{v.version}.key.pem" for v in versions[1:4]}
     assert at_start == expected  # the newest three, not the retired first one
     assert later == expected | {f"{CERTIFICATE}-{versions[4].version}.key.pem"}
+
+
+def test_new_versions_are_looked_for_on_the_monotonic_clock(tmp_path: Path) -> None:
+    """The interval between looks is read from the injected monotonic clock alone."""
+    vault = FakeKeyVault()
+    vault.add_certificate_version(CERTIFICATE)
+    vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
+    elapsed = [1_000.0]
+    options = AzureServiceOptions(
+        policy=Policy.default(),
+        hash_key=b"h" * 32,
+        state_dir=tmp_path / "state",
+        keyvault_options={"transport": vault.transport()},
+        certificate_check_seconds=300.0,
+        clock=lambda: elapsed[0],
+    )
+
+    async def scenario() -> tuple[int, int, int]:
+        processing = await AzureProcessing.open(
+            deployment(vault.vault_url), TokenCredential(), options
+        )
+        try:
+            vault.add_certificate_version(CERTIFICATE)  # AutoRenew
+            elapsed[0] += 299.0
+            await processing.check_certificate()
+            early = len(list(processing.key_directory.iterdir()))
+            elapsed[0] += 1.0
+            await processing.check_certificate()
+            due = len(list(processing.key_directory.iterdir()))
+            vault.add_certificate_version(CERTIFICATE)
+            elapsed[0] += 299.0
+            await processing.check_certificate()
+            return early, due, len(list(processing.key_directory.iterdir()))
+        finally:
+            await processing.close()
+
+    assert asyncio.run(scenario()) == (1, 2, 2)

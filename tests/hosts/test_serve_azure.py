@@ -80,14 +80,12 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
     from_deployment = ControlPlane.from_deployment
 
     def control_plane(deployment: Deployment, credential: Any, **options: Any) -> ControlPlane:
-        return from_deployment(
-            deployment,
-            credential,
+        options.update(
             desired=desired_state(),
             graph_transport=graph,
             keyvault_options={"transport": vault.transport()},
-            **options,
         )
+        return from_deployment(deployment, credential, **options)
 
     mocker.patch.object(ControlPlane, "from_deployment", control_plane)
 

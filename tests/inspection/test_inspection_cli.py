@@ -93,3 +93,19 @@ def test_engine_option(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["inspect", "--engine", "python", "-"], input="SSN 536-22-1844")
     assert result.exit_code == 0, result.output
     assert "us_social_security_number" in result.stdout
+
+
+def test_a_cut_list_is_said_with_the_whole_count(runner: CliRunner, tmp_path: Path) -> None:
+    repeated = "<p>" + "visa 4111 1111 1111 1111 " * 150 + "</p>"
+    lines = json.dumps({"id": "many", "content": repeated}) + "\n"
+    result = runner.invoke(
+        cli, ["inspect", "--jsonl", "-"], input=lines, env={"GRAPHTAP_FINDING_HASH_KEY": "ab" * 16}
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (record["findings_truncated"], record["finding_total"]) == (True, 1)
+    assert record["findings"][0]["count"] == 150  # positions are cut, the count is not
+    source = tmp_path / "many.html"
+    source.write_text(repeated)
+    table = runner.invoke(cli, ["inspect", str(source)], env={"COLUMNS": "400"})
+    assert "lists cut at 100 findings and 100 positions each" in table.stdout

@@ -156,3 +156,54 @@ def test_holds_old_and_new_keys_during_rotation(tmp_path: Path) -> None:
 def test_missing_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(KeyRingError, match="nope"):
         KeyRing.load([tmp_path / "nope"])
+
+
+class _Clocks:
+    """A monotonic clock and a wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+        self.wall = 1_767_225_600.0
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def time(self) -> float:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+        self.wall += seconds
+
+
+@pytest.mark.parametrize("step", [-3600.0, 3600.0], ids=["wall back an hour", "wall ahead"])
+def test_a_wall_clock_step_changes_no_interval_of_the_ring(tmp_path: Path, step: float) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    create_certificate(keys, certificate_id="2025")
+    clocks = _Clocks()
+    ring = KeyRing.load([keys])
+    ring.clock, ring.wall_clock = clocks.monotonic, clocks.time
+    ring.refresh_interval, ring.retire_grace = 5.0, 600.0
+    assert not ring.refresh()  # the first look: nothing new
+    clocks.wall += step
+    create_certificate(keys, certificate_id="2026")  # a rotation lands
+    clocks.advance(4.9)
+    assert not ring.refresh()  # not yet time to look
+    clocks.advance(0.1)
+    assert ring.refresh()  # exactly one interval later, whatever the wall clock did
+    assert {e.certificate_id for e in ring.entries()} == {"2025", "2026"}
+
+    ring.key_for(_content("2025"))
+    assert ring.last_used("2025") == clocks.wall  # dated on the wall clock
+    (keys / "2025.key.pem").unlink()
+    (keys / "2025.cert.pem").unlink()
+    clocks.advance(5.0)
+    ring.refresh()  # the key left its file: the grace starts
+    clocks.wall -= step  # the wall clock steps back again
+    clocks.advance(595.0)
+    ring.refresh()
+    assert "2025" in {e.certificate_id for e in ring.entries()}  # within the grace
+    clocks.advance(5.0)
+    assert ring.refresh()  # the next look, the grace just over
+    assert {e.certificate_id for e in ring.entries()} == {"2026"}

@@ -17,7 +17,12 @@ from azure.storage.blob.aio import BlobClient, ContainerClient
 
 from graphtap.notifications.errors import NotificationError, Reason
 from graphtap.processing.deadletters import DeadLetter
-from graphtap.processing.sinks.blob import BlobDeadLetters, DeadLettersUnavailable, blob_name
+from graphtap.processing.sinks.blob import (
+    BlobDeadLetters,
+    DeadLettersUnavailable,
+    blob_name,
+    event_blob_name,
+)
 from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.blobs import FakeBlobService
 
@@ -68,11 +73,16 @@ def test_each_dead_letter_lands_as_one_json_blob_named_by_reason_and_key() -> No
     ]
     assert write(service, letters) == 2
     stored = service.blobs(CONTAINER)
-    digest = letters[1].key.split(":")[0]
-    assert f"malformed_notification/{digest}-0.json" in stored
-    assert set(stored) == {blob_name(x) for x in letters}
+    digest = letters[1].event.key
+    assert f"malformed_notification/{digest}-malformed_notification.json" in stored
+    assert f"events/{digest}.json" in stored
+    assert set(stored) == {blob_name(x) for x in letters} | {
+        event_blob_name(x.event) for x in letters
+    }
     for x in letters:
-        assert json.loads(stored[blob_name(x)]) == x.to_dict()  # the whole event is kept
+        assert json.loads(stored[blob_name(x)]) == x.to_dict()
+        assert json.loads(stored[blob_name(x)])["event_key"] == x.event.key
+        assert json.loads(stored[event_blob_name(x.event)]) == x.event.to_dict()  # kept once
     assert {b.content_type for b in service.containers[CONTAINER].values()} == {"application/json"}
 
 
@@ -84,9 +94,10 @@ def test_a_replayed_batch_adds_no_blob_and_keeps_the_first() -> None:
     first = dict(service.blobs(CONTAINER))
     assert write(service, [*letters, letter(b"three")]) == 1
     stored = service.blobs(CONTAINER)
-    assert len(stored) == 3
+    assert len(stored) == 6  # three event bodies, three letters
     assert {name: stored[name] for name in first} == first
-    assert service.refused.count("BlobAlreadyExists") == 2  # refused by the service, not skipped
+    # refused by the service, not skipped: two bodies and two letters
+    assert service.refused.count("BlobAlreadyExists") == 4
 
 
 def test_a_missing_container_raises_and_names_it() -> None:
@@ -111,7 +122,9 @@ def test_a_partly_failed_batch_raises_after_the_other_writes_finish() -> None:
     letters = [letter(b"ok-1"), letter(b"refused"), letter(b"ok-2")]
     with pytest.raises(DeadLettersUnavailable, match="1 of 3"):
         write(service, letters)
-    assert set(service.blobs(CONTAINER)) == {blob_name(letters[0]), blob_name(letters[2])}
+    assert set(service.blobs(CONTAINER)) == {blob_name(letters[0]), blob_name(letters[2])} | {
+        event_blob_name(x.event) for x in letters
+    }
     service.handle = handle  # type: ignore[method-assign]
     assert write(service, letters) == 1  # the replay stores only what was missing
 
@@ -203,4 +216,4 @@ def test_a_replay_on_another_day_adds_nothing() -> None:
     later = dataclasses.replace(first, occurred_at=first.occurred_at + 3 * 86_400)
     assert write(service, [first]) == 1
     assert write(service, [later]) == 0
-    assert len(service.blobs(CONTAINER)) == 1
+    assert len(service.blobs(CONTAINER)) == 2  # the event body and the letter

@@ -17,14 +17,20 @@ from graphtap.notifications.authenticity import TokenPolicy
 from graphtap.notifications.crypto import encrypt_content
 from graphtap.notifications.keyring import KeyRing
 from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
+from graphtap.processing.deadletters import ClientStateMask
 from graphtap.processing.pipeline import Pipeline
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.verdicts import DELETED, INSPECTED, NOT_INCLUDED
 from tests.conftest import GraphVector
 
-from .conftest import CLIENT_STATE, Scenario, mutate
+from .conftest import CLIENT_STATE, HASH_KEY, Scenario, mutate
 
 CARD = "4111 1111 1111 1111"
+#: Where Graph's own test vector (a channel reply) lives, as its decrypted content says.
+GRAPH_VECTOR_RESOURCE = (
+    "teams('79852646-8963-4d32-95f1-e0c5237d37fa')/channels('19:etTE40ziboDEfQ1v0B96_nCVjGUsZ77"
+    "LQa5KRb0cukQ1@thread.tacv2')/messages('1625067617497')/replies('1625126194597')"
+)
 
 
 def _reasons(result: Any) -> list[str]:
@@ -167,9 +173,14 @@ def test_bad_items_become_named_dead_letters(
     assert len(result.verdicts) == 1  # the good neighbour is not lost
     [letter] = result.dead_letters
     assert letter.reason == reason
-    assert letter.item_index == 1
+    assert letter.item_indexes == [1]
     assert letter.offset == 9
-    assert letter.event == body.decode()  # the original body is kept whole
+    # The body is kept whole, its clientStates masked; the accepted value puts them back.
+    assert letter.event.size == len(body)
+    assert not letter.event.truncated
+    assert "s3cret" not in letter.event.body
+    mask = ClientStateMask([CLIENT_STATE], HASH_KEY)
+    assert mask.restore(letter.event.body, [CLIENT_STATE, "wrong", "x" * 5000]) == body
     if named is not None:
         assert named in letter.message
     assert "s3cret" not in letter.message
@@ -280,8 +291,8 @@ def test_graph_vector_through_the_whole_pipeline(
         "changeType": "created",
         "tenantId": "bb0ef4a5-0f50-4f1d-9e39-df1aa1d70e3f",
         "clientState": CLIENT_STATE,
-        "resource": "teams('a')/channels('19:b@thread.tacv2')/messages('1')"
-        "/replies('1625126194597')",
+        "resource": GRAPH_VECTOR_RESOURCE,
+        "resourceData": {"id": "1625126194597", "@odata.type": "#Microsoft.Graph.chatMessage"},
         "encryptedContent": graph_vector.content,
     }
     [verdict] = pipeline.process(
@@ -289,6 +300,68 @@ def test_graph_vector_through_the_whole_pipeline(
     ).verdicts
     assert verdict.version == graph_vector.expected["etag"]
     assert verdict.content == INSPECTED
+    assert verdict.message_id == "1625126194597"
+    assert verdict.conversation_id == (
+        "79852646-8963-4d32-95f1-e0c5237d37fa/19:etTE40ziboDEfQ1v0B96_nCVjGUsZ77LQa5KRb0cukQ1"
+        "@thread.tacv2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("resource", "resource_id"),
+    [
+        # another reply in the same thread: Graph's signature still verifies
+        (GRAPH_VECTOR_RESOURCE.replace("1625126194597", "1625126194598"), "1625126194597"),
+        # the same reply filed under another channel, another team, a chat, a mailbox
+        (GRAPH_VECTOR_RESOURCE.replace("etTE40", "XXXX40"), "1625126194597"),
+        (GRAPH_VECTOR_RESOURCE.replace("79852646", "00000000"), "1625126194597"),
+        ("chats('19:abc@unq.gbl.spaces')/messages('1625126194597')", "1625126194597"),
+        ("Users/u1/Messages/1625126194597", "1625126194597"),
+        # the reply filed under its parent's thread as a top-level message
+        (GRAPH_VECTOR_RESOURCE.split("/replies")[0], "1625126194597"),
+        # the right resource, but resourceData names another message
+        (GRAPH_VECTOR_RESOURCE, "1625126194598"),
+    ],
+)
+def test_graphs_content_under_another_notification_is_a_resource_mismatch(
+    graph_vector: GraphVector, inspector: Inspector, tmp_path: Path, resource: str, resource_id: str
+) -> None:
+    bundle = tmp_path / "custom-id-for-testing.pfx"
+    bundle.write_bytes(graph_vector.pkcs12)
+    pipeline = Pipeline.build(
+        keys=KeyRing.load([bundle], password=graph_vector.password),
+        client_states=[CLIENT_STATE],
+        inspector=inspector,
+    )
+    item = {
+        "subscriptionId": "10493aa0-4d29-4df5-bc0c-ef742cc6cd7f",
+        "changeType": "created",
+        "tenantId": "bb0ef4a5-0f50-4f1d-9e39-df1aa1d70e3f",
+        "clientState": CLIENT_STATE,
+        "resource": resource,
+        "resourceData": {"id": resource_id},
+        "encryptedContent": graph_vector.content,
+    }
+    result = pipeline.process(SourceEvent("0", 0, json.dumps({"value": [item]}).encode()))
+    assert result.verdicts == []
+    [letter] = result.dead_letters
+    assert letter.reason == "resource_mismatch"
+    assert "Hello World" not in letter.message  # ids only, never content
+
+
+def test_a_swapped_payload_never_yields_a_verdict(pipeline: Pipeline, scenario: Scenario) -> None:
+    """Message B's genuine encrypted content under message A's notification."""
+    first = scenario.emitter.change(scenario.tenant.post(sensitive=False), "created")
+    second = scenario.emitter.change(scenario.tenant.post(sensitive=True), "created")
+    first["encryptedContent"], second["encryptedContent"] = (
+        second["encryptedContent"],
+        first["encryptedContent"],
+    )
+    result = pipeline.process(scenario.event(scenario.body(first, second)))
+    assert result.verdicts == []
+    [letter] = result.dead_letters
+    assert letter.reason == "resource_mismatch"
+    assert letter.item_indexes == [0, 1]
 
 
 class TestValidationTokens:
@@ -326,7 +399,8 @@ class TestValidationTokens:
         result = pipeline.process(scenario.event(body))
         [letter] = result.dead_letters
         assert letter.reason == "invalid_validation_token"
-        assert letter.item_index is None
+        assert letter.items is None
+        assert letter.item_count == 1
         assert result.verdicts == []
 
 
@@ -368,7 +442,7 @@ def test_a_batch_gives_what_its_events_give_one_by_one(
             result.offset,
             result.notifications,
             [(v.key, v.findings) for v in result.verdicts],
-            [(d.reason, d.item_index) for d in result.dead_letters],
+            [(d.reason, d.items) for d in result.dead_letters],
             [e.key for e in result.lifecycle],
         )
 
@@ -397,6 +471,7 @@ def test_an_unexpected_failure_is_a_dead_letter_not_a_stalled_partition(
         keys=KeyRing.load([keys_dir]),
         client_states=[CLIENT_STATE],
         inspector=Flaky(),  # type: ignore[arg-type]
+        dead_letter_key=HASH_KEY,
     )
     items = [
         scenario.emitter.change(scenario.tenant.post(sensitive=False), "created") for _ in range(3)
@@ -405,7 +480,7 @@ def test_an_unexpected_failure_is_a_dead_letter_not_a_stalled_partition(
     assert len(result.verdicts) == 2
     [letter] = result.dead_letters
     assert letter.reason == "processing_error"
-    assert letter.item_index == 1
+    assert letter.item_indexes == [1]
     assert "RecursionError" in letter.message
     assert "4111" not in letter.message
     assert "4111" not in caplog.text  # the exception's text, which may quote content, is not logged

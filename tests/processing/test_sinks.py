@@ -199,9 +199,10 @@ def test_dead_letters_default_to_the_sinks_store(tmp_path: Path) -> None:
     stores = open_stores(Endpoint("jsonl", tmp_path / "v.jsonl"), None)
     stores.dead_letters.write_dead_letters([_dead_letter(b"\xffraw")])
     stores.close()
-    letter = json.loads((tmp_path / "v.dead-letters.jsonl").read_text())
+    event, letter = map(json.loads, (tmp_path / "v.dead-letters.jsonl").read_text().splitlines())
     assert letter["reason"] == "malformed_event"
-    assert letter["event"] == "\\xffraw"
+    assert letter["event_key"] == event["event_key"]
+    assert event["body"] == "\\xffraw"
 
 
 @pytest.mark.parametrize("text", ["sqlite", "kafka:topic", "jsonl:", "sqlite:/x"])
@@ -211,3 +212,55 @@ def test_endpoint_errors_name_the_choices(text: str) -> None:
         return
     with pytest.raises(EndpointError, match="sqlite:PATH"):
         Endpoint.parse(text, allowed=("sqlite", "jsonl"), what="--sink")
+
+
+# The verdicts table of the release before `findings_truncated` and `finding_total`.
+_BEFORE_TRUNCATION = """(
+    id INTEGER PRIMARY KEY, verdict_key TEXT NOT NULL, tenant_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL, change_type TEXT NOT NULL, resource TEXT NOT NULL,
+    message_id TEXT NOT NULL, version TEXT NOT NULL, conversation_id TEXT, sender_id TEXT,
+    content TEXT NOT NULL, severity TEXT NOT NULL, finding_count INTEGER NOT NULL,
+    findings TEXT NOT NULL, certificate_id TEXT, partition TEXT NOT NULL,
+    offset INTEGER NOT NULL, processed_at REAL NOT NULL, UNIQUE (version, verdict_key)
+)"""
+
+
+def test_both_sinks_say_when_findings_were_left_out_and_count_them_all(tmp_path: Path) -> None:
+    verdict = dataclasses.replace(
+        _verdict("1"), findings=(_FINDING,), findings_truncated=True, findings_omitted=41
+    )
+    assert verdict.finding_total == 42
+    store = SqliteStore(tmp_path / "v.sqlite")
+    store.write_verdicts([verdict, _verdict("2")])
+    store.close()
+    cut, whole = _stored(tmp_path / "v.sqlite")
+    assert (cut["findings_truncated"], cut["finding_total"], cut["finding_count"]) == (1, 42, 1)
+    assert (whole["findings_truncated"], whole["finding_total"]) == (0, 0)
+    sink = JsonlVerdictSink(tmp_path / "v.jsonl")
+    sink.write_verdicts([verdict])
+    sink.close()
+    record = json.loads((tmp_path / "v.jsonl").read_text())
+    assert (record["findings_truncated"], record["finding_total"]) == (True, 42)
+
+
+def test_sqlite_store_from_before_truncation_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "v.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(f"CREATE TABLE verdicts {_BEFORE_TRUNCATION}")
+    old.execute(
+        "INSERT INTO verdicts (verdict_key, tenant_id, subscription_id, change_type, resource,"
+        " message_id, version, content, severity, finding_count, findings, partition, offset,"
+        " processed_at) VALUES ('k', 't', 's', 'created', 'r', '1', 'v', 'inspected', 'high',"
+        " 2, ?, '0', 1, 0)",
+        (json.dumps([_FINDING, _FINDING]),),
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    cut = dataclasses.replace(_verdict("2"), findings_truncated=True, findings_omitted=3)
+    assert store.write_verdicts([cut]) == 1
+    store.close()
+    SqliteStore(path).close()  # a second open finds nothing to add
+    earlier, added = _stored(path)
+    assert (earlier["findings_truncated"], earlier["finding_total"]) == (0, 2)
+    assert (added["findings_truncated"], added["finding_total"]) == (1, 3)

@@ -117,6 +117,12 @@ RULES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         {"name": "s", "value": "hunter2"},
         {"name": "s"},
     ),
+    (  # an app role's value is the claim it puts in tokens, not a credential
+        "secret value in password",
+        "azuread_application_app_role",
+        {"value": "Status.Read", "password": "x"},
+        {"value": "Status.Read"},
+    ),
     (
         "secret value in client_secret",
         "azuread_application",
@@ -126,7 +132,7 @@ RULES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("client secrets are forbidden", "azuread_application_password", {"application_id": "x"}, {}),
     ("never a namespace", "azurerm_role_assignment", role(NAMESPACE), role(HUB)),
     (
-        "never a namespace, account, resource group or subscription",
+        "never a namespace, account, resource group, subscription",
         "azurerm_role_assignment",
         role("/subscriptions/00000000-0000-0000-0000-000000000000"),
         role(
@@ -134,10 +140,10 @@ RULES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         ),
     ),
     (
-        "only Key Vault data roles",
+        "or vault",
         "azurerm_role_assignment",
-        role("${azurerm_key_vault.keyvault_1.id}", "Azure Event Hubs Data Sender"),
         role("${azurerm_key_vault.keyvault_1.id}", "Key Vault Certificates Officer"),
+        role("${azurerm_key_vault.keyvault_1.id}/certificates/c", "Key Vault Certificates Officer"),
     ),
     ("not a narrow built-in role", "azurerm_role_assignment", role(HUB, "Owner"), role(HUB)),
 ]

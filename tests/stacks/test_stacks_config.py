@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.config import ENVIRONMENTS_DIR, ConfigError, load, load_all
+from stacks.config import ENVIRONMENTS_DIR, AccessConfig, ConfigError, load, load_all
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = (ENVIRONMENTS_DIR / "dev.toml").read_text()
@@ -89,6 +89,19 @@ def test_adding_an_environment_is_adding_one_file(tmp_path: Path) -> None:
             "network.operator_ip_ranges",
             "public",
         ),
+        (
+            'status_readers_group = "00000000-0000-0000-0000-00000000d001"',
+            'status_readers_group = "Status Readers"',
+            "access.status_readers_group",
+            "must be a lowercase GUID",
+        ),
+        (
+            "# metrics_scraper = ",
+            "metrics_scraper = 7 #",
+            "access.metrics_scraper",
+            "must be str",
+        ),
+        ("[access]", "[access]\nreaders = []", "access.readers", "unknown key"),
     ],
 )
 def test_a_broken_rule_names_the_key_and_the_rule(
@@ -97,6 +110,17 @@ def test_a_broken_rule_names_the_key_and_the_rule(
     assert old in DEV
     problems = problems_of(write(tmp_path, "dev", DEV.replace(old, new, 1)))
     assert any(k == key and rule in r for k, r in problems), problems
+
+
+def test_access_names_principals_by_object_id_and_each_key_is_optional(tmp_path: Path) -> None:
+    configs = {config.name: config for config in load_all()}
+    assert configs["dev"].access == AccessConfig(
+        status_readers_group="00000000-0000-0000-0000-00000000d001", metrics_scraper=None
+    )
+    assert configs["prod"].access.metrics_scraper == "00000000-0000-0000-0000-00000000e002"
+    without = re.sub(r"\[access\][^[]*", "", DEV)
+    assert "status_readers_group" not in without
+    assert load(write(tmp_path, "dev", without)).access == AccessConfig(None, None)
 
 
 def test_a_name_too_long_for_its_resource_names_the_resource_and_limit(tmp_path: Path) -> None:

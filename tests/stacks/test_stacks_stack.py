@@ -10,7 +10,7 @@ import pytest
 from scripts.outputs import KEYS as OUTPUT_CONTRACT
 from stacks.cdk import Testing as CdkTesting
 from stacks.config import load_all
-from stacks.constructs.graph_permissions import MICROSOFT_GRAPH_APP_ID
+from stacks.constructs.graph_permissions import MICROSOFT_GRAPH_APP_ID, RESYNC_PERMISSIONS
 from stacks.constructs.identity import GRAPH_CHANGE_TRACKING_APP_ID
 
 # The session fixture's SynthesizedStack (tests/stacks/conftest.py).
@@ -222,9 +222,13 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
                 "resource_manager_versionless_id",
             ),
         ),
-        (
-            "Key Vault Secrets User",
-            ref(stack, "azurerm_key_vault", "vault") + "/secrets/graphtap-notifications",
+        *(
+            (
+                "Key Vault Secrets User",
+                ref(stack, "azurerm_key_vault", "vault") + f"/secrets/{name}",
+            )
+            # the certificate's private key, then the two secrets bootstrap creates
+            for name in ("graphtap-notifications", "graph-client-state", "finding-hash-key")
         ),
     }
     if stack.config.hosting.function_app:
@@ -239,6 +243,18 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
                     )
                 )
     assert grants(stack, principal) == expected
+
+
+def test_the_deploying_identity_writes_only_the_secrets_bootstrap_creates(
+    stack: SynthesizedStack,
+) -> None:
+    vault = ref(stack, "azurerm_key_vault", "vault")
+    assert grants(stack, "${data.azurerm_client_config.client.object_id}") == {
+        # creates and rotates the certificate
+        ("Key Vault Certificates Officer", f"{vault}/certificates/graphtap-notifications"),
+        ("Key Vault Secrets Officer", f"{vault}/secrets/graph-client-state"),
+        ("Key Vault Secrets Officer", f"{vault}/secrets/finding-hash-key"),
+    }
 
 
 def test_change_tracking_principal_sends_to_the_notifications_hub_and_nothing_else(
@@ -271,14 +287,26 @@ def test_graph_permissions_are_app_role_assignments_for_the_runtime(
     # deploy fails unless the identity's SP accepts Graph without an app role assignment
     (check,) = runtime_sp["lifecycle"]["postcondition"]
     assert check["condition"] == "${self.app_role_assignment_required == false}"
-    # the only service principal the stack manages is Graph Change Tracking's
-    assert [sp["client_id"] for sp in stack.resources("azuread_service_principal").values()] == [
-        GRAPH_CHANGE_TRACKING_APP_ID
+    # the service principals the stack manages: Graph Change Tracking's and the status API's
+    status_api = ref(
+        stack, "azuread_application_registration", "status_access/application", "client_id"
+    )
+    assert sorted(
+        sp["client_id"] for sp in stack.resources("azuread_service_principal").values()
+    ) == sorted([GRAPH_CHANGE_TRACKING_APP_ID, status_api])
+    # every other app role assignment grants a role of the status API (test_stacks_status_access)
+    status_sp = ref(
+        stack, "azuread_service_principal", "status_access/service_principal", "object_id"
+    )
+    assignments = [
+        a
+        for a in stack.resources("azuread_app_role_assignment").values()
+        if a["resource_object_id"] != status_sp
     ]
-    assignments = stack.resources("azuread_app_role_assignment").values()
+    # the subscribed resources' permissions, and what gap resync lists users and teams with
     assert {a["app_role_id"] for a in assignments} == {
         f'${{data.azuread_service_principal.{graph_name}.app_role_ids["{p}"]}}'
-        for p in stack.config.graph.permissions
+        for p in (*stack.config.graph.permissions, *RESYNC_PERMISSIONS)
     }
     # through the checked data source, so nothing is granted before the check passed
     assert {a["principal_object_id"] for a in assignments} == {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,8 @@ def bench(tmp_path: Path) -> Bench:
     hub = LocalHub(tmp_path / "hub", partitions=2)
     vault = FakeKeyVault()
     vault.add_certificate_version(CERTIFICATE)
+    # What `graphtap bootstrap` created: the control plane only reads it.
+    vault.secrets["graph-client-state"] = [("v1", secrets.token_urlsafe(48), None)]
     return Bench(clock, FakeGraph(clock, hub=hub), vault, hub)
 
 

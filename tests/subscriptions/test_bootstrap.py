@@ -16,7 +16,7 @@ from graphtap.hosts.commands.bootstrap import report
 from graphtap.subscriptions.bootstrap import BootstrapResult, bootstrap
 from graphtap.subscriptions.preflight import check_deployment
 from tests.fakes.eventhub_mgmt import FakeEventHubManagement, FakeNamespace
-from tests.subscriptions.conftest import Bench, FakeCredential, deployment, desired_state
+from tests.subscriptions.conftest import Bench, FakeCredential, deployment
 
 NAMESPACE = ("sub", "rg", "graphtap-dev")
 
@@ -31,9 +31,6 @@ def run_bootstrap(bench: Bench, arm: FakeEventHubManagement) -> BootstrapResult:
         bootstrap(
             deployment(),
             FakeCredential(),
-            desired_state(),
-            clock=bench.clock,
-            graph_transport=bench.graph,
             keyvault_options={"transport": bench.vault.transport()},
             management_options={"transport": arm.transport()},
         )
@@ -46,49 +43,40 @@ def printed(result: BootstrapResult) -> tuple[int, str]:
     return status, console.export_text()
 
 
-def test_bootstrap_creates_the_secret_and_subscriptions_then_changes_nothing(
-    bench: Bench,
-) -> None:
+def test_bootstrap_creates_the_secrets_once_and_never_calls_graph(bench: Bench) -> None:
+    del bench.vault.secrets["graph-client-state"]  # a fresh deployment
     first = run_bootstrap(bench, management())
     status, text = printed(first)
     assert status == 0
-    assert {o.action for o in first.outcomes} == {"created"}
+    assert [(s.name, s.created) for s in first.secrets] == [
+        ("graph-client-state", True),
+        ("finding-hash-key", True),
+    ]
     secret = bench.vault.secrets["graph-client-state"][-1][1]
     assert secret not in text  # never printed
     hash_key = bench.vault.secrets["finding-hash-key"][-1][1]
     assert len(bytes.fromhex(hash_key)) == 32
     assert hash_key not in text
-    for header in ("resource", "id", "expiry", "action"):
-        assert header in text
-    assert "/teams/getAllMessages" in text
     assert first.certificate_id is not None
     assert first.certificate_id in text
+    assert "control plane" in text  # who creates the subscriptions, and as whom
+    # Graph keeps a subscription with the app that created it: only the runtime may.
+    assert bench.graph.requests == []
 
     second = run_bootstrap(bench, management())
-    assert {o.action for o in second.outcomes} == {"unchanged"}
+    assert [s.created for s in second.secrets] == [False, False]
     assert len(bench.vault.secrets["graph-client-state"]) == 1
     assert len(bench.vault.secrets["finding-hash-key"]) == 1
-    assert [o.subscription_id for o in second.outcomes] == [
-        o.subscription_id for o in first.outcomes
-    ]
 
 
-def test_an_unsound_deployment_stops_before_graph(bench: Bench) -> None:
+def test_an_unsound_deployment_stops_before_any_secret(bench: Bench) -> None:
+    del bench.vault.secrets["graph-client-state"]
     result = run_bootstrap(bench, management(disable_local_auth=False))
     status, text = printed(result)
     assert status == 2
-    assert bench.graph.requests == []
+    assert "graph-client-state" not in bench.vault.secrets
     assert "disableLocalAuth" in text
-    assert "Graph was not called" in text
-
-
-def test_graph_refusals_exit_nonzero_with_what_to_do(bench: Bench) -> None:
-    bench.graph.publishing_ok = False
-    status, text = printed(run_bootstrap(bench, management()))
-    assert status == 1
-    assert "publishing validation failed" in text
-    assert "Microsoft Graph Change Tracking" in text
-    assert "Data Sender" in text
+    assert "no secret was written" in text
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import random
 from pathlib import Path
 
-from graphtap.subscriptions.clock import utcnow
+from graphtap.subscriptions.clock import VirtualClock, utcnow
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
 from graphtap.subscriptions.resync import PipelineSink
 from graphtap.subscriptions.rotation import KeyFolderPublisher
@@ -264,3 +265,31 @@ def test_downtime_past_expiry_is_resynced_on_restart(bench: Bench, tmp_path: Pat
     assert {s.resource for s in bench.graph.active()} == {
         s.resource for s in desired_state().subscriptions
     }
+
+
+def test_the_loops_keep_their_interval_when_the_wall_clock_steps() -> None:
+    """NTP stepping the wall clock an hour either way neither stalls nor hurries a loop."""
+    clock = VirtualClock()
+    plane = ControlPlane(
+        desired=desired_state(),
+        reconciler=None,  # type: ignore[arg-type]  # the loop's job below needs none
+        keyvault=None,  # type: ignore[arg-type]
+        certificate_name="c",
+        notification_url="https://example.invalid",
+        clock=clock,
+        settings=ControlPlaneSettings(jitter=0.0),
+    )
+    rounds: list[float] = []
+    stop = asyncio.Event()
+
+    async def job() -> None:
+        rounds.append(clock.monotonic())
+        if len(rounds) == 2:
+            clock.step_wall(-3600.0)
+        if len(rounds) == 4:
+            clock.step_wall(7200.0)
+        if len(rounds) == 6:
+            stop.set()
+
+    asyncio.run(plane._every(stop, 60.0, "renewal", job))
+    assert [b - a for a, b in itertools.pairwise(rounds)] == [60.0] * 5

@@ -92,3 +92,64 @@ def test_graphs_429s_are_absorbed_by_retries(bench: Bench) -> None:
     assert [o for o in outcomes if o.error is not None] == []
     assert len(bench.graph.active()) == 14
     assert bench.graph.rejected_for_rate > 0
+
+
+@pytest.mark.parametrize("step", [-3600.0, 3600.0], ids=["wall back an hour", "wall ahead"])
+def test_a_wall_clock_step_changes_no_pause(step: float) -> None:
+    clock = VirtualClock()
+    throttle = WriteThrottle(clock)
+    calls: list[float] = []
+
+    async def throttled_once() -> None:
+        calls.append(clock.monotonic())
+        if len(calls) == 1:
+            raise RetryableError(429, 7.0, "too many requests")
+
+    async def stepper() -> None:
+        await clock.sleep(1.0)
+        clock.step_wall(step)
+
+    async def scenario() -> None:
+        await asyncio.gather(throttle.run(throttled_once), stepper())
+
+    asyncio.run(scenario())
+    assert calls[1] - calls[0] == pytest.approx(7.0)  # not 3,607 s, not at once
+
+
+@pytest.mark.parametrize("step", [-3600.0, 3600.0], ids=["wall back an hour", "wall ahead"])
+def test_a_wall_clock_step_changes_no_pacing(step: float) -> None:
+    clock = VirtualClock()
+    settings = ThrottleSettings()
+    throttle = WriteThrottle(clock, settings)
+    stamps: list[float] = []
+
+    async def write() -> None:
+        stamps.append(clock.monotonic())
+        if len(stamps) == settings.burst:
+            clock.step_wall(step)
+
+    async def many() -> None:
+        await asyncio.gather(*(throttle.run(write) for _ in range(settings.burst + 48)))
+
+    asyncio.run(many())
+    # The burst at once, then the rate: 48 more writes in two seconds, whatever the wall did.
+    assert stamps[settings.burst - 1] == pytest.approx(0.0)
+    assert stamps[-1] == pytest.approx(48 / settings.rate, abs=0.01)
+
+
+def test_the_virtual_wall_clock_steps_alone() -> None:
+    clock = VirtualClock(1_000.0)
+    woke: list[tuple[float, float]] = []
+
+    async def sleeper() -> None:
+        await clock.sleep(10.0)
+        woke.append((clock.monotonic(), clock.time()))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(sleeper())
+        await asyncio.sleep(0)
+        clock.step_wall(-3600.0)
+        await task
+
+    asyncio.run(scenario())
+    assert woke == [(10.0, 1_000.0 - 3600.0 + 10.0)]

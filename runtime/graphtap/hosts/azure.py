@@ -17,11 +17,12 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
 from graphtap.deployment import Deployment
@@ -42,16 +43,13 @@ from graphtap.processing.sinks.jsonl import JsonlDeadLetters
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
 from graphtap.subscriptions.certificates import write_private_key
-from graphtap.subscriptions.keyvault import (
-    DEFAULT_CLIENT_STATE_SECRET,
-    DEFAULT_FINDING_HASH_KEY_SECRET,
-    EncryptionCertificate,
-    KeyVault,
-)
+from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
+from graphtap.subscriptions.keyvault import EncryptionCertificate, KeyVault, SecretMissing
 from graphtap.subscriptions.lifecycle import LifecycleQueue
 from graphtap.subscriptions.resync import RESYNC_PARTITION
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: `runtime/environments/`, deployed with the package (runtime/ is the deployed folder).
 ENVIRONMENTS_DIR = Path(__file__).resolve().parents[2] / "environments"
@@ -79,18 +77,21 @@ class AzureServiceOptions:
     workers: int = 1
     start: str = "earliest"
     max_batch_size: int = 256
-    client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
     #: Certificate versions whose keys are loaded at start: the current one and those Graph
     #: may still encrypt to shortly after a rotation.
     key_versions: int = 3
     #: How often a host without a control plane (the Function App) looks for a new version.
     certificate_check_seconds: float = 300.0
-    finding_hash_key_secret: str = DEFAULT_FINDING_HASH_KEY_SECRET
+    #: How often a host that started before `make bootstrap` looks for its secrets again.
+    secret_poll_seconds: float = 30.0
     extra_client_states: tuple[str, ...] = field(default=())
     #: Passed to the Key Vault clients (e.g. a transport), as the control plane allows.
     keyvault_options: dict[str, Any] = field(default_factory=dict)
     #: Passed to the dead-letter container's client (e.g. a transport).
     blob_options: dict[str, Any] = field(default_factory=dict)
+    #: Monotonic seconds for the certificate check's interval, never the wall clock (a step
+    #: back would delay a new key by the step); tests give their own.
+    clock: Callable[[], float] = time.monotonic
 
 
 async def write_key(
@@ -101,6 +102,20 @@ async def write_key(
     path = directory / f"{certificate.certificate_id}{KEY_SUFFIX}"
     write_private_key(path, key)
     return path
+
+
+async def until_present(read: Callable[[], Awaitable[_T]], *, poll: float) -> _T:
+    """`read()` once the secret it reads exists: a host deployed before `make bootstrap`
+    says so once and waits, instead of crashing into a restart loop."""
+    announced = False
+    while True:
+        try:
+            return await read()
+        except SecretMissing as missing:
+            if not announced:
+                log.warning("%s; waiting for it (checking every %gs)", missing, poll)
+                announced = True
+        await asyncio.sleep(poll)
 
 
 def environment_policy(environment: str) -> Policy:
@@ -154,7 +169,8 @@ class AzureProcessing:
     committer: BatchCommitter
     key_directory: Path
     certificate_check_seconds: float = 300.0
-    _next_certificate_check: float = 0.0
+    _next_certificate_check: float = 0.0  # on `clock`
+    clock: Callable[[], float] = time.monotonic
 
     @property
     def summary(self) -> Summary:
@@ -172,10 +188,16 @@ class AzureProcessing:
             )
             for certificate in certificates:
                 await write_key(keyvault, certificate, directory)
-            client_state = await keyvault.client_state(options.client_state_secret)
-            hash_key = options.hash_key or await keyvault.finding_hash_key(
-                options.finding_hash_key_secret
+            client_state = await until_present(
+                lambda: keyvault.client_state(deployment.client_state_secret),
+                poll=options.secret_poll_seconds,
             )
+            hash_key = options.hash_key
+            if hash_key is None:
+                hash_key = await until_present(
+                    lambda: keyvault.finding_hash_key(deployment.finding_hash_key_secret),
+                    poll=options.secret_poll_seconds,
+                )
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             await keyvault.close()
@@ -208,7 +230,8 @@ class AzureProcessing:
             committer,
             directory,
             options.certificate_check_seconds,
-            time.monotonic() + options.certificate_check_seconds,
+            options.clock() + options.certificate_check_seconds,
+            options.clock,
         )
 
     async def add_certificate(self, certificate: EncryptionCertificate) -> None:
@@ -227,7 +250,7 @@ class AzureProcessing:
     async def check_certificate(self) -> None:
         """For hosts without a control plane (the Function App): at most every few minutes,
         load the key of a certificate version Key Vault has newly issued (AutoRenew)."""
-        now = time.monotonic()
+        now = self.clock()
         if now < self._next_certificate_check:
             return
         self._next_certificate_check = now + self.certificate_check_seconds
@@ -352,3 +375,36 @@ class EventHubsService:
             log.info(
                 "processor stopped", extra={"state": "stopped", "events": self.summary().events}
             )
+
+
+async def open_azure_host(
+    deployment: Deployment,
+    credential: AsyncTokenCredential,
+    options: AzureServiceOptions,
+    *,
+    process_notifications: bool = True,
+    control_plane_settings: ControlPlaneSettings | None = None,
+    graph_transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[EventHubsService | ControlPlaneOnly, ControlPlane]:
+    """The web app on Azure, as `graphtap serve` composes it: the processor (or only its
+    pipeline, when the Function App processes) and the control plane that owns the
+    subscriptions, all calling Azure and Graph as `credential` (the runtime identity)."""
+    service: EventHubsService | ControlPlaneOnly
+    if process_notifications:
+        service = await EventHubsService.open(deployment, credential, options)
+    else:
+        service = ControlPlaneOnly(await AzureProcessing.open(deployment, credential, options))
+    control_plane = ControlPlane.from_deployment(
+        deployment,
+        credential,
+        settings=control_plane_settings or ControlPlaneSettings(),
+        lifecycle_queue=service.lifecycle,
+        # Gaps (removals, `missed`, downtime) are read back from Graph and inspected once.
+        resync_sink=ResyncThroughProcessing(service.processing),
+        heartbeat=options.state_dir / "control-plane.heartbeat",
+        graph_transport=graph_transport,
+        keyvault_options=options.keyvault_options,
+    )
+    # New certificate versions reach the processor before Graph encrypts to them.
+    control_plane.on_certificate = service.processing.add_certificate
+    return service, control_plane

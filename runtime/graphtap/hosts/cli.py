@@ -25,6 +25,7 @@ COMMANDS: tuple[click.Command, ...] = (
     process.process,
     demo.demo,
     inspect.inspect,
+    inspect.edm_hash,
     serve.serve,
     bootstrap.bootstrap,
     doctor.doctor,

@@ -13,12 +13,17 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.sources import SourceEvent
 from graphtap.telemetry import tracer
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from graphtap.hosts.azure import AzureServiceOptions
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +108,14 @@ async def shared_handler(settings: Mapping[str, str] = os.environ) -> FunctionHa
         return _handler
 
 
-async def open_handler(settings: Mapping[str, str]) -> FunctionHandler:
-    from azure.identity.aio import DefaultAzureCredential
-
+async def open_handler(
+    settings: Mapping[str, str],
+    *,
+    credential: AsyncTokenCredential | None = None,
+    options: AzureServiceOptions | None = None,
+) -> FunctionHandler:
+    """The handler the Function App runs, from its app settings; `credential` defaults to
+    the runtime's managed identity, `options` to the environment's policy."""
     from graphtap.deployment import Deployment
     from graphtap.hosts.azure import AzureProcessing, AzureServiceOptions, environment_policy
     from graphtap.hosts.commands.options import HASH_KEY_ENV
@@ -117,15 +127,16 @@ async def open_handler(settings: Mapping[str, str]) -> FunctionHandler:
 
     configure_azure_monitor(settings)
     deployment = Deployment.from_app_settings(settings)
-    credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
-    processing = await AzureProcessing.open(
-        deployment,
-        credential,
-        AzureServiceOptions(
+    if credential is None:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
+    if options is None:
+        options = AzureServiceOptions(
             policy=environment_policy(deployment.environment),
             # Else the environment's key from Key Vault, as every instance reads it.
             hash_key=bytes.fromhex(settings[HASH_KEY_ENV]) if HASH_KEY_ENV in settings else None,
-        ),
-    )
+        )
+    processing = await AzureProcessing.open(deployment, credential, options)
     observe_counters(summary_observations(lambda: processing.summary))
     return FunctionHandler(processing.executor, processing.committer, processing.check_certificate)

@@ -3,6 +3,8 @@
 Everything here reads; nothing changes state. The page is rendered on the server with no
 external assets (the app may run in a network without internet egress), and it shows only
 counts, positions and subscription metadata: never message content, clientState or keys.
+With an `AccessPolicy` (on Azure, from the stack's app settings) every path but /healthz
+needs a signed-in caller holding the policy's app role (see `graphtap.hosts.access`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from graphtap.hosts.access import AccessGate, AccessPolicy
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.runner import Summary
 
@@ -68,7 +72,13 @@ class StatusSources:
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
-def create_app(sources: StatusSources, *, lifespan: Lifespan | None = None) -> Starlette:
+def create_app(
+    sources: StatusSources,
+    *,
+    lifespan: Lifespan | None = None,
+    access: AccessPolicy | None = None,
+) -> Starlette:
+    """The web app; with `access`, only callers holding its app roles get past /healthz."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_Metrics(sources))
 
@@ -99,6 +109,7 @@ def create_app(sources: StatusSources, *, lifespan: Lifespan | None = None) -> S
             Route("/metrics", metrics),
             Route("/status.json", status_json),
         ],
+        middleware=[Middleware(AccessGate, policy=access)] if access is not None else None,
         lifespan=lifespan,
     )
 

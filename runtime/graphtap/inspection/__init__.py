@@ -27,6 +27,7 @@ from graphtap.inspection.engine import (
 from graphtap.inspection.findings import Finding, ValueHasher, preview
 from graphtap.inspection.policy import (
     NO_SEVERITY,
+    SEVERITIES,
     Policy,
     PolicyError,
     TypePolicy,
@@ -37,6 +38,8 @@ from graphtap.inspection.rules import RULES, TYPES
 from graphtap.inspection.text import html_to_text, message_text, normalise
 
 __all__ = [
+    "MAX_FINDINGS",
+    "MAX_POSITIONS",
     "TYPES",
     "Finding",
     "InspectionResult",
@@ -74,13 +77,34 @@ class InspectionSettings:
             )
 
 
+#: A result lists at most this many findings, and a finding at most this many positions, so a
+#: verdict fits one findings-hub event (1 MB) whatever a message holds. Counts are never cut:
+#: `finding_total` and each finding's `count` include what the lists leave out.
+MAX_FINDINGS = 100
+MAX_POSITIONS = 100
+
+
 @dataclass(frozen=True)
 class InspectionResult:
     findings: tuple[Finding, ...]
-    severity: str  # "none" when no finding passes the policy
+    severity: str  # "none" when no finding passes the policy; from every finding, listed or not
+    #: True when findings or positions were left out of the lists (see `MAX_FINDINGS`).
+    truncated: bool = False
+    #: Findings that passed the policy but are not listed.
+    omitted: int = 0
+
+    @property
+    def finding_total(self) -> int:
+        """Every finding that passed the policy, listed or not."""
+        return len(self.findings) + self.omitted
 
     def to_dict(self) -> dict[str, Any]:
-        return {"severity": self.severity, "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "severity": self.severity,
+            "findings": [f.to_dict() for f in self.findings],
+            "findings_truncated": self.truncated,
+            "finding_total": self.finding_total,
+        }
 
 
 _CLEAN = InspectionResult((), NO_SEVERITY)
@@ -92,7 +116,9 @@ class Inspector:
 
     def __init__(self, settings: InspectionSettings) -> None:
         self.settings = settings
-        self._engine: Engine = build_engine(RULES, settings.engine)
+        # The built-in rules, then the policy's own types (custom patterns, exact data).
+        rules = (*RULES, *settings.policy.custom_rules(settings.hash_key))
+        self._engine: Engine = build_engine(rules, settings.engine)
         self._hash = ValueHasher(settings.hash_key)
         self._policy = settings.policy
 
@@ -125,32 +151,49 @@ class Inspector:
         for candidate in candidates:
             key = (candidate.rule, rules[candidate.rule].normalise(candidate.value))
             grouped.setdefault(key, []).append(candidate)
-        per_type: dict[str, list[Finding]] = {}
+        # Per type: (rule, normalised value, admitted occurrences, highest confidence).
+        per_type: dict[str, list[tuple[int, str, list[Candidate], int]]] = {}
         for (index, value), found in grouped.items():
             rule = rules[index]
             minimum = self._policy.for_type(rule.type).min_confidence
             admitted = [c for c in found if c.confidence >= minimum]
-            if not admitted:
+            if admitted:
+                confidence = max(c.confidence for c in admitted)
+                per_type.setdefault(rule.type, []).append((index, value, admitted, confidence))
+        reported: list[tuple[int, str, list[Candidate], int]] = []
+        severities: list[str] = []
+        for kind, values in per_type.items():
+            policy = self._policy.for_type(kind)
+            if sum(len(admitted) for _, _, admitted, _ in values) < policy.min_count:
                 continue
-            per_type.setdefault(rule.type, []).append(
+            reported.extend(values)
+            severities.append(policy.severity)
+        if not reported:
+            return _CLEAN
+        total = len(reported)
+        truncated = total > MAX_FINDINGS
+        if truncated:  # the most severe and most confident first, then the earliest
+            rank = {
+                kind: SEVERITIES.index(self._policy.for_type(kind).severity) for kind in per_type
+            }
+            reported.sort(
+                key=lambda r: (-rank[rules[r[0]].type], -r[3], r[2][0].start, rules[r[0]].type)
+            )
+            del reported[MAX_FINDINGS:]  # counted, never hashed
+        findings: list[Finding] = []
+        for index, value, admitted, confidence in reported:
+            rule = rules[index]
+            truncated = truncated or len(admitted) > MAX_POSITIONS
+            findings.append(
                 Finding(
                     type=rule.type,
-                    confidence=max(c.confidence for c in admitted),
+                    confidence=confidence,
                     count=len(admitted),
                     preview=preview(value, rule.preview_chars),
-                    positions=tuple(c.start for c in admitted),
+                    positions=tuple(c.start for c in admitted[:MAX_POSITIONS]),
                     value_hash=self._hash(value),
                 )
             )
-        findings: list[Finding] = []
-        severities: list[str] = []
-        for kind, type_findings in per_type.items():
-            policy = self._policy.for_type(kind)
-            if sum(f.count for f in type_findings) < policy.min_count:
-                continue
-            findings.extend(type_findings)
-            severities.append(policy.severity)
-        if not findings:
-            return _CLEAN
         findings.sort(key=lambda f: (f.positions[0], f.type))
-        return InspectionResult(tuple(findings), highest_severity(severities))
+        omitted = total - len(findings)
+        return InspectionResult(tuple(findings), highest_severity(severities), truncated, omitted)

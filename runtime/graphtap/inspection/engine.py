@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -22,6 +23,7 @@ import regex
 
 from graphtap.inspection import validators
 from graphtap.inspection.keywords import (
+    LONGEST_KEYWORD,
     PROXIMITY,
     KeywordHits,
     KeywordIndex,
@@ -69,6 +71,8 @@ _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 # A standalone number (see `Rule.numeric`): where number rules can match at all.
 _NUMBER_RUN = re.compile(NUMBER_BEFORE + r"[0-9A-Z][0-9 \-]{4,}[0-9]", re.ASCII)
 _CONTEXT_REACH = 200
+# A number run longer than this holds many numbers: searched rule by rule (`_numeric_matches`).
+_LONG_RUN = 64
 
 
 class Engine:
@@ -79,11 +83,16 @@ class Engine:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
         self._keywords = KeywordIndex(self.rules)
+        self._validated: dict[tuple[int, str], str | None] = {}  # per message, see `_accept`
         self._patterns = [_compile(rule) for rule in self.rules]
         self._has_value_group = ["v" in pattern.groupindex for pattern in self._patterns]
         self._shortest_number = [rule.number_length[0] for rule in self.rules]
         self._extra = [
             regex.compile(rule.extra_evidence, regex.ASCII) if rule.extra_evidence else None
+            for rule in self.rules
+        ]
+        self._not_after = [
+            regex.compile(f"(?:{rule.not_after})\\Z", regex.ASCII) if rule.not_after else None
             for rule in self.rules
         ]
 
@@ -103,6 +112,7 @@ class Engine:
         """
         found: list[_Match] = []
         numeric: list[int] = []
+        self._validated = {}
         for index in sorted(fired):
             if not self.rules[index].numeric:
                 for match in self._patterns[index].finditer(text):
@@ -113,6 +123,7 @@ class Engine:
                 numeric.append(index)
         if numeric:
             self._numeric_matches(text, numeric, found)
+        self._validated = {}  # holds the message's values: not kept past it
         return found
 
     def _matches_near(self, text: str, index: int, ends: list[int], found: list[_Match]) -> None:
@@ -131,18 +142,36 @@ class Engine:
         for match in pattern.finditer(text, low, high):
             self._accept(text, index, match, found)
 
+    def _matches_within(
+        self, text: str, index: int, windows: list[tuple[int, int]], found: list[_Match]
+    ) -> None:
+        """`finditer` limited to `windows` (sorted, disjoint, each ending at whitespace)."""
+        pattern = self._patterns[index]
+        for low, high in windows:
+            for match in pattern.finditer(text, low, high):
+                self._accept(text, index, match, found)
+
     def _numeric_matches(self, text: str, rules: list[int], found: list[_Match]) -> None:
         """What `finditer` would find for the number rules, in one pass over the text.
 
         Every number rule's match starts where a standalone number may start and runs over
         digits, spaces and dashes, so it lies inside one run of `_NUMBER_RUN`, starting at the
         run's start or right after a space in it. Trying the rules only there (non-overlapping
-        per rule, as `finditer` is) replaces five scans of the whole text with one.
+        per rule, as `finditer` is) replaces five scans of the whole text with one. A long run
+        (thousands of numbers in a row) is searched rule by rule instead, at C speed.
         """
         last_end = dict.fromkeys(rules, -1)
         shortest = self._shortest_number
+        size = len(text)
         for run in _NUMBER_RUN.finditer(text):
             low, high = run.span()
+            if high - low > _LONG_RUN:
+                # Many numbers in a row: `finditer` over the run tries the same starts in C
+                # (the others fail NUMBER_BEFORE). Two characters past it: NUMBER_AFTER's view.
+                for index in rules:
+                    for match in self._patterns[index].finditer(text, low, min(size, high + 2)):
+                        self._accept(text, index, match, found)
+                continue
             starts = [low]
             space = text.find(" ", low, high)
             while space >= 0:
@@ -161,10 +190,12 @@ class Engine:
     def _accept(self, text: str, index: int, match: Any, found: list[_Match]) -> None:
         rule = self.rules[index]
         start, raw_end = match.span("v") if self._has_value_group[index] else match.span()
-        for value in rule.trims(text[start:raw_end]):
-            if value and rule.validate(value):
-                break
-        else:
+        raw = text[start:raw_end]
+        # A value repeated thousands of times is checked once per message.
+        value = self._validated.get((index, raw), _UNCHECKED)
+        if value is _UNCHECKED:
+            value = self._validated[index, raw] = _valid_value(rule, raw)
+        if value is None:
             return
         end = start + len(value)
         if rule.placeholders:
@@ -182,7 +213,12 @@ class Engine:
                 hits.labelled_elsewhere(index, start) or quantity_follows(text, end)
             ):
                 continue
+            before = self._not_after[index]
+            if before is not None and before.search(text, max(0, start - _CONTEXT_REACH), start):
+                continue
             distance = hits.near(index, start, end)
+            if distance is not None and rule.proximity is not None and distance > rule.proximity:
+                distance = None  # a custom type's narrower window
             extra = False
             pattern = self._extra[index]
             if pattern is not None and distance is None:
@@ -195,6 +231,17 @@ class Engine:
             nearest = PROXIMITY + 1 if distance is None else distance
             candidates.append(Candidate(index, start, end, found.value, confidence, nearest))
         return _resolve_overlaps(candidates) if len(candidates) > 1 else candidates
+
+
+_UNCHECKED = ""  # never a valid value: validators reject the empty string
+
+
+def _valid_value(rule: Rule, raw: str) -> str | None:
+    """The first of the rule's trims of `raw` that validates, or None."""
+    for value in rule.trims(raw):
+        if value and rule.validate(value):
+            return value
+    return None
 
 
 @dataclass(slots=True)
@@ -243,14 +290,19 @@ class HyperscanEngine(Engine):
         self._database = _hyperscan_database(self.rules)
         self._scratch = hyperscan.Scratch(self._database)
         self._fired: set[int] = set()
-        # Numeric rules report every match end (their boundaries are exact in Hyperscan).
-        self._numeric = frozenset(i for i, rule in enumerate(self.rules) if rule.numeric)
         self._ends: dict[int, list[int]] = {}
         count = len(self.rules)
-        # Rules that need a keyword run only when one of theirs is in the text at all.
+        # Rules that need a keyword are in the database only as a gate, their keywords: they
+        # run only near where one of those is (no digit scan for them over every message).
         self._keyword_gates = {
             index: count + index for index, rule in enumerate(self.rules) if rule.requires_keyword
         }
+        # Numeric rules report every match end (their boundaries are exact in Hyperscan),
+        # gates every keyword end.
+        self._numeric = frozenset(
+            [i for i, rule in enumerate(self.rules) if rule.numeric and not rule.requires_keyword]
+            + list(self._keyword_gates.values())
+        )
 
     def _on_match(self, rule: int, start: int, end: int, flags: int, context: object) -> None:
         ends = self._ends.get(rule)
@@ -274,13 +326,16 @@ class HyperscanEngine(Engine):
         if not fired:
             return []
         gates = self._keyword_gates
-        runnable = [
-            index
-            for index in fired
-            if index < len(self.rules) and (index not in gates or gates[index] in fired)
-        ]
+        runnable = [index for index in fired if index < len(self.rules)]
+        gated = [index for index, gate in gates.items() if gate in fired]
         # Match ends are byte offsets: they are character offsets only in ASCII text.
-        matches = self._matches(text, runnable, ends if text.isascii() else None)
+        if not text.isascii():
+            matches = self._matches(text, runnable + gated, None)
+        else:
+            matches = self._matches(text, runnable, ends)
+            for index in gated:
+                windows = _keyword_windows(text, ends[gates[index]])
+                self._matches_within(text, index, windows, matches)
         if not matches:
             return []
         # Keywords only matter near a match: scan just those windows, not the whole text.
@@ -311,8 +366,13 @@ def _compile(rule: Rule) -> Any:
 
 def _hyperscan_database(rules: Sequence[Rule]) -> Any:
     assert hyperscan is not None
-    expressions, flags = [], []
-    for rule in rules:
+    expressions, flags, ids = [], [], []
+    for index, rule in enumerate(rules):
+        if rule.requires_keyword:
+            if rule.numeric and rule.number_length[1] > _GATED_REACH:
+                raise ValueError(f"{rule.type}: matches longer than {_GATED_REACH} characters")
+            continue  # runs only where its keyword gate fires (below): no digit scan for it
+        ids.append(index)
         if rule.numeric:
             flag = 0
             # Exact: the number boundaries are written as consumed characters.
@@ -327,16 +387,72 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
             flag |= hyperscan.HS_FLAG_CASELESS
         expressions.append(_NAMED_GROUP.sub("(?:", pattern).encode("ascii"))
         flags.append(flag)
-    ids = list(range(len(rules)))
-    # Keyword gates: any of a rule's keywords, as literals (a superset of whole words).
+    # Keyword gates: any of a rule's keywords, not inside a longer ASCII word (a superset of
+    # the whole words the keyword index finds, which also ends words at other letters); every
+    # occurrence is reported, as the rule runs only near them.
     for index, rule in enumerate(rules):
         if rule.requires_keyword:
-            expressions.append("|".join(map(re.escape, rule.keywords)).encode("ascii"))
-            flags.append(hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS)
+            expressions.append("|".join(map(_gate, rule.keywords)).encode("ascii"))
+            flags.append(hyperscan.HS_FLAG_CASELESS)
             ids.append(len(rules) + index)
     database = hyperscan.Database()
     database.compile(expressions=expressions, ids=ids, elements=len(ids), flags=flags)
     return database
+
+
+# The longest match of a rule that needs a keyword (a bank account number, 17 digits and
+# separators, is the longest today).
+_GATED_REACH = 64
+_WHITESPACE = re.compile(r"\s")
+
+
+def _keyword_windows(text: str, keyword_ends: list[int]) -> list[tuple[int, int]]:
+    """Where a match within PROXIMITY of a keyword ending at one of `keyword_ends` (a gate's
+    ends: the keyword's own end or one boundary character past it) can lie. Each window ends
+    at whitespace or the end of the text, so no number is cut short at its edge; a match cut
+    at the start is no match (the patterns' lookbehinds see the characters before)."""
+    size = len(text)
+    windows: list[tuple[int, int]] = []
+    for end in keyword_ends:
+        low = max(0, end - LONGEST_KEYWORD - 2 - PROXIMITY - _GATED_REACH)
+        high = end + PROXIMITY + _GATED_REACH
+        if high < size:
+            space = _WHITESPACE.search(text, high)
+            high = space.start() if space else size
+        else:
+            high = size
+        if windows and low <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], high))
+        else:
+            windows.append((low, high))
+    return windows
+
+
+def hyperscan_compiles(pattern: str, ignore_case: bool = False) -> str | None:
+    """Why Hyperscan cannot compile `pattern` as a prefilter, or None (also when the
+    package is absent: the pure-Python engine runs anything `regex` compiles)."""
+    if hyperscan is None:
+        return None
+    flags = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER
+    if ignore_case:
+        flags |= hyperscan.HS_FLAG_CASELESS
+    database = hyperscan.Database()
+    try:
+        database.compile(
+            expressions=[_NAMED_GROUP.sub("(?:", pattern).encode("ascii")],
+            ids=[0],
+            elements=1,
+            flags=[flags],
+        )
+    except hyperscan.error as exc:
+        return str(exc)
+    return None
+
+
+def _gate(keyword: str) -> str:
+    left = r"(?:^|[^A-Za-z0-9])" if keyword[0].isalnum() else ""
+    right = r"(?:$|[^A-Za-z0-9])" if keyword[-1].isalnum() else ""
+    return left + re.escape(keyword) + right
 
 
 def _line_around(text: str, start: int, end: int) -> str:
@@ -348,7 +464,47 @@ def _line_around(text: str, start: int, end: int) -> str:
 def _resolve_overlaps(candidates: list[Candidate]) -> list[Candidate]:
     """A match inside a longer one is part of that value (`793325` in `3462 793325 60708`)
     and drops out. Where types still claim overlapping characters, the most confident wins;
-    then the earlier (more specific) rule; then the one whose keyword is nearer."""
+    then the earlier (more specific) rule; then the one whose keyword is nearer.
+
+    Only candidates that overlap can affect each other, so the work goes cluster by cluster
+    (runs of candidates joined by overlaps): a message repeating one value thousands of times
+    costs as many one-candidate clusters, not every candidate compared with every other.
+    """
+    ordered = sorted(
+        range(len(candidates)), key=lambda i: (candidates[i].start, -candidates[i].end)
+    )
+    kept: list[Candidate] = []
+    cluster: list[int] = []
+    reach = -1
+    for index in ordered:
+        candidate = candidates[index]
+        if candidate.start >= reach and cluster:
+            _resolve_cluster(candidates, cluster, kept)
+            cluster = []
+        cluster.append(index)
+        reach = candidate.end if len(cluster) == 1 else max(reach, candidate.end)
+    _resolve_cluster(candidates, cluster, kept)
+    return kept
+
+
+# Up to this many overlapping candidates, comparing each with each is the quickest way.
+_SMALL_CLUSTER = 24
+
+
+def _resolve_cluster(
+    candidates: list[Candidate], cluster: list[int], kept: list[Candidate]
+) -> None:
+    """Append the survivors of one cluster (indices in start order) to `kept`, by start."""
+    if len(cluster) == 1:
+        kept.append(candidates[cluster[0]])
+    elif len(cluster) <= _SMALL_CLUSTER:
+        kept.extend(_resolve_pairwise([candidates[i] for i in sorted(cluster)]))
+    else:
+        kept.extend(_resolve_swept(candidates, cluster))
+
+
+def _resolve_pairwise(candidates: list[Candidate]) -> list[Candidate]:
+    """The rule itself, each candidate against each other: for small clusters."""
     whole = [
         c
         for c in candidates
@@ -358,9 +514,67 @@ def _resolve_overlaps(candidates: list[Candidate]) -> list[Candidate]:
         )
     ]
     ranked = sorted(whole, key=lambda c: (-c.confidence, c.rule, c.distance, c.start))
-    kept: list[Candidate] = []
+    chosen: list[Candidate] = []
     for candidate in ranked:
-        if all(candidate.end <= other.start or other.end <= candidate.start for other in kept):
-            kept.append(candidate)
-    kept.sort(key=lambda c: c.start)
-    return kept
+        if all(candidate.end <= other.start or other.end <= candidate.start for other in chosen):
+            chosen.append(candidate)
+    chosen.sort(key=lambda c: c.start)
+    return chosen
+
+
+def _resolve_swept(candidates: list[Candidate], cluster: list[int]) -> list[Candidate]:
+    """`_resolve_pairwise` in O(n log n) for a large cluster (`cluster` sorted by start, then
+    longest first).
+
+    Containment: a candidate is inside a longer one exactly when an earlier-starting one
+    reaches at least its end, or one starting with it reaches further. What survives has
+    starts and ends rising together, so the candidates overlapping any one of them form a
+    contiguous range of that order, found by bisection; a Fenwick tree of the chosen
+    positions answers whether a chosen one lies in that range.
+    """
+    whole: list[int] = []
+    reach_before = -1
+    position = 0
+    while position < len(cluster):
+        start = candidates[cluster[position]].start
+        longest = candidates[cluster[position]].end
+        group_end = position
+        while group_end < len(cluster) and candidates[cluster[group_end]].start == start:
+            end = candidates[cluster[group_end]].end
+            if reach_before < end and end == longest:
+                whole.append(cluster[group_end])
+            group_end += 1
+        reach_before = max(reach_before, longest)
+        position = group_end
+    starts = [candidates[i].start for i in whole]
+    ends = [candidates[i].end for i in whole]
+    size = len(whole)
+    tree = [-1] * (size + 1)  # prefix maxima of chosen positions, 1-based
+    ranked = sorted(
+        range(size),
+        key=lambda k: (
+            -candidates[whole[k]].confidence,
+            candidates[whole[k]].rule,
+            candidates[whole[k]].distance,
+            starts[k],
+            whole[k],
+        ),
+    )
+    chosen: list[int] = []
+    for k in ranked:
+        low = bisect_right(ends, starts[k])  # the first that ends after this one starts
+        high = bisect_left(starts, ends[k]) - 1  # the last that starts before this one ends
+        node, latest = high + 1, -1
+        while node > 0:
+            latest = max(latest, tree[node])
+            node -= node & -node
+        if latest >= low:
+            continue  # a chosen candidate overlaps this one
+        chosen.append(k)
+        node = k + 1
+        while node <= size:
+            if tree[node] < k:
+                tree[node] = k
+            node += node & -node
+    chosen.sort()
+    return [candidates[whole[k]] for k in chosen]

@@ -7,10 +7,10 @@ a build) and, for the pure-Python engine, the literal atoms that decide which ru
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import pairwise
+from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
 
 import ahocorasick
 
@@ -60,23 +60,28 @@ class KeywordHits:
     labels: list[tuple[int, frozenset[int]]]
     label_ends: list[int]
     atoms: set[int]
+    # rule index -> running maximum of its keyword ends, built on first use by `near`
+    _reaches: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     def near(self, rule: int, start: int, end: int) -> int | None:
-        """Distance from [start, end) to the closest keyword of `rule` in the window."""
+        """Distance from [start, end) to the closest keyword of `rule` in the window.
+
+        Two bisections, whatever the number of keywords around: the first keyword starting
+        at or after `end`, and of those starting before it the one reaching furthest (a
+        running maximum of the ends), so text dense with keywords costs no more per match.
+        """
         found = self.keywords.get(rule)
         if not found:
             return None
         starts, ends = found
-        best: int | None = None
-        index = bisect_right(starts, end + PROXIMITY) - 1
-        while index >= 0 and starts[index] >= start - PROXIMITY - LONGEST_KEYWORD:
-            kw_start, kw_end = starts[index], ends[index]
-            if kw_end >= start - PROXIMITY:
-                distance = max(0, start - kw_end, kw_start - end)
-                if best is None or distance < best:
-                    best = distance
-            index -= 1
-        return best
+        after = bisect_left(starts, end)
+        best = starts[after] - end if after < len(starts) else PROXIMITY + 1
+        if after:
+            reaches = self._reaches.get(rule)
+            if reaches is None:
+                reaches = self._reaches[rule] = list(accumulate(ends, max))
+            best = min(best, max(0, start - reaches[after - 1]))
+        return best if best <= PROXIMITY else None
 
     def labelled_elsewhere(self, rule: int, start: int) -> bool:
         """True when the label right before `start` names something other than `rule`."""

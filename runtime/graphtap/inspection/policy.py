@@ -9,6 +9,8 @@ One TOML file per environment (`runtime/environments/<env>/policy.toml`):
 
     [types.credit_card_number]
     severity = "high"         # unspecified keys are taken from [default]
+
+    [custom_types.<name>] and [exact_data.<name>] declare the tenant's own types: see `custom`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from graphtap.inspection.rules import TYPES
+from graphtap.inspection.custom import CustomType, DeclarationError, parse
+from graphtap.inspection.rules import TYPES, Rule
 
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
 NO_SEVERITY = "none"
@@ -57,22 +60,32 @@ class Policy:
 
     fallback: TypePolicy = field(default_factory=TypePolicy)
     types: Mapping[str, TypePolicy] = field(default_factory=lambda: MappingProxyType({}))
+    # The tenant's own types (patterns and exact-data lists), declared in the same file.
+    custom: tuple[CustomType, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.types) - set(TYPES))
+        known = (*TYPES, *(declared.name for declared in self.custom))
+        unknown = sorted(set(self.types) - set(known))
         if unknown:
-            raise PolicyError(f"unknown type(s) {', '.join(unknown)}; known: {', '.join(TYPES)}")
+            raise PolicyError(f"unknown type(s) {', '.join(unknown)}; known: {', '.join(known)}")
         object.__setattr__(self, "types", MappingProxyType(dict(self.types)))
+        object.__setattr__(self, "custom", tuple(self.custom))
 
     def __hash__(self) -> int:
-        return hash((self.fallback, tuple(sorted(self.types.items()))))
+        return hash((self.fallback, tuple(sorted(self.types.items())), self.custom))
 
-    def __reduce__(self) -> tuple[type[Policy], tuple[TypePolicy, dict[str, TypePolicy]]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[Policy], tuple[TypePolicy, dict[str, TypePolicy], tuple[CustomType, ...]]]:
         """Picklable (a read-only mapping is not), so settings can go to worker processes."""
-        return (Policy, (self.fallback, dict(self.types)))
+        return (Policy, (self.fallback, dict(self.types), self.custom))
 
     def for_type(self, name: str) -> TypePolicy:
         return self.types.get(name, self.fallback)
+
+    def custom_rules(self, hash_key: bytes) -> tuple[Rule, ...]:
+        """The declared types as rules (exact-data lists match under `hash_key`)."""
+        return tuple(declared.rule(hash_key) for declared in self.custom)
 
     @classmethod
     def default(cls) -> Policy:
@@ -107,33 +120,49 @@ def load_policy(path: str | Path | None) -> Policy | None:
         raise PolicyError(f"policy file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from exc
-    return _parse(document, str(path))
+    return _parse(document, str(path), path)
 
 
 _TYPE_KEYS = frozenset(f.name for f in fields(TypePolicy))
 
 
-def _parse(document: dict[str, Any], source: str) -> Policy:
-    extra = sorted(set(document) - {"default", "types"})
+def _parse(document: dict[str, Any], source: str, path: Path | None = None) -> Policy:
+    extra = sorted(set(document) - {"default", "types", "custom_types", "exact_data"})
     if extra:
         raise PolicyError(
-            f"{source}: unknown section(s) {', '.join(extra)};"
-            " expected [default] and [types.<type>]"
+            f"{source}: unknown section(s) {', '.join(extra)}; expected [default],"
+            " [types.<type>], [custom_types.<name>] and [exact_data.<name>]"
         )
     try:
         default = _type_policy(document.get("default", {}), TypePolicy(), f"{source} [default]")
         types_table = document.get("types", {})
         if not isinstance(types_table, dict):
             raise PolicyError(f"{source}: [types] must be a table of [types.<type>] tables")
+        try:
+            custom, custom_policies = parse(document, path)
+        except DeclarationError as exc:
+            raise PolicyError(f"{source} {exc}") from None
         types = {
             name: _type_policy(table, default, f"{source} [types.{name}]")
             for name, table in types_table.items()
         }
-        return Policy(fallback=default, types=types)
+        for name, table in custom_policies.items():
+            if name in types:
+                raise PolicyError(
+                    f"{source} [types.{name}]: a declared type's severity and thresholds"
+                    f" belong in its own table"
+                )
+            types[name] = _type_policy(table, default, f"{source} [{_section(custom, name)}]")
+        return Policy(fallback=default, types=types, custom=custom)
     except PolicyError as exc:
         if str(exc).startswith(source):
             raise
         raise PolicyError(f"{source}: {exc}") from exc
+
+
+def _section(custom: tuple[CustomType, ...], name: str) -> str:
+    declared = next(item for item in custom if item.name == name)
+    return f"{'exact_data' if declared.exact is not None else 'custom_types'}.{name}"
 
 
 def _type_policy(table: Any, base: TypePolicy, where: str) -> TypePolicy:

@@ -7,14 +7,17 @@ value still counts as the false positive it is.
 
 from __future__ import annotations
 
+import html
+import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from graphtap.inspection import InspectionResult, Inspector
 from graphtap.inspection.findings import ValueHasher
 from graphtap.inspection.rules import RULES, TYPES
 from graphtap.inspection.text import normalise
-from graphtap.simulation.corpus import LabeledMessage
+from graphtap.simulation.corpus import LabeledMessage, PlantedValue
 
 _NORMALISERS = {rule.type: rule.normalise for rule in RULES}
 
@@ -75,3 +78,32 @@ def measure(
             if len(report.misses) < keep_misses:
                 report.misses.append((message.id, kind, "false negative"))
     return report
+
+
+def load_examples(path: str | Path) -> list[LabeledMessage]:
+    """A hand-labeled example file (TOML): `[[positive]]` tables (`type`, `text` with `{v}`,
+    `value` as a string or pieces to join) and `[[negative]]` tables (`text`, expected to
+    yield nothing). Each becomes one message of plain text (HTML-escaped)."""
+    path = Path(path)
+    document = tomllib.loads(path.read_text(encoding="utf-8"))
+    messages: list[LabeledMessage] = []
+    known = set(TYPES)
+    for index, entry in enumerate(document.get("positive", [])):
+        kind, pieces = entry["type"], entry["value"]
+        if kind not in known:
+            raise ValueError(f"{path}: positive {index}: unknown type {kind!r}")
+        value = pieces if isinstance(pieces, str) else "".join(pieces)
+        text = entry["text"].replace("{v}", value)
+        messages.append(
+            LabeledMessage(f"p{index:04d}", _as_html(text), (PlantedValue(kind, value),))
+        )
+    for index, entry in enumerate(document.get("negative", [])):
+        if entry["imitates"] not in known:
+            raise ValueError(f"{path}: negative {index}: unknown type {entry['imitates']!r}")
+        messages.append(LabeledMessage(f"n{index:04d}", _as_html(entry["text"]), ()))
+    return messages
+
+
+def _as_html(text: str) -> str:
+    """Plain text as a Teams body: escaped, one paragraph per line."""
+    return "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in text.split("\n"))

@@ -73,6 +73,17 @@ _USUAL_TAGS: dict[str, str] = {
 # Longer bodies (pastes, tables, mail threads) are seldom usual markup, and finding that out
 # costs a whole pass: they go straight to the general path.
 _USUAL_MAX_CHARS = 1024
+# The longest markup the parser reads at once (see `_pieces`), unless it holds at most
+# `_WHOLE_MAX_TAGS` tags and no long one: the work the parser does per tag grows with the
+# elements open (2,048 nested elements cost it 6 ms) and per attribute with the attributes
+# before it in the tag, so such a document costs a bounded time whatever its length. Up to
+# `_WHOLE_MAX_CHARS` no tag can be long enough to matter (a 24 KB tag costs 25 ms), so only
+# longer documents are searched for one.
+PARSE_PIECE = 12 * 1024
+_WHOLE_MAX_TAGS = 2048
+_WHOLE_MAX_CHARS = 24 * 1024
+_LONG_TAG = re.compile(r"<[^<>]{2048}")  # (or a `<` in text before a long paragraph)
+_ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 # A character reference cut by a tag (`&am<b></b>p;`, which reads as "&amp;"): stripping the
 # tag would join the halves into a reference the parser never saw.
 _REFERENCE_CUT = re.compile(f"&[#A-Za-z0-9]*[<{_MARK}]")
@@ -95,7 +106,7 @@ def html_to_text(html: str) -> str:
         special = _SPECIAL_TAG_ANY_CASE if any_case else _SPECIAL_TAG
         text = _simple_text(marked, special=special)
         if text is None:
-            text = _parsed_text(marked)
+            text = _parsed_in_pieces(marked, any_case=any_case)
     # The marks are the real line boundaries.
     return normalise(_source_whitespace(text).replace(_MARK, "\n"))
 
@@ -121,6 +132,76 @@ def _parsed_text(html: str) -> str:
         tree.strip_tags(_NOT_RENDERED_TAGS)
     body = tree.body
     return body.text(deep=True, separator="", strip=False) if body is not None else ""
+
+
+def _parsed_in_pieces(html: str, *, any_case: bool = True) -> str:
+    """`_parsed_text` of `html`, whole when the parser's work on it is bounded anyway (few
+    tags, none long: every document of the speed corpus), else piece by piece."""
+    if len(html) <= PARSE_PIECE or (
+        html.count("<") <= _WHOLE_MAX_TAGS
+        and (len(html) <= _WHOLE_MAX_CHARS or _LONG_TAG.search(html) is None)
+    ):
+        return _parsed_text(html)
+    return "".join(map(_parsed_text, _pieces(html, any_case=any_case)))
+
+
+def _pieces(html: str, *, any_case: bool = True) -> Iterator[str]:
+    """`html` in pieces of at most about `PARSE_PIECE` characters, parsed one at a time.
+
+    The tree builder does work per element that grows with the elements still open (scope
+    checks, active formatting elements, a tag's attributes checked against each other), so
+    deeply nested or misnested markup costs it time quadratic in its length: 256 KB of
+    nested `<div>` took seconds. Pieces bound that to a constant per character. A cut goes,
+    by preference, after a table that is closed (outside every table the text reads exactly
+    as in one parse), else before a block tag (a line boundary), else before another tag,
+    else after a space. Inside a table only where a line break lands can differ (the parser
+    moves marks it finds between cells); no text is lost. `any_case`: a tag name may hold
+    capitals (else `html` is searched as it is, without a lower-cased copy).
+    """
+    size = len(html)
+    if size <= PARSE_PIECE:
+        yield html
+        return
+    lowered = html.lower() if any_case else html
+    if len(lowered) != len(html):  # a character that lowers to two (U+0130): keep offsets
+        lowered = html.translate(_ASCII_LOWER)
+    depth, low = 0, 0  # tables open at `low`
+    while size - low > PARSE_PIECE:
+        high, floor = low + PARSE_PIECE, low + PARSE_PIECE // 2
+        cut = _after_closed_table(html, lowered, low, high, depth)
+        if cut < 0:
+            cut = html.rfind(_MARK + "<", floor, high)
+        if cut < 0:
+            cut = html.rfind("<", floor, high)
+        if cut < 0:  # after the space: the parser drops whitespace that starts a document
+            cut = html.rfind(" ", floor, high) + 1
+        if cut <= low:
+            cut = high
+        yield html[low:cut]
+        depth += lowered.count("<table", low, cut) - lowered.count("</table", low, cut)
+        low = cut
+    yield html[low:]
+
+
+def _after_closed_table(
+    html: str, lowered: str, low: int, high: int, depth: int, tries: int = 8
+) -> int:
+    """Where the next tag starts after the last of a few `</table>`s in (low, high) that
+    leaves no table open, or -1. `depth`: tables open at `low`."""
+    end = high
+    for _ in range(tries):
+        end = lowered.rfind("</table", low + 1, end)
+        if end < 0:
+            return -1
+        opened = lowered.count("<table", low, end) - lowered.count("</table", low, end)
+        if depth + opened == 1:
+            close = html.find(">", end, high)
+            if close >= 0:
+                following = html.find("<", close + 1, high)
+                if following >= 0:
+                    mark = html.rfind(_MARK, close + 1, following)
+                    return mark if mark >= 0 else following
+    return -1
 
 
 def _simple_text(html: str, *, special: re.Pattern[str] = _SPECIAL_TAG_ANY_CASE) -> str | None:

@@ -50,6 +50,13 @@ class ClientStateCheck:
                 "clientState matches none of the accepted values",
             )
 
+    def appears_in(self, text: bytes) -> bool:
+        """Whether an accepted value occurs in `text` (JSON, so also in its escaped form)."""
+        return any(
+            value in text or json.dumps(value.decode())[1:-1].encode() in text
+            for value in self._accepted
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TokenPolicy:

@@ -19,6 +19,9 @@ class Reason(StrEnum):
     SIGNATURE_MISMATCH = "signature_mismatch"
     DECRYPTION_FAILED = "decryption_failed"
     MALFORMED_RESOURCE = "malformed_resource"
+    #: The decrypted message is not the one `resource` and `resourceData` name (a payload
+    #: filed under another message's notification).
+    RESOURCE_MISMATCH = "resource_mismatch"
     #: A stage failed in a way no rule anticipated (a bug, a library fault): the item is kept
     #: whole so it can be replayed once fixed, instead of stalling its partition for ever.
     PROCESSING_ERROR = "processing_error"

@@ -10,7 +10,7 @@ does not check them, and an expired certificate's notifications must still decry
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,19 +50,29 @@ class KeyEntry:
 
 @dataclass
 class KeyRing:
-    """Private keys by certificate id and by thumbprint, with the time each was last used."""
+    """Private keys by certificate id and by thumbprint, with the time each was last used.
+
+    Every interval (between looks at the key files, the retirement grace) is measured on
+    `clock`, which never jumps: a wall clock stepped back an hour would otherwise hold a
+    rotated key back for that hour. The wall clock only dates `last_used`.
+    """
 
     _by_id: dict[str, KeyEntry] = field(default_factory=dict)
     _by_thumbprint: dict[str, KeyEntry] = field(default_factory=dict)
-    _last_used: dict[str, float] = field(default_factory=dict)
+    _last_used: dict[str, float] = field(default_factory=dict)  # wall clock, for reports
+    _used_at: dict[str, float] = field(default_factory=dict)  # on `clock`, for the grace
     #: Seconds between looks at the key files (`refresh`), so the hot path does no I/O.
     refresh_interval: float = 5.0
     #: Seconds a key that left its source stays usable after it last decrypted anything.
     retire_grace: float = 3600.0
     _sources: dict[Path, bytes | None] = field(default_factory=dict)
     _signature: tuple[tuple[str, int, int], ...] = ()
-    _next_refresh: float = 0.0
+    _next_refresh: float | None = None
     _left_source: dict[str, float] = field(default_factory=dict)
+    #: Seconds that only ever increase (`time.monotonic`); tests give their own.
+    clock: Callable[[], float] = time.monotonic
+    #: Seconds since the epoch, for `last_used`.
+    wall_clock: Callable[[], float] = time.time
 
     def add(
         self,
@@ -87,6 +97,7 @@ class KeyRing:
         if entry.thumbprint is not None:
             self._by_thumbprint.pop(entry.thumbprint, None)
         self._last_used.pop(certificate_id, None)
+        self._used_at.pop(certificate_id, None)
 
     def entries(self) -> list[KeyEntry]:
         return list(self._by_id.values())
@@ -112,7 +123,8 @@ class KeyRing:
                 f"(thumbprint {content.certificate_thumbprint!r}); "
                 f"the key ring holds {sorted(self._by_id) or 'no keys'}",
             )
-        self._last_used[entry.certificate_id] = time.time()
+        self._last_used[entry.certificate_id] = self.wall_clock()
+        self._used_at[entry.certificate_id] = self.clock()
         return entry
 
     @classmethod
@@ -151,10 +163,11 @@ class KeyRing:
         A rotation adds the new certificate's key while Graph may still encrypt to the old
         one, so a key that left its source is dropped only once it has not decrypted
         anything for `retire_grace` seconds. Looks at the files at most every
-        `refresh_interval` seconds; returns whether the ring changed.
+        `refresh_interval` seconds; returns whether the ring changed. `now`: a reading of
+        `clock` (read here when not given).
         """
-        now = time.time() if now is None else now
-        if now < self._next_refresh or not self._sources:
+        now = self.clock() if now is None else now
+        if (self._next_refresh is not None and now < self._next_refresh) or not self._sources:
             return False
         self._next_refresh = now + self.refresh_interval
         changed = False
@@ -179,7 +192,7 @@ class KeyRing:
             for certificate_id in set(self._by_id) - {e.certificate_id for e in fresh.entries()}:
                 self._left_source.setdefault(certificate_id, now)
         for certificate_id, left in list(self._left_source.items()):
-            last = max(left, self._last_used.get(certificate_id, 0.0))
+            last = max(left, self._used_at.get(certificate_id, left))
             if now - last >= self.retire_grace and certificate_id in self._by_id:
                 self.remove(certificate_id)
                 del self._left_source[certificate_id]

@@ -7,6 +7,7 @@ must not cost the verdicts of its neighbours.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,8 @@ class ChangeNotification:
 
 @dataclass(frozen=True, slots=True)
 class MalformedItem:
-    """An item of `value` that is not a usable change notification."""
+    """An item of `value` that is not a usable change notification; `problem` does not
+    repeat the position, so an event of many alike items has one message."""
 
     index: int
     problem: str
@@ -124,9 +126,7 @@ def json_object(
 
 def _parse_item(index: int, item: Any) -> ChangeNotification | MalformedItem:
     if not isinstance(item, dict):
-        return MalformedItem(
-            index, f"value[{index}] is a JSON {type(item).__name__}, not an object"
-        )
+        return MalformedItem(index, _not_an_object(type(item).__name__))
     try:
         lifecycle_event = _text(item, "lifecycleEvent")
         change_type = _text(item, "changeType")
@@ -153,7 +153,13 @@ def _parse_item(index: int, item: Any) -> ChangeNotification | MalformedItem:
             raw=item,
         )
     except ValueError as exc:
-        return MalformedItem(index, f"value[{index}]: {exc}")
+        return MalformedItem(index, str(exc))
+
+
+@functools.lru_cache(maxsize=16)
+def _not_an_object(kind: str) -> str:
+    """One message object per JSON type: an event of many alike items shares it."""
+    return f"item is a JSON {kind}, not an object"
 
 
 def _encrypted_content(raw: Any) -> EncryptedContent | None:

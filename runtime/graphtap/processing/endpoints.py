@@ -71,11 +71,15 @@ def open_stores(sink: Endpoint, dead_letters: Endpoint | None) -> Stores:
             return Stores(store, store)
     else:
         verdict_sink = JsonlVerdictSink(sink.path)
-    letters: DeadLetterStore = (
-        SqliteStore(dead_letters.path)
-        if dead_letters.scheme == "sqlite"
-        else JsonlDeadLetters(dead_letters.path)
-    )
+    try:
+        letters: DeadLetterStore = (
+            SqliteStore(dead_letters.path)
+            if dead_letters.scheme == "sqlite"
+            else JsonlDeadLetters(dead_letters.path)
+        )
+    except BaseException:
+        verdict_sink.close()  # the dead letters' store refused to open: leave nothing open
+        raise
     return Stores(verdict_sink, letters)
 
 

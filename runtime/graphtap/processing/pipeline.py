@@ -28,11 +28,17 @@ from graphtap.notifications.model import (
     MalformedItem,
     parse_collection,
 )
-from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.deadletters import (
+    ClientStateMask,
+    DeadLetter,
+    Failures,
+    for_event,
+)
 from graphtap.processing.records import pickled_as_fields
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.stages import (
     CheckClientState,
+    CheckResourceBinding,
     DecryptContent,
     InspectContent,
     IssueVerdict,
@@ -85,9 +91,11 @@ class Pipeline:
         token_verifier: ValidationTokenVerifier | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         keys: KeyRing | None = None,
+        mask: ClientStateMask | None = None,
     ) -> None:
         self._stages = tuple(stages)
         self._keys = keys
+        self._mask = mask or ClientStateMask((), b"")
         self._token_verifier = token_verifier
         self._max_event_bytes = max_event_bytes
 
@@ -100,8 +108,13 @@ class Pipeline:
         inspector: Inspector,
         token_policy: TokenPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        dead_letter_key: bytes | None = None,
     ) -> Pipeline:
-        """The standard chain, in the order the data path prescribes."""
+        """The standard chain, in the order the data path prescribes.
+
+        Dead letters keep event bodies with every clientState masked by a keyed hash, under
+        `dead_letter_key` (by default the environment's finding hash key), so the accepted
+        value can be put back for a replay and the secret itself is never stored."""
         client_state = ClientStateCheck(client_states)
         stages: list[Stage] = [
             SkipValidationEvents(),
@@ -112,11 +125,19 @@ class Pipeline:
             OpenEnvelope(keys),
             UnwrapKey(),
             DecryptContent(),
+            CheckResourceBinding(),
             InspectContent(inspector),
             IssueVerdict(),
         ]
         verifier = ValidationTokenVerifier(token_policy) if token_policy is not None else None
-        return cls(stages, token_verifier=verifier, max_event_bytes=max_event_bytes, keys=keys)
+        mask = ClientStateMask(client_states, dead_letter_key or inspector.settings.hash_key)
+        return cls(
+            stages,
+            token_verifier=verifier,
+            max_event_bytes=max_event_bytes,
+            keys=keys,
+            mask=mask,
+        )
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> Pipeline:
@@ -139,39 +160,58 @@ class Pipeline:
         unwraps, the detectors) stays hot in the CPU's caches, which is measurably faster.
         """
         now = time.time()
-        self._refresh_keys(now)
+        self._refresh_keys()
         results: list[EventResult] = []
+        # Failures by result: an event's dead letters are built once the batch is through,
+        # so its body is kept once however many of its items fail.
+        failures: dict[int, Failures] = {}
         live: list[tuple[ItemContext, EventResult]] = []
         for event in events:
             result = EventResult(event.partition, event.offset)
             results.append(result)
-            try:
-                collection = parse_collection(event.body, max_bytes=self._max_event_bytes)
-                if collection.validation_tokens is not None:
-                    self._verify_tokens(collection.validation_tokens, collection.items)
-            except NotificationError as error:
-                result.dead_letters.append(self._dead_letter(error, event, None, now))
-                continue
-            for notification in collection.items:
-                result.notifications += 1
-                if isinstance(notification, MalformedItem):
-                    malformed = NotificationError(
-                        Reason.MALFORMED_NOTIFICATION, notification.problem
-                    )
-                    result.dead_letters.append(
-                        self._dead_letter(malformed, event, notification.index, now)
-                    )
-                    continue
-                ctx = ItemContext(notification, event.body, event.partition, event.offset, now)
-                live.append((ctx, result))
+            self._start(event, result, live, failures, now)
         for stage in self._stages:
-            live = self._run_stage(stage, live, now)
+            live = self._run_stage(stage, live, failures)
         if live:
             raise RuntimeError("the pipeline's last stage must issue a verdict")
+        if failures:
+            for event, result in zip(events, results, strict=True):
+                if id(result) in failures:
+                    result.dead_letters = self._dead_letters(event, failures[id(result)], now)
         return results
 
+    def _start(
+        self,
+        event: SourceEvent,
+        result: EventResult,
+        live: list[tuple[ItemContext, EventResult]],
+        failures: dict[int, Failures],
+        now: float,
+    ) -> None:
+        """Parse an event into the items the stages will see; its collection is not kept
+        beyond this call, so a flood of malformed items costs only its failure ranges."""
+        try:
+            collection = parse_collection(event.body, max_bytes=self._max_event_bytes)
+            if collection.validation_tokens is not None:
+                self._verify_tokens(collection.validation_tokens, collection.items)
+        except NotificationError as error:
+            self._failures(failures, result).add_error(error, None)
+            return
+        for notification in collection.items:
+            result.notifications += 1
+            if isinstance(notification, MalformedItem):
+                self._failures(failures, result).add(
+                    Reason.MALFORMED_NOTIFICATION, notification.problem, notification.index
+                )
+                continue
+            ctx = ItemContext(notification, event.body, event.partition, event.offset, now)
+            live.append((ctx, result))
+
     def _run_stage(
-        self, stage: Stage, live: list[tuple[ItemContext, EventResult]], now: float
+        self,
+        stage: Stage,
+        live: list[tuple[ItemContext, EventResult]],
+        failures: dict[int, Failures],
     ) -> list[tuple[ItemContext, EventResult]]:
         """Run one stage over the items still in flight; return those it passed on."""
         passed = []
@@ -180,10 +220,7 @@ class Pipeline:
             try:
                 outcome = stage(ctx)
             except NotificationError as error:
-                event = SourceEvent(ctx.partition, ctx.offset, ctx.body)
-                result.dead_letters.append(
-                    self._dead_letter(error, event, ctx.notification.index, now)
-                )
+                self._failures(failures, result).add_error(error, ctx.notification.index)
                 continue
             except Exception as exc:  # noqa: BLE001 (dead-lettered and logged, never dropped)
                 # Only the type: a library's message may quote the content it choked on.
@@ -199,10 +236,7 @@ class Pipeline:
                     Reason.PROCESSING_ERROR,
                     f"{type(stage).__name__} raised {type(exc).__name__}",
                 )
-                event = SourceEvent(ctx.partition, ctx.offset, ctx.body)
-                result.dead_letters.append(
-                    self._dead_letter(failure, event, ctx.notification.index, now)
-                )
+                self._failures(failures, result).add_error(failure, ctx.notification.index)
                 continue
             if outcome is None:
                 passed.append(item)
@@ -214,12 +248,20 @@ class Pipeline:
                 result.validation_skipped += 1
         return passed
 
-    def _refresh_keys(self, now: float) -> None:
-        """Pick up a rotated key without a restart (rate-limited); a failure keeps the ring."""
+    @staticmethod
+    def _failures(failures: dict[int, Failures], result: EventResult) -> Failures:
+        found = failures.get(id(result))
+        if found is None:
+            failures[id(result)] = found = Failures()
+        return found
+
+    def _refresh_keys(self) -> None:
+        """Pick up a rotated key without a restart (rate-limited on the ring's monotonic
+        clock, not the wall clock); a failure keeps the ring."""
         if self._keys is None:
             return
         try:
-            self._keys.refresh(now)
+            self._keys.refresh()
         except (OSError, ValueError) as exc:
             log.error("key ring not refreshed, keeping the keys loaded: %s", exc)
 
@@ -239,15 +281,13 @@ class Pipeline:
         }
         self._token_verifier.verify(tokens, tenants)
 
-    @staticmethod
-    def _dead_letter(
-        error: NotificationError, event: SourceEvent, index: int | None, now: float
-    ) -> DeadLetter:
-        return DeadLetter.from_error(
-            error,
-            body=event.body,
-            item_index=index,
+    def _dead_letters(self, event: SourceEvent, failures: Failures, now: float) -> list[DeadLetter]:
+        return for_event(
+            event.body,
+            failures,
             partition=event.partition,
             offset=event.offset,
             occurred_at=now,
+            mask=self._mask,
+            max_bytes=self._max_event_bytes,
         )

@@ -62,8 +62,8 @@ class Summary:
             self.notifications += result.notifications
             self.validation_skipped += result.validation_skipped
             self.lifecycle_queued += len(result.lifecycle)
-            for letter in result.dead_letters:
-                self.dead_letters_by_reason[str(letter.reason)] += 1
+            for letter in result.dead_letters:  # items, however an event's are grouped
+                self.dead_letters_by_reason[str(letter.reason)] += letter.item_count
         for verdict in verdicts:
             if verdict.certificate_id is not None:
                 self.certificates_used[verdict.certificate_id] = now

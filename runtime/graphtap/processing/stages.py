@@ -8,11 +8,15 @@ dead letter with the stage's reason code.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 from graphtap.notifications.authenticity import ClientStateCheck
+from graphtap.notifications.binding import binding_problem
 from graphtap.notifications.crypto import (
     Envelope,
     open_envelope,
@@ -77,16 +81,27 @@ class RouteLifecycleEvents:
 
     def __init__(self, client_state: ClientStateCheck) -> None:
         self._client_state = client_state
+        self._digest: tuple[bytes, str] | None = None  # the last body's: events of many items
 
     def __call__(self, ctx: ItemContext) -> Outcome | None:
         if not ctx.notification.is_lifecycle:
             return None
         self._client_state.verify(ctx.notification.client_state)
+        item = {k: v for k, v in ctx.notification.raw.items() if k != "clientState"}
+        if self._client_state.appears_in(orjson.dumps(item)):
+            # The queue keeps the item: the secret must not ride in with another field.
+            raise NotificationError(
+                Reason.MALFORMED_NOTIFICATION,
+                "lifecycle notification repeats its clientState in another field",
+            )
+        if self._digest is None or self._digest[0] is not ctx.body:
+            self._digest = (ctx.body, hashlib.sha256(ctx.body).hexdigest())
         return LifecycleEvent.from_item(
             ctx.notification.raw,
             body=ctx.body,
             index=ctx.notification.index,
             received_at=ctx.received_at,
+            digest=self._digest[1],
         )
 
 
@@ -170,6 +185,20 @@ class DecryptContent:
         return None
 
 
+class CheckResourceBinding:
+    """The decrypted message must be the one the notification names: Graph's HMAC covers the
+    ciphertext alone, so content moved under another message's `resource` would otherwise
+    yield a verdict pairing one message's resource with another's id."""
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        if ctx.resource is not None:
+            n = ctx.notification
+            problem = binding_problem(n.resource, n.resource_data, ctx.resource)
+            if problem is not None:
+                raise NotificationError(Reason.RESOURCE_MISMATCH, problem)
+        return None
+
+
 class InspectContent:
     """HTML to text, then the detectors: the DLP engine's whole job on one message."""
 
@@ -224,6 +253,8 @@ class IssueVerdict:
             partition=ctx.partition,
             offset=ctx.offset,
             processed_at=ctx.received_at,
+            findings_truncated=inspection.truncated if inspection else False,
+            findings_omitted=inspection.omitted if inspection else 0,
         )
 
 

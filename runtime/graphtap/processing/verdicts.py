@@ -50,6 +50,15 @@ class Verdict:
     partition: str
     offset: int
     processed_at: float
+    #: Findings or positions left out of `findings` so the verdict stays one event's size
+    #: (see `graphtap.inspection.MAX_FINDINGS`); counts still include them.
+    findings_truncated: bool = False
+    findings_omitted: int = 0  # findings not listed
+
+    @property
+    def finding_total(self) -> int:
+        """Every finding the message had, listed or not."""
+        return len(self.findings) + self.findings_omitted
 
     def to_dict(self) -> dict[str, Any]:
         """The record sinks write: no message content, findings already masked and hashed."""
@@ -66,6 +75,8 @@ class Verdict:
             "content": self.content,
             "severity": self.severity,
             "findings": list(self.findings),
+            "findings_truncated": self.findings_truncated,
+            "finding_total": self.finding_total,
             "certificate_id": self.certificate_id,
             "source": {"partition": self.partition, "offset": self.offset},
             "processed_at": self.processed_at,

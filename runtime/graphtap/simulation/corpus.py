@@ -131,8 +131,7 @@ _TRUE_TEMPLATES: dict[str, Template] = {
         "for the visa application: passport # {v}",
     ),
     "azure_storage_account_key": _pick(
-        "DefaultEndpointsProtocol=https;AccountName=stfinance{n};AccountKey={v};"
-        "EndpointSuffix=core.windows.net",
+        "AccountName=stfinance{n};AccountKey={v}",
         "storage key for the archive account: {v}",
         "AccountKey={v}",
     ),
@@ -163,11 +162,83 @@ _TRUE_TEMPLATES: dict[str, Template] = {
     "password": _pick(
         "password={v}",
         "Password: {v}",
-        "Server=tcp:sql-orders-{n}.database.windows.net,1433;Database=orders;"
+        "Server=sql-orders-{n}.corp.local,1433;Database=orders;"
         "User ID=svc_orders;Pwd={v};Encrypt=True;",
         "New-ADUser -Name svc_backup -Password '{v}'",
         "the wifi password is {v}",
         "login: jdoe / pwd: {v}",
+        'DB_PASSWORD="{v}"',
+        '{{"user": "svc_sync", "password": "{v}"}}',
+        "  db_pass: '{v}'",
+        'dbPassword := "{v}"',
+        "mysql --user=report --password '{v}' sales",
+        '<add key="SmtpPassword" value="{v}" />',
+    ),
+    "uk_national_insurance_number": _pick(
+        "National Insurance number: {v}",
+        "NI no. {v} for the payroll record",
+        "her NINO is {v}",
+        "{v}",
+    ),
+    "uk_nhs_number": _pick(
+        "NHS number {v}",
+        "patient NHS no: {v}, date of birth on file",
+    ),
+    "canada_social_insurance_number": _pick(
+        "SIN: {v}",
+        "social insurance number {v} for the T4",
+    ),
+    "australia_tax_file_number": _pick(
+        "TFN {v}",
+        "tax file number: {v} (for the super fund)",
+    ),
+    "australia_medicare_number": _pick(
+        "Medicare card number {v}",
+        "medicare no. {v}",
+    ),
+    "india_aadhaar_number": _pick(
+        "Aadhaar {v}",
+        "aadhaar card number: {v} for the KYC",
+    ),
+    "india_permanent_account_number": _pick(
+        "PAN: {v}",
+        "permanent account number {v}",
+        "{v} is the vendor's PAN card",
+    ),
+    "us_individual_taxpayer_identification_number": _pick(
+        "ITIN: {v}",
+        "taxpayer identification number {v} on the W-7",
+    ),
+    "france_social_security_number": _pick(
+        "numéro de sécurité sociale : {v}",
+        "NIR {v}",
+        "carte vitale {v}",
+    ),
+    "spain_dni": _pick("DNI {v}", "documento nacional de identidad: {v}"),
+    "italy_fiscal_code": _pick("codice fiscale {v}", "C.F. {v}", "{v}"),
+    "netherlands_bsn": _pick("BSN {v}", "burgerservicenummer: {v}"),
+    "poland_pesel": _pick("PESEL {v}", "numer PESEL: {v}"),
+    "sweden_personal_identity_number": _pick("personnummer {v}", "Personnummer: {v}"),
+    "brazil_cpf": _pick("CPF {v}", "número do CPF: {v}"),
+    "germany_identity_card_number": _pick("Personalausweis {v}", "Ausweisnummer: {v}"),
+    "azure_sas_token": _pick(
+        "https://stexports{n}.blob.core.windows.net/reports/q3.csv?sv=2022-11-02&ss=b&srt=co"
+        "&sp=rl&se=2026-12-31T23:59:59Z&spr=https&sig={v}",
+        "SAS: ?sp=r&st=2026-01-01T00:00:00Z&se=2026-02-01T00:00:00Z&spr=https&sv=2022-11-02"
+        "&sr=b&sig={v}",
+    ),
+    "azure_connection_string": _pick("{v}", "connection string: {v}", "ConnectionStrings__Db={v}"),
+    "openai_api_key": _pick("OPENAI_API_KEY={v}", "openai key {v}"),
+    "gitlab_token": _pick("PRIVATE-TOKEN: {v}", "gitlab token {v}"),
+    "npm_token": _pick("//registry.npmjs.org/:_authToken={v}", "NPM_TOKEN={v}"),
+    "pypi_token": _pick("TWINE_PASSWORD={v}", "pypi token {v}"),
+    "sendgrid_api_key": _pick("SENDGRID_API_KEY={v}", "sendgrid key {v}"),
+    "twilio_api_key": _pick("TWILIO_API_KEY={v}", "twilio api key {v}"),
+    "databricks_token": _pick("DATABRICKS_TOKEN={v}", "databricks PAT {v}"),
+    "url_credentials": _pick(
+        "DATABASE_URL=postgres://app:{v}@db-{n}.corp.local:5432/orders",
+        "git remote add origin https://deploy:{v}@git.corp.local/team/app.git",
+        "amqp://svc:{v}@mq-{n}.corp.local:5672/",
     ),
 }
 

@@ -32,6 +32,32 @@ SENSITIVE_TYPES: tuple[str, ...] = (
     "google_api_key",
     "stripe_secret_key",
     "password",
+    "uk_national_insurance_number",
+    "uk_nhs_number",
+    "canada_social_insurance_number",
+    "australia_tax_file_number",
+    "australia_medicare_number",
+    "india_aadhaar_number",
+    "india_permanent_account_number",
+    "us_individual_taxpayer_identification_number",
+    "france_social_security_number",
+    "spain_dni",
+    "italy_fiscal_code",
+    "netherlands_bsn",
+    "poland_pesel",
+    "sweden_personal_identity_number",
+    "brazil_cpf",
+    "germany_identity_card_number",
+    "azure_sas_token",
+    "azure_connection_string",
+    "openai_api_key",
+    "gitlab_token",
+    "npm_token",
+    "pypi_token",
+    "sendgrid_api_key",
+    "twilio_api_key",
+    "databricks_token",
+    "url_credentials",
 )
 
 _BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -286,7 +312,10 @@ _PEM_LABELS = ("RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIV
 def private_key(rng: random.Random) -> str:
     """A PEM private-key block (random DER-sized body), lines joined by newlines."""
     label = rng.choice(_PEM_LABELS)
-    body = base64.b64encode(rng.randbytes(rng.choice((48, 96, 120)))).decode()
+    raw = rng.randbytes(rng.choice((48, 96, 120)))
+    if label == "OPENSSH PRIVATE KEY":  # the OpenSSH format opens with its magic string
+        raw = b"openssh-key-v1\x00" + raw
+    body = base64.b64encode(raw).decode()
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return "\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
 
@@ -328,6 +357,282 @@ def password(rng: random.Random) -> str:
     return _chars(rng, _ALNUM + "!#$%&*?@^", rng.randint(10, 20)) + rng.choice(string.digits)
 
 
+# --- identifiers outside the U.S. ----------------------------------------------------------
+
+
+def _spaced(rng: random.Random, value: str, groups: tuple[int, ...], separators: str = " -") -> str:
+    """`value` plain, or cut into `groups` joined by one separator."""
+    if rng.random() < 0.4:
+        return value
+    separator = rng.choice(separators)
+    parts, start = [], 0
+    for size in groups:
+        parts.append(value[start : start + size])
+        start += size
+    return separator.join(parts)
+
+
+_NINO_FIRST = "ABCEGHJKLMNOPRSTWXYZ"
+_NINO_SECOND = "ABCEGHJKLMNPRSTWXYZ"
+
+
+def uk_national_insurance_number(rng: random.Random) -> str:
+    while True:
+        prefix = rng.choice(_NINO_FIRST) + rng.choice(_NINO_SECOND)
+        if prefix not in {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"}:
+            break
+    digits, suffix = _digits(rng, 6), rng.choice("ABCD")
+    if rng.random() < 0.5:
+        return prefix + digits + suffix
+    return " ".join((prefix, digits[:2], digits[2:4], digits[4:], suffix))
+
+
+def uk_nhs_number(rng: random.Random) -> str:
+    while True:
+        body = str(rng.randint(4, 7)) + _digits(rng, 8)
+        remainder = sum(int(d) * w for d, w in zip(body, range(10, 1, -1), strict=True)) % 11
+        check = (11 - remainder) % 11
+        if check != 10:
+            return _spaced(rng, body + str(check), (3, 3, 4), " ")
+
+
+def canada_social_insurance_number(rng: random.Random) -> str:
+    number = luhn_complete(rng.choice("1234567") + _digits(rng, 7))
+    return _spaced(rng, number, (3, 3, 3))
+
+
+def australia_tax_file_number(rng: random.Random) -> str:
+    weights = (1, 4, 3, 7, 5, 8, 6, 9, 10)
+    while True:
+        body = _digits(rng, 8)
+        partial = sum(int(d) * w for d, w in zip(body, weights, strict=False))
+        for last in range(10):
+            if (partial + 10 * last) % 11 == 0:
+                return _spaced(rng, body + str(last), (3, 3, 3), " ")
+
+
+def australia_medicare_number(rng: random.Random) -> str:
+    body = str(rng.randint(2, 6)) + _digits(rng, 7)
+    check = sum(int(d) * w for d, w in zip(body, (1, 3, 7, 9, 1, 3, 7, 9), strict=True)) % 10
+    number = body + str(check) + str(rng.randint(1, 9))
+    return number if rng.random() < 0.4 else f"{number[:4]} {number[4:9]} {number[9]}"
+
+
+# Verhoeff (1969): multiplication in the dihedral group D5 and a position permutation.
+
+
+def _dihedral(i: int, j: int) -> int:
+    """Multiplication in D5: elements 0-4 rotations, 5-9 reflections."""
+    if i < 5 and j < 5:
+        return (i + j) % 5
+    if i < 5:
+        return 5 + (i + j - 5) % 5
+    if j < 5:
+        return 5 + (i - 5 - j) % 5
+    return (i - j) % 5
+
+
+_PERMUTATION = (1, 5, 7, 6, 2, 8, 3, 0, 9, 4)
+
+
+def _verhoeff_check_digit(body: str) -> str:
+    check = 0
+    for index, char in enumerate(reversed(body)):
+        digit = int(char)
+        for _ in range(index + 1):
+            digit = _PERMUTATION[digit]
+        check = _dihedral(check, digit)
+    inverse = next(j for j in range(10) if _dihedral(check, j) == 0)
+    return str(inverse)
+
+
+def india_aadhaar_number(rng: random.Random) -> str:
+    body = str(rng.randint(2, 9)) + _digits(rng, 10)
+    number = body + _verhoeff_check_digit(body)
+    return number if rng.random() < 0.3 else f"{number[:4]} {number[4:8]} {number[8:]}"
+
+
+def india_permanent_account_number(rng: random.Random) -> str:
+    letters = string.ascii_uppercase
+    return (
+        _chars(rng, letters, 3)
+        + rng.choice("PCHFATBLJG")
+        + rng.choice(letters)
+        + f"{rng.randint(1, 9999):04d}"
+        + rng.choice(letters)
+    )
+
+
+def us_individual_taxpayer_identification_number(rng: random.Random) -> str:
+    group = rng.choice([*range(50, 66), *range(70, 89), *range(90, 93), *range(94, 100)])
+    number = f"9{_digits(rng, 2)}{group:02d}{rng.randint(1, 9999):04d}"
+    return number[:3] + "-" + number[3:5] + "-" + number[5:] if rng.random() < 0.8 else number
+
+
+def france_social_security_number(rng: random.Random) -> str:
+    department = rng.choice([f"{rng.randint(1, 95):02d}", "2A", "2B"])
+    while department == "20":
+        department = f"{rng.randint(1, 95):02d}"
+    parts = [
+        rng.choice("12"), f"{rng.randint(0, 99):02d}", f"{rng.randint(1, 12):02d}", department,
+        _digits(rng, 3), _digits(rng, 3),
+    ]  # fmt: skip
+    numeric = "".join(parts).replace("2A", "19").replace("2B", "18")
+    parts.append(f"{97 - int(numeric) % 97:02d}")
+    return " ".join(parts) if rng.random() < 0.6 else "".join(parts)
+
+
+def spain_dni(rng: random.Random) -> str:
+    letters = "TRWAGMYFPDXBNJZSQVHLCKE"
+    if rng.random() < 0.2:
+        head = rng.randrange(3)
+        digits = _digits(rng, 7)
+        return "XYZ"[head] + digits + letters[(head * 10**7 + int(digits)) % 23]
+    digits = str(rng.randint(1, 9)) + _digits(rng, 7)
+    return digits + rng.choice(("", "-")) + letters[int(digits) % 23]
+
+
+_CF_ODD_VALUES = (1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10,
+                  22, 25, 24, 23)  # fmt: skip
+
+
+def italy_fiscal_code(rng: random.Random) -> str:
+    letters = string.ascii_uppercase
+    day = rng.randint(1, 28) + rng.choice((0, 40))
+    body = (
+        _chars(rng, letters, 6)
+        + _digits(rng, 2)
+        + rng.choice("ABCDEHLMPRST")
+        + f"{day:02d}"
+        + rng.choice(letters)
+        + _digits(rng, 3)
+    )
+    total = 0
+    for position, char in enumerate(body, start=1):
+        index = int(char) if char.isdigit() else ord(char) - 65
+        total += _CF_ODD_VALUES[index] if position % 2 else index
+    return body + letters[total % 26]
+
+
+def netherlands_bsn(rng: random.Random) -> str:
+    while True:
+        body = str(rng.randint(1, 9)) + _digits(rng, 7)
+        last = sum(int(d) * w for d, w in zip(body, range(9, 1, -1), strict=True)) % 11
+        if last < 10:
+            return body + str(last)
+
+
+def poland_pesel(rng: random.Random) -> str:
+    born = dt.date(1930, 1, 1) + dt.timedelta(days=rng.randint(0, 33_000))
+    month = born.month + (20 if born.year >= 2000 else 0)
+    body = f"{born.year % 100:02d}{month:02d}{born.day:02d}{_digits(rng, 4)}"
+    total = sum(int(d) * w for d, w in zip(body, (1, 3, 7, 9, 1, 3, 7, 9, 1, 3), strict=True))
+    return body + str((10 - total % 10) % 10)
+
+
+def sweden_personal_identity_number(rng: random.Random) -> str:
+    born = dt.date(1930, 1, 1) + dt.timedelta(days=rng.randint(0, 33_000))
+    body = born.strftime("%y%m%d") + _digits(rng, 3)
+    number = luhn_complete(body)
+    if rng.random() < 0.7:
+        return number[:6] + "-" + number[6:]
+    return born.strftime("%Y")[:2] + number
+
+
+def brazil_cpf(rng: random.Random) -> str:
+    while True:
+        digits = [int(d) for d in _digits(rng, 9)]
+        if len(set(digits)) > 1:
+            break
+    for weights_from in (10, 11):
+        total = sum(d * w for d, w in zip(digits, range(weights_from, 1, -1), strict=False))
+        digits.append(total * 10 % 11 % 10)
+    number = "".join(map(str, digits))
+    if rng.random() < 0.6:
+        return f"{number[:3]}.{number[3:6]}.{number[6:9]}-{number[9:]}"
+    return number
+
+
+_AUSWEIS_ALPHABET = "CFGHJKLMNPRTVWXYZ0123456789"
+
+
+def germany_identity_card_number(rng: random.Random) -> str:
+    while True:
+        number = rng.choice("CFGHJKLMNPRTVWXYZ") + _chars(rng, _AUSWEIS_ALPHABET, 8)
+        if any(c.isdigit() for c in number[1:]):
+            break
+    values_ = [int(c) if c.isdigit() else ord(c) - 55 for c in number]
+    check = sum(v * (7, 3, 1)[i % 3] for i, v in enumerate(values_)) % 10
+    return number + str(check) if rng.random() < 0.7 else number
+
+
+# --- more secrets -------------------------------------------------------------------------
+
+
+def azure_sas_token(rng: random.Random) -> str:
+    """The `sig` of a SAS URL: HMAC-SHA256 bytes in base64, URL-encoded."""
+    signature = base64.b64encode(rng.randbytes(32)).decode()
+    return signature.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+
+
+def azure_connection_string(rng: random.Random) -> str:
+    kind = rng.randrange(4)
+    name = f"{rng.choice(('orders', 'billing', 'telemetry', 'catalog'))}{rng.randint(1, 99)}"
+    if kind == 0:
+        key = base64.b64encode(rng.randbytes(32)).decode()
+        return (
+            f"Endpoint=sb://{name}.servicebus.windows.net/;SharedAccessKeyName="
+            f"RootManageSharedAccessKey;SharedAccessKey={key}"
+        )
+    if kind == 1:
+        key = base64.b64encode(rng.randbytes(64)).decode()
+        return f"AccountEndpoint=https://{name}.documents.azure.com:443/;AccountKey={key}"
+    if kind == 2:
+        key = base64.b64encode(rng.randbytes(64)).decode()
+        return f"DefaultEndpointsProtocol=https;AccountName=st{name};AccountKey={key}"
+    return (
+        f"Server=tcp:sql-{name}.database.windows.net,1433;Initial Catalog={name};"
+        f"User ID=svc_{name};Password={password(rng)}"
+    )
+
+
+def openai_api_key(rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        return f"sk-{_chars(rng, _ALNUM, 20)}T3BlbkFJ{_chars(rng, _ALNUM, 20)}"
+    return f"sk-proj-{_chars(rng, _ALNUM + '_-', 74)}T3BlbkFJ{_chars(rng, _ALNUM + '_-', 74)}"
+
+
+def gitlab_token(rng: random.Random) -> str:
+    return rng.choice(("glpat-", "gldt-", "glrt-", "glptt-")) + _chars(rng, _ALNUM + "_-", 20)
+
+
+def npm_token(rng: random.Random) -> str:
+    return "npm_" + _chars(rng, _ALNUM, 36)
+
+
+def pypi_token(rng: random.Random) -> str:
+    macaroon = b"\x02\x01\x08pypi.org\x02\x01" + rng.randbytes(rng.randint(60, 120))
+    return "pypi-" + _b64url(macaroon)
+
+
+def sendgrid_api_key(rng: random.Random) -> str:
+    return f"SG.{_chars(rng, _ALNUM + '_-', 22)}.{_chars(rng, _ALNUM + '_-', 43)}"
+
+
+def twilio_api_key(rng: random.Random) -> str:
+    return "SK" + _chars(rng, "0123456789abcdef", 32)
+
+
+def databricks_token(rng: random.Random) -> str:
+    return "dapi" + _chars(rng, "0123456789abcdef", 32)
+
+
+def url_credentials(rng: random.Random) -> str:
+    """A password as it sits in a URL: characters URLs reserve are percent-encoded."""
+    value = password(rng)
+    return "".join(f"%{ord(c):02X}" if c in "@:/?#%" else c for c in value)
+
+
 TRUE_VALUES: Mapping[str, Callable[[random.Random], str]] = {
     "credit_card_number": credit_card_number,
     "us_social_security_number": us_social_security_number,
@@ -345,6 +650,32 @@ TRUE_VALUES: Mapping[str, Callable[[random.Random], str]] = {
     "google_api_key": google_api_key,
     "stripe_secret_key": stripe_secret_key,
     "password": password,
+    "uk_national_insurance_number": uk_national_insurance_number,
+    "uk_nhs_number": uk_nhs_number,
+    "canada_social_insurance_number": canada_social_insurance_number,
+    "australia_tax_file_number": australia_tax_file_number,
+    "australia_medicare_number": australia_medicare_number,
+    "india_aadhaar_number": india_aadhaar_number,
+    "india_permanent_account_number": india_permanent_account_number,
+    "us_individual_taxpayer_identification_number": us_individual_taxpayer_identification_number,
+    "france_social_security_number": france_social_security_number,
+    "spain_dni": spain_dni,
+    "italy_fiscal_code": italy_fiscal_code,
+    "netherlands_bsn": netherlands_bsn,
+    "poland_pesel": poland_pesel,
+    "sweden_personal_identity_number": sweden_personal_identity_number,
+    "brazil_cpf": brazil_cpf,
+    "germany_identity_card_number": germany_identity_card_number,
+    "azure_sas_token": azure_sas_token,
+    "azure_connection_string": azure_connection_string,
+    "openai_api_key": openai_api_key,
+    "gitlab_token": gitlab_token,
+    "npm_token": npm_token,
+    "pypi_token": pypi_token,
+    "sendgrid_api_key": sendgrid_api_key,
+    "twilio_api_key": twilio_api_key,
+    "databricks_token": databricks_token,
+    "url_credentials": url_credentials,
 }
 
 # --- decoys -------------------------------------------------------------------------------
@@ -423,6 +754,8 @@ def invalid_ssn(rng: random.Random) -> str:
     elif kind == 1:
         value = f"666-{group:02d}-{serial:04d}"
     elif kind == 2:
+        # 9xx with group 50-65, 70-88, 90-92 or 94-99 is an ITIN, not an invalid SSN
+        group = rng.choice([*range(1, 50), 66, 67, 68, 69, 89, 93])
         value = f"{rng.randint(900, 999)}-{group:02d}-{serial:04d}"
     elif kind == 3:
         value = f"{rng.randint(1, 665):03d}-00-{serial:04d}"
@@ -526,6 +859,92 @@ def prose_password_mention(rng: random.Random) -> str:
     )
 
 
+# Identifiers with their keyword whose check digit (or letter) is wrong: one changed check
+# character is caught by every one of these schemes.
+_CHECKED_IDS: Mapping[str, str] = {
+    "uk_nhs_number": "NHS number",
+    "canada_social_insurance_number": "SIN",
+    "australia_tax_file_number": "TFN",
+    "australia_medicare_number": "Medicare card number",
+    "india_aadhaar_number": "Aadhaar",
+    "netherlands_bsn": "BSN",
+    "poland_pesel": "PESEL",
+    "sweden_personal_identity_number": "personnummer",
+    "brazil_cpf": "CPF",
+    "spain_dni": "DNI",
+    "italy_fiscal_code": "codice fiscale",
+    "france_social_security_number": "NIR",
+}
+
+
+def bad_national_id(rng: random.Random) -> str:
+    kind = rng.choice(sorted(_CHECKED_IDS))
+    value = TRUE_VALUES[kind](rng)
+    if kind == "australia_medicare_number":  # the ninth digit is the check, the tenth an issue
+        position = [i for i, c in enumerate(value) if c.isdigit()][8]
+    elif kind == "france_social_security_number":
+        key = int(value[-2:])
+        return f"{_CHECKED_IDS[kind]} {value[:-2]}{(key % 97) + 1 if key < 97 else 1:02d}"
+    else:
+        position = len(value) - 1
+    old = value[position]
+    alphabet = string.digits if old.isdigit() else string.ascii_uppercase
+    new = rng.choice([c for c in alphabet if c != old])
+    return f"{_CHECKED_IDS[kind]} {value[:position]}{new}{value[position + 1 :]}"
+
+
+def unissued_identifier(rng: random.Random) -> str:
+    """Numbers issuers print as examples precisely because they are never issued, and the
+    shapes their ranges exclude."""
+    return rng.choice(
+        (
+            "National Insurance number: QQ 12 34 56 C",
+            f"NI no. GB{_digits(rng, 6)}A",
+            "SIN 046 454 286",
+            f"ITIN 9{_digits(rng, 2)}-{rng.choice((66, 67, 68, 69, 89, 93)):02d}-{_digits(rng, 4)}",
+            f"Aadhaar 1{_digits(rng, 3)} {_digits(rng, 4)} {_digits(rng, 4)}",
+            f"PAN AAA{rng.choice('DEIKMNOQRSUVWXYZ')}L{_digits(rng, 4)}C",
+            "codice fiscale ABCDEF12G34H567I",
+        )
+    )
+
+
+def code_password_reference(rng: random.Random) -> str:
+    """Passwords named in code and configuration without being written there."""
+    return rng.choice(
+        (
+            "password = os.environ['DB_PASSWORD']",
+            'password := os.Getenv("DB_PASS")',
+            "password: process.env.DB_PASSWORD",
+            "password_policy: strict-2231",
+            "PASSWORD_MIN_LENGTH=12",
+            "password=\nuser=admin_2231",
+            "<password>${DB_PASSWORD}</password>",
+            "compass: North-2231",
+            "docker run -u 1000:1000 app",
+        )
+    )
+
+
+def documentation_credentials(rng: random.Random) -> str:
+    """Credentials as documentation and templates write them: placeholders, emulators."""
+    return rng.choice(
+        (
+            "glpat-xxxxxxxxxxxxxxxxxxxx",
+            "postgres://user:password@localhost:5432/db",
+            "SENDGRID_API_KEY=SG.xxxxxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "stripe key sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+            "https://account.blob.core.windows.net/c/b.txt?sv=2022-11-02&sp=r&sig=<signature>",
+            "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=Root;"
+            "SharedAccessKey=<key>",
+            "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "npm_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+            f"sk-{_chars(rng, _ALNUM, 48)}",  # OpenAI-shaped without the OpenAI marker
+            f"mongodb://admin:${{MONGO_PASSWORD}}@mongo-{rng.randint(1, 9)}:27017",
+        )
+    )
+
+
 DECOYS: Mapping[str, Callable[[random.Random], str]] = {
     "luhn_failing_id": luhn_failing_id,
     "order_number": order_number,
@@ -542,4 +961,8 @@ DECOYS: Mapping[str, Callable[[random.Random], str]] = {
     "prose_password_mention": prose_password_mention,
     "identifiers": identifiers,
     "amounts_and_places": amounts_and_places,
+    "bad_national_id": bad_national_id,
+    "unissued_identifier": unissued_identifier,
+    "code_password_reference": code_password_reference,
+    "documentation_credentials": documentation_credentials,
 }

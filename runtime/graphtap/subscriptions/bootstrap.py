@@ -1,27 +1,35 @@
-"""`graphtap bootstrap`: check the deployment, make sure the secrets exist, reconcile once."""
+"""`graphtap bootstrap`: check the deployment and create the secrets the runtime reads.
+
+Bootstrap runs as the deploying identity (an operator's login or CI's federated identity),
+which holds no Microsoft Graph permission. Graph keeps a subscription with the app that
+created it, and only that app may renew it, so subscriptions are created by the web app's
+control plane, as the runtime identity, at start and on every reconcile. Bootstrap's part is
+what the runtime may not do: write its secrets, each exactly once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
 from graphtap.deployment import Deployment
-from graphtap.subscriptions.clock import Clock
-from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
-from graphtap.subscriptions.desired import DesiredState
+from graphtap.subscriptions.keyvault import KeyVault
 from graphtap.subscriptions.preflight import Check, check_deployment
-from graphtap.subscriptions.reconcile import Outcome
+
+
+@dataclass(frozen=True)
+class SecretOutcome:
+    name: str
+    created: bool
 
 
 @dataclass(frozen=True)
 class BootstrapResult:
     checks: tuple[Check, ...]
-    outcomes: tuple[Outcome, ...] = ()
+    secrets: tuple[SecretOutcome, ...] = ()
     certificate_id: str | None = None
-    errors: tuple[str, ...] = field(default=())
 
     @property
     def preflight_ok(self) -> bool:
@@ -29,38 +37,33 @@ class BootstrapResult:
 
     @property
     def ok(self) -> bool:
-        return self.preflight_ok and not self.errors and all(o.error is None for o in self.outcomes)
+        return self.preflight_ok and self.certificate_id is not None
 
 
 async def bootstrap(
     deployment: Deployment,
     credential: AsyncTokenCredential,
-    desired: DesiredState,
     *,
-    clock: Clock | None = None,
-    settings: ControlPlaneSettings | None = None,
-    graph_transport: httpx.AsyncBaseTransport | None = None,
     keyvault_options: dict[str, Any] | None = None,
     management_options: dict[str, Any] | None = None,
 ) -> BootstrapResult:
-    """Preflight first; only a sound deployment gets its subscriptions reconciled."""
+    """Preflight first; only a sound deployment gets its secrets."""
     checks = tuple(await check_deployment(deployment, credential, **(management_options or {})))
     if not all(check.ok for check in checks):
         return BootstrapResult(checks)
-    plane = ControlPlane.from_deployment(
-        deployment,
-        credential,
-        desired=desired,
-        clock=clock,
-        settings=settings or ControlPlaneSettings(),
-        graph_transport=graph_transport,
-        keyvault_options=keyvault_options,
-    )
+    keyvault = KeyVault(deployment.key_vault_uri, credential, **(keyvault_options or {}))
     try:
-        target = await plane.refresh_target()
+        certificate = await keyvault.certificate(deployment.certificate_name)
+        _, state_created = await keyvault.ensure_client_state(deployment.client_state_secret)
         # The processors hash findings under this key; created here so they only ever read it.
-        await plane.keyvault.ensure_finding_hash_key()
-        outcomes = await plane.reconcile()
+        _, key_created = await keyvault.ensure_finding_hash_key(deployment.finding_hash_key_secret)
     finally:
-        await plane.keyvault.close()
-    return BootstrapResult(checks, tuple(outcomes), target.certificate_id)
+        await keyvault.close()
+    return BootstrapResult(
+        checks,
+        (
+            SecretOutcome(deployment.client_state_secret, state_created),
+            SecretOutcome(deployment.finding_hash_key_secret, key_created),
+        ),
+        certificate.certificate_id,
+    )

@@ -65,7 +65,6 @@ class ControlPlaneSettings:
     missed_window: dt.timedelta = dt.timedelta(hours=1)
     #: Extra time resynced before a gap starts, for clock skew and delivery latency.
     gap_margin: dt.timedelta = dt.timedelta(minutes=5)
-    client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
 
 
@@ -120,6 +119,7 @@ class ControlPlane:
         on_certificate: Callable[[EncryptionCertificate], Awaitable[None]] | None = None,
         heartbeat: Path | None = None,
         rng: random.Random | None = None,
+        client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET,
     ) -> None:
         self.desired = desired
         self.reconciler = reconciler
@@ -132,6 +132,7 @@ class ControlPlane:
         self.resync = resync
         self.on_certificate = on_certificate
         self.heartbeat = heartbeat
+        self.client_state_secret = client_state_secret
         self._rng = rng or random.Random()
         self._state = _State()
         self._target: Target | None = None
@@ -175,6 +176,7 @@ class ControlPlane:
             lifecycle_queue=lifecycle_queue,
             resync=resync,
             heartbeat=heartbeat,
+            client_state_secret=deployment.client_state_secret,
         )
 
     # -- status ---------------------------------------------------------------------------
@@ -251,9 +253,8 @@ class ControlPlane:
     async def refresh_target(self) -> Target:
         """clientState and the current certificate version, from Key Vault."""
         if self._client_state is None:
-            self._client_state, _ = await self.keyvault.ensure_client_state(
-                self.settings.client_state_secret
-            )
+            # Read only: `graphtap bootstrap` creates it; the runtime may not write secrets.
+            self._client_state = await self.keyvault.client_state(self.client_state_secret)
         certificate = await self.keyvault.certificate(self.certificate_name)
         if self._certificate is None or certificate.version != self._certificate.version:
             if self.on_certificate is not None:
@@ -320,7 +321,12 @@ class ControlPlane:
             self.heartbeat.write_text(f"{self.clock.time():.3f}\n")
 
     async def _resync_downtime(self) -> None:
-        """After downtime longer than a few renewal rounds, read the gap back."""
+        """After downtime longer than a few renewal rounds, read the gap back.
+
+        The one interval read on the wall clock: it spans a restart, which no monotonic
+        clock survives. A wall clock stepped forward costs one extra resync (replays add no
+        verdicts); the loops themselves sleep on the monotonic clock.
+        """
         if self.heartbeat is None or not self.heartbeat.exists():
             self._beat()
             return

@@ -23,11 +23,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from graphtap.deployment import DEFAULT_CLIENT_STATE_SECRET, DEFAULT_FINDING_HASH_KEY_SECRET
 from graphtap.notifications.keyring import thumbprint
 
-DEFAULT_CLIENT_STATE_SECRET = "graph-client-state"  # noqa: S105 (a name, not a value)
-#: The per-environment key findings are hashed under, so every instance correlates alike.
-DEFAULT_FINDING_HASH_KEY_SECRET = "finding-hash-key"  # noqa: S105 (a name, not a value)
+__all__ = [
+    "DEFAULT_CLIENT_STATE_SECRET",
+    "DEFAULT_FINDING_HASH_KEY_SECRET",
+    "EncryptionCertificate",
+    "KeyVault",
+    "KeyVaultError",
+    "SecretMissing",
+]
+
 FINDING_HASH_KEY_BYTES = 32
 #: Graph documents a 128-character limit for clientState.
 CLIENT_STATE_CHARS = 96
@@ -35,6 +42,10 @@ CLIENT_STATE_CHARS = 96
 
 class KeyVaultError(RuntimeError):
     """Key Vault lacks what graphtap needs; the message names the vault and the object."""
+
+
+class SecretMissing(KeyVaultError):
+    """A secret `graphtap bootstrap` creates does not exist yet: wait, do not mint one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +114,7 @@ class KeyVault:
         try:
             secret = await self._secrets.get_secret(name)
         except ResourceNotFoundError:
-            raise KeyVaultError(
+            raise SecretMissing(
                 f"{self.vault_url}: {what} secret {name!r} not found; `make bootstrap` creates it"
             ) from None
         if not secret.value:

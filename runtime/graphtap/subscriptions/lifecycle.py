@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graphtap.transactions import write_transaction
+from graphtap.transactions import check_store, store_error, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ REAUTHORIZATION_REQUIRED = "reauthorizationRequired"
 SUBSCRIPTION_REMOVED = "subscriptionRemoved"
 MISSED = "missed"
 KNOWN_EVENTS = frozenset({REAUTHORIZATION_REQUIRED, SUBSCRIPTION_REMOVED, MISSED})
+QUEUE = "lifecycle queue"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lifecycle_events (
@@ -58,8 +59,15 @@ class LifecycleEvent:
 
     @classmethod
     def from_item(
-        cls, item: dict[str, Any], *, body: bytes, index: int, received_at: float
+        cls,
+        item: dict[str, Any],
+        *,
+        body: bytes,
+        index: int,
+        received_at: float,
+        digest: str | None = None,
     ) -> LifecycleEvent:
+        """`digest`: the SHA-256 (hex) of `body`, when the caller has it already."""
         event = str(item.get("lifecycleEvent"))
         if event not in KNOWN_EVENTS:
             log.warning(
@@ -67,7 +75,8 @@ class LifecycleEvent:
                 event,
                 item.get("subscriptionId"),
             )
-        digest = hashlib.sha256(body).hexdigest()
+        if digest is None:
+            digest = hashlib.sha256(body).hexdigest()
         return cls(
             key=f"{digest}:{index}",
             subscription_id=str(item.get("subscriptionId")),
@@ -84,12 +93,23 @@ class LifecycleQueue:
     """A durable, deduplicating queue of lifecycle events in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (or create) the queue; a damaged or unwritable file is a `StoreError`."""
         self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise store_error(path, QUEUE, exc) from None
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            check_store(self._db, path, QUEUE)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(path, QUEUE, exc) from None
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -99,6 +119,13 @@ class LifecycleQueue:
         if not events:
             return 0
         before = self._db.total_changes
+        try:
+            self._insert(events)
+        except sqlite3.Error as exc:  # a full disk, say: the batch is not checkpointed
+            raise store_error(self.path, QUEUE, exc) from None
+        return self._db.total_changes - before
+
+    def _insert(self, events: Sequence[LifecycleEvent]) -> None:
         with write_transaction(self._db):
             self._db.executemany(
                 "INSERT OR IGNORE INTO lifecycle_events (key, subscription_id, tenant_id, event,"
@@ -116,7 +143,6 @@ class LifecycleQueue:
                     for e in events
                 ],
             )
-        return self._db.total_changes - before
 
     def pending(self, limit: int = 100) -> list[LifecycleEvent]:
         """The oldest events not yet handled."""

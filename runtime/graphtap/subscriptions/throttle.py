@@ -3,7 +3,9 @@
 Graph allows 500 writes per 20 seconds per app and tenant. A token bucket refilling at
 `rate` with `burst` tokens never exceeds `burst + rate * 20` in any 20-second window, so
 the defaults (24/s, burst 20) stay at 500 while keeping the write rate near the 25/s
-ceiling. A 429 or 503 pauses every writer until its Retry-After has passed.
+ceiling. A 429 or 503 pauses every writer until its Retry-After has passed. Both are
+measured on the clock's monotonic reading: a wall clock stepped back would otherwise drain
+the bucket (or stretch a pause) by the size of the step.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class WriteThrottle:
         self._clock = clock
         self.settings = settings
         self._tokens = float(settings.burst)
-        self._updated = clock.time()
+        self._updated = clock.monotonic()
         self._paused_until = 0.0
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._bucket = asyncio.Lock()
@@ -93,20 +95,20 @@ class WriteThrottle:
                     if error.status in (429, 503):
                         # The service is throttling the app: every writer waits.
                         self.stats.throttled += 1
-                        self._paused_until = max(self._paused_until, self._clock.time() + wait)
+                        self._paused_until = max(self._paused_until, self._clock.monotonic() + wait)
                     else:
                         backoff = wait
             if backoff:
                 await self._clock.sleep(backoff)
 
     async def _wait_pause(self) -> None:
-        while (remaining := self._paused_until - self._clock.time()) > 0:
+        while (remaining := self._paused_until - self._clock.monotonic()) > 0:
             await self._clock.sleep(remaining)
 
     async def _take(self) -> None:
         async with self._bucket:
             while True:
-                now = self._clock.time()
+                now = self._clock.monotonic()
                 self._tokens = min(
                     float(self.settings.burst),
                     self._tokens + (now - self._updated) * self.settings.rate,

@@ -1,4 +1,4 @@
-"""`graphtap bootstrap`: register and reconcile the environment's Graph subscriptions."""
+"""`graphtap bootstrap`: check the deployment and create the runtime's secrets."""
 
 from __future__ import annotations
 
@@ -20,46 +20,44 @@ from graphtap.subscriptions.bootstrap import bootstrap as run_bootstrap
 from graphtap.subscriptions.desired import DesiredStateError, load_desired
 
 
-def outcomes_table(result: BootstrapResult) -> Table:
-    table = Table("resource", "id", "expiry", "action")
-    for outcome in result.outcomes:
-        expiry = outcome.expiration.strftime("%Y-%m-%d %H:%M UTC") if outcome.expiration else ""
-        action = outcome.action if outcome.error is None else f"[red]{outcome.action}"
-        table.add_row(outcome.resource, outcome.subscription_id or "", expiry, action)
+def secrets_table(result: BootstrapResult) -> Table:
+    table = Table("Key Vault secret", "action")
+    for secret in result.secrets:
+        table.add_row(secret.name, "created" if secret.created else "kept")
     return table
 
 
 def report(result: BootstrapResult, console: Console) -> int:
-    """Print what happened; the exit status: 0 done, 1 Graph refused, 2 deployment unsound."""
+    """Print what happened; the exit status: 0 done, 2 deployment unsound."""
     if not result.preflight_ok:
         console.print(checks_table(result.checks))
-        console.print("[red]the deployment is not ready; Graph was not called")
+        console.print("[red]the deployment is not ready; no secret was written")
         return 2
-    console.print(outcomes_table(result))
-    failures = [o for o in result.outcomes if o.error is not None]
-    for outcome in failures:
-        assert outcome.error is not None
-        console.print(f"[red]{outcome.resource}: {outcome.error.message}")
-        console.print(f"  what to do: {outcome.error.hint}")
-    if result.certificate_id:
-        console.print(f"encryption certificate: {result.certificate_id}")
-    return 1 if failures else 0
+    console.print(secrets_table(result))
+    console.print(f"encryption certificate: {result.certificate_id}")
+    console.print(
+        "subscriptions: the web app's control plane creates and renews them as the runtime "
+        "identity (see its status page); a host that started before this run picks the "
+        "secrets up within a minute"
+    )
+    return 0
 
 
 @click.command()
 @environment_option
 @cloud_options
 def bootstrap(environment: str, graph_endpoint: str | None, authority: str | None) -> None:
-    """Check the deployment, make sure clientState exists, reconcile the subscriptions."""
+    """Check the deployment and create the secrets the runtime reads (clientState, hash key)."""
     deployment = load_deployment(environment, graph_endpoint)
     try:
-        desired = load_desired(environment)
+        # The declaration the control plane will apply: refuse a broken one before deploying on.
+        load_desired(environment)
     except DesiredStateError as exc:
         raise click.ClickException(str(exc)) from None
 
     async def run() -> BootstrapResult:
         async with credential(authority) as azure_credential:
-            return await run_bootstrap(deployment, azure_credential, desired)
+            return await run_bootstrap(deployment, azure_credential)
 
     status = report(asyncio.run(run()), Console())
     if status:

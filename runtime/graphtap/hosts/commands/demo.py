@@ -117,8 +117,9 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
     console.print(summary_table(summary))
     console.print(_sample_findings(sink.path))
     console.print(
-        f"Verdicts and dead letters: {sink.path} (tables verdicts, dead_letters, lifecycle_events)."
-        " Run it again: the same seed gives the same tenant."
+        f"Verdicts and dead letters: {sink.path} (tables verdicts, dead_letters,"
+        " dead_letter_events, lifecycle_events). Run it again: the same seed gives the same"
+        " tenant."
     )
 
 

@@ -50,35 +50,26 @@ def create(out_dir: Path, certificate_id: str | None, bits: str) -> None:
     required=True,
     help="Environment whose Key Vault certificate to renew (stack outputs in .outputs/ENV.json).",
 )
-@click.option("--graph-endpoint", envvar="GRAPHTAP_GRAPH_ENDPOINT", help="Graph national cloud.")
 @click.option("--authority", envvar="AZURE_AUTHORITY_HOST", help="Entra authority host.")
-def rotate(environment: str, graph_endpoint: str | None, authority: str | None) -> None:
-    """Issue a new certificate version in Key Vault and move every subscription to it."""
-    from rich.console import Console
+def rotate(environment: str, authority: str | None) -> None:
+    """Issue a new certificate version in Key Vault; the control plane moves every subscription.
 
+    Runs as the deploying identity (Key Vault Certificates Officer). The web app's control
+    plane, which owns the subscriptions, sees the new version on its next rotation check,
+    hands the processors its key first and then re-keys each subscription.
+    """
     from graphtap.hosts.commands.azure import credential, load_deployment
-    from graphtap.hosts.commands.bootstrap import outcomes_table
-    from graphtap.subscriptions.bootstrap import BootstrapResult
-    from graphtap.subscriptions.control_plane import ControlPlane
-    from graphtap.subscriptions.reconcile import Outcome
+    from graphtap.subscriptions.keyvault import KeyVault
 
-    deployment = load_deployment(environment, graph_endpoint)
+    deployment = load_deployment(environment, None)
 
-    async def run() -> tuple[list[Outcome], str | None]:
+    async def run() -> str:
         async with credential(authority) as azure_credential:
-            plane = ControlPlane.from_deployment(deployment, azure_credential)
+            keyvault = KeyVault(deployment.key_vault_uri, azure_credential)
             try:
-                outcomes = await plane.rotate()
+                return (await keyvault.rotate(deployment.certificate_name)).certificate_id
             finally:
-                await plane.keyvault.close()
-            return outcomes, plane.status().certificate_id
+                await keyvault.close()
 
-    outcomes, certificate_id = asyncio.run(run())
-    console = Console()
-    console.print(outcomes_table(BootstrapResult((), tuple(outcomes), certificate_id)))
-    console.print(f"encryption certificate now: {certificate_id}")
-    failed = [o for o in outcomes if o.error is not None]
-    if failed:
-        raise click.ClickException(
-            "; ".join(f"{o.resource}: {o.error.hint if o.error else ''}" for o in failed)
-        )
+    click.echo(f"encryption certificate now: {asyncio.run(run())}")
+    click.echo("the control plane moves every subscription to it on its next rotation check")

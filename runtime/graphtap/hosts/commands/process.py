@@ -16,7 +16,7 @@ from rich.table import Table
 
 from graphtap.hosts.commands.options import finding_hash_key, hash_key_file_option
 from graphtap.inspection import InspectionSettings, Policy, load_policy
-from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError
+from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError, LocalHubUnusable
 from graphtap.notifications.authenticity import DEFAULT_JWKS_URL, TokenPolicy
 from graphtap.notifications.keyring import KeyRing, KeyRingError
 from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
@@ -40,6 +40,7 @@ from graphtap.processing.runner import (
 from graphtap.processing.sources import EventSource
 from graphtap.processing.sources.localhub import LocalHubSource
 from graphtap.subscriptions.lifecycle import LifecycleQueue
+from graphtap.transactions import StoreError
 
 
 @click.command()
@@ -224,10 +225,21 @@ def run_processor(
     """
     try:
         source = open_source(source_endpoint, consumer_group=consumer_group, follow=follow)
+    except LocalHubUnusable as exc:
+        raise click.ClickException(str(exc)) from None
     except (FileNotFoundError, LocalHubError) as exc:
         raise click.UsageError(str(exc)) from None
-    stores = open_stores(sink_endpoint, dead_letter_endpoint)
-    lifecycle = LifecycleQueue(lifecycle_path)
+    try:
+        stores = open_stores(sink_endpoint, dead_letter_endpoint)
+    except (StoreError, ValueError) as exc:
+        source.close()
+        raise click.ClickException(str(exc)) from None
+    try:
+        lifecycle = LifecycleQueue(lifecycle_path)
+    except StoreError as exc:
+        source.close()
+        stores.close()
+        raise click.ClickException(str(exc)) from None
     if on_start is not None:
         waiting = None
         if isinstance(source, LocalHubSource):
@@ -245,6 +257,10 @@ def run_processor(
     restore = _stop_on_signals(source)
     try:
         return processor.run()
+    except (StoreError, LocalHubError) as exc:
+        # A store refused a batch (a full disk, say): the batch was not checkpointed and is
+        # processed again on the next run.
+        raise click.ClickException(f"{exc}; processing stopped") from None
     finally:
         restore()
         source.close()

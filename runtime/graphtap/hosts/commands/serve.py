@@ -20,6 +20,7 @@ import click
 from starlette.applications import Starlette
 
 from graphtap.deployment import Deployment, DeploymentError
+from graphtap.hosts.access import AccessPolicy
 from graphtap.hosts.commands.options import HASH_KEY_ENV, finding_hash_key, hash_key_file_option
 from graphtap.hosts.webapp import ControlPlaneView, StatusSources, create_app
 from graphtap.hosts.webapp import serve as run_app
@@ -250,7 +251,8 @@ def build_app(service: Service, control_plane: ControlPlaneService | None) -> St
         failed_batches=service.failed_batches,
         failed_tasks=lambda: tuple(failed),
     )
-    return create_app(sources, lifespan=lifespan)
+    # On Azure the stack names the app roles that may read it; locally the app stays open.
+    return create_app(sources, lifespan=lifespan, access=AccessPolicy.from_environment())
 
 
 def _inspection(policy_path: Path | None, hash_key_file: Path | None) -> InspectionSettings:
@@ -332,41 +334,26 @@ async def _azure_service(
 ) -> Opened:
     from azure.identity.aio import DefaultAzureCredential
 
-    from graphtap.hosts.azure import (
-        AzureProcessing,
-        AzureServiceOptions,
-        ControlPlaneOnly,
-        EventHubsService,
-        ResyncThroughProcessing,
-    )
-    from graphtap.subscriptions.control_plane import ControlPlane
+    from graphtap.hosts.azure import AzureServiceOptions, open_azure_host
 
     credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
-    options = AzureServiceOptions(
-        policy=policy,
-        hash_key=hash_key,
-        workers=workers,
-        start=start,
-        max_batch_size=batch_size,
-        extra_client_states=extra_client_states,
-    )
-    service: EventHubsService | ControlPlaneOnly
     try:
-        if os.environ.get(PROCESS_NOTIFICATIONS_ENV, "true").lower() == "false":
-            service = ControlPlaneOnly(await AzureProcessing.open(deployment, credential, options))
-        else:
-            service = await EventHubsService.open(deployment, credential, options)
+        service, control_plane = await open_azure_host(
+            deployment,
+            credential,
+            AzureServiceOptions(
+                policy=policy,
+                hash_key=hash_key,
+                workers=workers,
+                start=start,
+                max_batch_size=batch_size,
+                extra_client_states=extra_client_states,
+            ),
+            process_notifications=(
+                os.environ.get(PROCESS_NOTIFICATIONS_ENV, "true").lower() != "false"
+            ),
+        )
     except BaseException:
         await credential.close()
         raise
-    control_plane = ControlPlane.from_deployment(
-        deployment,
-        credential,
-        lifecycle_queue=service.lifecycle,
-        # Gaps (removals, `missed`, downtime) are read back from Graph and inspected once.
-        resync_sink=ResyncThroughProcessing(service.processing),
-        heartbeat=options.state_dir / "control-plane.heartbeat",
-    )
-    # New certificate versions reach the processor before Graph encrypts to them.
-    control_plane.on_certificate = service.processing.add_certificate
     return service, control_plane, credential.close

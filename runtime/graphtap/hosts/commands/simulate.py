@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from graphtap.localhub import LocalHub, LocalHubError
+from graphtap.localhub import LocalHub, LocalHubError, LocalHubUnusable
 from graphtap.processing.endpoints import Endpoint, EndpointError
 from graphtap.simulation.emitter import SimulationSettings
 from graphtap.simulation.emitter import simulate as simulate_events
@@ -118,6 +118,8 @@ def simulate(
                 totals = write_events(events, hub=local)
         else:
             totals = write_events(events, out_file=out_file)
+    except LocalHubUnusable as exc:  # damaged, read-only, a full disk: not a usage error
+        raise click.ClickException(str(exc)) from None
     except (ValueError, EndpointError, LocalHubError) as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(

@@ -3,15 +3,28 @@ with equal confidence, the earlier (more specific) rule wins."""
 
 from __future__ import annotations
 
-from graphtap.inspection.rules import financial, secrets
+from graphtap.inspection.rules import credentials, financial, identity, secrets
 from graphtap.inspection.rules.base import Evidence, Rule
 
-RULES: tuple[Rule, ...] = (
-    *(rule for rule in secrets.RULES if rule is not secrets.PASSWORD),  # self-identifying
-    *financial.RULES,
-    secrets.PASSWORD,  # last: a password may be any of the above pasted after `password=`
+_CONNECTION_STRINGS = (credentials.AZURE_CONNECTION_STRING, credentials.AZURE_SQL_CONNECTION_STRING)
+_PASSWORDS = (
+    secrets.PASSWORD,
+    secrets.PASSWORD_COMMAND,
+    secrets.PASSWORD_COMPARED,
+    secrets.PASSWORD_XML,
 )
 
-TYPES: tuple[str, ...] = tuple(rule.type for rule in RULES)
+RULES: tuple[Rule, ...] = (
+    # Connection strings first: a storage key or a password inside one is part of it.
+    *_CONNECTION_STRINGS,
+    *(rule for rule in secrets.RULES if rule not in _PASSWORDS),  # self-identifying
+    *(rule for rule in credentials.RULES if rule not in _CONNECTION_STRINGS),
+    *financial.RULES,
+    *identity.RULES,
+    *_PASSWORDS,  # last: a password may be any of the above pasted after `password=`
+)
+
+# One name per type, in rule order (a type may have more than one rule, as passwords do).
+TYPES: tuple[str, ...] = tuple(dict.fromkeys(rule.type for rule in RULES))
 
 __all__ = ["RULES", "TYPES", "Evidence", "Rule"]

@@ -32,6 +32,20 @@ class Evidence:
     extra: bool = False  # the rule's secondary evidence (a card's expiry date)
 
 
+def joined(*keywords: str) -> tuple[str, ...]:
+    """The keywords and, for those of several words, the forms written together or with
+    `#` for "number" (`passportnumber`, `passportno`, `ssn#`), as people type them."""
+    out: dict[str, None] = {}
+    for keyword in keywords:
+        out[keyword] = None
+        if " " in keyword:
+            out[keyword.replace(" ", "")] = None
+        for word in (" number", " no"):
+            if keyword.endswith(word) and " " in keyword[: -len(word)]:
+                out[keyword[: -len(word)].replace(" ", "") + word.strip()] = None
+    return tuple(out)
+
+
 def _keep(value: str) -> Iterable[str]:
     return (value,)
 
@@ -73,6 +87,11 @@ class Rule:
     labelled_elsewhere_excludes: bool = False
     # A secondary pattern searched in the proximity window (Purview's expiry-date function).
     extra_evidence: str | None = None
+    # A pattern that, ending right where a match starts, says the match is part of something
+    # else (a card number's digits inside an IBAN): the match is then not reported.
+    not_after: str | None = None
+    # Keywords count only this close (characters either side); None: Purview's 300.
+    proximity: int | None = None
     # Trailing characters of the normalised value a finding's preview may show (at most 4).
     preview_chars: int = 4
     true_examples: tuple[str, ...] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from graphtap.inspection import validators
-from graphtap.inspection.rules.base import NUMBER_AFTER, NUMBER_BEFORE, Evidence, Rule
+from graphtap.inspection.rules.base import NUMBER_AFTER, NUMBER_BEFORE, Evidence, Rule, joined
 
 _FULL_WIDTH = {ord(d): 0xFF10 + int(d) for d in "0123456789"}
 
@@ -15,7 +15,12 @@ def _digits(value: str) -> str:
 
 
 def _compact_upper(value: str) -> str:
-    return value.replace(" ", "").upper()
+    return value.replace(" ", "").replace("-", "").upper()
+
+
+# The start of an IBAN (country, check digits, groups) right before a number: the number is
+# the IBAN's digits (`FR76 3000 6000 0112 3456 ...` holds a Luhn-valid Diners run).
+INSIDE_IBAN = r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]{4}){0,7}[ \-]?"
 
 
 # --- credit card: Luhn alone is low, with a card keyword or an expiry date high -----------
@@ -45,7 +50,7 @@ CREDIT_CARD = Rule(
     numeric=True,
     number_length=(14, 23),
     normalise=_digits,
-    keywords=(
+    keywords=joined(
         "card",
         "cards",
         "card number",
@@ -80,6 +85,7 @@ CREDIT_CARD = Rule(
         "valid through",
     ),
     extra_evidence=r"(?<![0-9])(?:0[1-9]|1[0-2]) ?/ ?(?:20)?[0-9]{2}(?![0-9/])",
+    not_after=INSIDE_IBAN,
     true_examples=(
         "4111 1111 1111 1111",
         "card number 5500-0000-0000-0004 exp 12/27",
@@ -93,6 +99,8 @@ CREDIT_CARD = Rule(
         "ref 9111111111111111",
         "build 10.0.4111111111111111",
         "timestamp 20260114093015",
+        # An IBAN whose check digits are wrong holds a Luhn-valid Diners run: no card.
+        "IBAN FR75 3000 6000 0112 3456 7890 189",
     ),
 )
 
@@ -117,7 +125,7 @@ SSN = Rule(
     validate=validators.ssn,
     score=_ssn_score,
     normalise=_digits,
-    keywords=(
+    keywords=joined(
         "ssn",
         "ssns",
         "ss#",
@@ -132,6 +140,8 @@ SSN = Rule(
         "ssa number",
         "social sec",
         "ssn no",
+        "ss no",
+        "social security card",
     ),
     requires_keyword=True,
     numeric=True,
@@ -140,6 +150,8 @@ SSN = Rule(
     true_examples=(
         "SSN: 536-22-1844",
         "social security number 536 22 1844",
+        "socialsecuritynumber=536221844",
+        "ssn#536-22-1844",
         "ssn 536221844",
         "her SSN is 812-44-1234",
     ),
@@ -163,18 +175,21 @@ SSN = Rule(
 def _iban_trims(value: str) -> Iterator[str]:
     """An IBAN printed in groups may be followed by an upper-case word the pattern swallowed."""
     yield value
+    separator = "-" if "-" in value else " "
     head = value
     for _ in range(2):
-        if " " not in head:
+        if separator not in head:
             return
-        head = head.rsplit(" ", 1)[0]
+        head = head.rsplit(separator, 1)[0]
         yield head
 
 
 IBAN = Rule(
     type="iban",
-    pattern=r"(?<![A-Za-z0-9])(?P<v>[A-Z]{2}[0-9]{2}"
-    r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,8}(?: [A-Z0-9]{1,3})?))(?![A-Za-z0-9])",
+    # Electronic form, or printed in groups of four separated by spaces or by dashes.
+    pattern=r"(?<![A-Za-z0-9\-])(?P<v>[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}"
+    r"|(?: [A-Z0-9]{4}){2,8}(?: [A-Z0-9]{1,3})?|(?:-[A-Z0-9]{4}){2,8}(?:-[A-Z0-9]{1,3})?))"
+    r"(?![A-Za-z0-9])",
     validate=validators.iban,
     score=lambda evidence: 85,
     normalise=_compact_upper,
@@ -185,12 +200,15 @@ IBAN = Rule(
         "wire to GB82WEST12345698765432",
         "NL91 ABNA 0417 1643 00 BIC ABNANL2A",
         "BE68 5390 0754 7034 BIC",
+        "IBAN DE89-3704-0044-0532-0130-00",
+        "FR76 3000 6000 0112 3456 7890 189",  # the digits hold no card number either
     ),
     false_examples=(
         "IBAN DE88 3704 0044 0532 0130 00",
         "GB82WEST1234569876543",
         "XX82WEST12345698765432",
         "ID AB12CDEF34567890123",
+        "DE89-3704-0044 0532 0130 00",  # one IBAN is printed with one kind of separator
     ),
 )
 
@@ -205,7 +223,7 @@ ABA = Rule(
     validate=validators.aba_routing,
     score=lambda evidence: 75 if evidence.keyword else 65,
     normalise=_digits,
-    keywords=(
+    keywords=joined(
         "routing",
         "routing number",
         "routing no",
@@ -243,7 +261,7 @@ BANK_ACCOUNT = Rule(
     validate=validators.bank_account,
     score=lambda evidence: 75 if evidence.keyword else None,
     normalise=_digits,
-    keywords=(
+    keywords=joined(
         "account number",
         "account no",
         "account #",
@@ -286,7 +304,7 @@ PASSPORT = Rule(
     validate=validators.passport,
     score=lambda evidence: 75 if evidence.keyword else None,
     normalise=str.upper,
-    keywords=(
+    keywords=joined(
         "passport",
         "passports",
         "passport number",
@@ -295,6 +313,8 @@ PASSPORT = Rule(
         "passport#",
         "passport card",
         "travel document",
+        "passport num",
+        "pass no",
         "us passport",
         "u.s. passport",
     ),
@@ -306,6 +326,8 @@ PASSPORT = Rule(
         "passport number 546123987",
         "Passport no. E12345678, expires 2031",
         "her passport ID 546123987",
+        "passportnumber: 546123987",
+        "PassportNo=E12345678",
     ),
     false_examples=(
         "E12345678",

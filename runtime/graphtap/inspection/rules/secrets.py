@@ -15,6 +15,12 @@ def _assembled(*pieces: str) -> str:
     return "".join(pieces)
 
 
+# _SHORT_REPEATS: Hyperscan scans some combinations of prefilter patterns whose key
+# characters repeat many times (`AIza[...]{35}` beside `dapi[0-9a-f]{32}`) in quadratic time
+# on text that repeats the prefix. Such a rule gives Hyperscan its prefix and a few key
+# characters instead: a superset of its matches, and `regex` decides.
+
+
 def _high(evidence: Evidence) -> int:
     return 85
 
@@ -59,8 +65,7 @@ AZURE_STORAGE_KEY = Rule(
     placeholders=True,
     context_matters=True,
     true_examples=(
-        f"DefaultEndpointsProtocol=https;AccountName=stfinance7;AccountKey={_KEY};"
-        "EndpointSuffix=core.windows.net",
+        f"AccountName=stfinance7;AccountKey={_KEY}",
         f"storage key: {_KEY}",
     ),
     false_examples=(
@@ -142,18 +147,67 @@ GITHUB_TOKEN = Rule(
     ),
 )
 
-# --- PEM private keys: BEGIN and END must pair ----------------------------------------------
+# --- private keys: PEM and OpenPGP blocks (BEGIN and END pair), OpenSSH, PuTTY files --------
+
+_PUTTY = (
+    r"PuTTY-User-Key-File-[1-3]: ?[A-Za-z0-9.@\-]{3,64}\s+Encryption: ?[A-Za-z0-9\-]{1,32}\s+"
+    r"Comment: ?[^\r\n]{0,256}?\s+Public-Lines: ?[0-9]{1,3}\s+(?:[A-Za-z0-9+/=]{1,64}\s+){1,64}"
+    r"(?:Key-Derivation: ?[A-Za-z0-9\-]{1,32}\s+Argon2-Memory: ?[0-9]{1,9}\s+"
+    r"Argon2-Passes: ?[0-9]{1,9}\s+Argon2-Parallelism: ?[0-9]{1,4}\s+"
+    r"Argon2-Salt: ?[0-9a-fA-F]{1,128}\s+)?"
+    r"Private-Lines: ?[0-9]{1,3}\s+(?:[A-Za-z0-9+/=]{1,64}\s+){1,128}"
+    r"Private-MAC: ?[0-9a-fA-F]{40,64}"
+)
+
+_OPENSSH_KEY = _assembled(
+    "-----BEGIN ",
+    "OPENSSH PRIVATE KEY-----\n",
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n",
+    "QyNTUxOQAAACCSWRA9UBXWfJwFxJdHzHnVMvqWFzkjCza0fBoseDkzWgAAAIi+VKFAvlSh\n",
+    "QAAAAAtzc2gtZWQyNTUxOQAAACCSWRA9UBXWfJwFxJdHzHnVMvqWFzkjCza0fBoseDkzWg\n",
+    "AAAEDeMp1p9bJE9+P4zhCxb7CzuVutnnHBuSo9QBPYKoNFbpJZED1QFdZ8nAXEl0fMedUy\n",
+    "+pYXOSMLNrR8Gix4OTNaAAAAAAECAwQF\n-----END ",
+    "OPENSSH PRIVATE KEY-----",
+)
+_ENCRYPTED_PEM = _assembled(
+    "-----BEGIN ",
+    "EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n",
+    "DEK-Info: AES-128-CBC,7A7A581C9F8C1D331DEF0C2C22917D51\n\n",
+    "JbgC+jiHPC54lUUrMlkZZkjU/VafUaUVkfB7ABkKh7knxTL8QLU95nkC0ukLNCjN\n",
+    "hzzadaaEsfKcyEQH2hg/Q1uhCC/5KQGMPeDc58wWts3X0n2mEolf44ctLh79zCdu\n",
+    "/FNxsVt4W4DaQDZRSa2gHtWqs+eB9G/a2lpQoMgodos=\n-----END ",
+    "EC PRIVATE KEY-----",
+)
+_PGP_BODY = (
+    "lFgEaxT91xYJKwYBBAHaRw8BAQdA56gj4vR31w86ATFVMmRmsTqi6ulfMzyhLXU8\n"
+    "VyM4gpYAAQCl0gGACTSpPfPtXetmITvzozM1MF645ry3CFVEmR/CTg8MtB1CdWls\n"
+    "ZCBCb3QgPGJvdEBidWlsZC5pbnZhbGlkPoiQBBMWCAA4FiEEhSV1j8k69B/18CGf\n"
+    "ED25NJW8wMgFAmsU/dcCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQED25\n"
+    "NJW8wMj2gAD+PvToOPwCnkdobo5ZSvbzwr4ea+8HrUSoJvwQNOjuO3YA/18h8wwK\n"
+    "8EItM+/Zn6yD1MGvlWDvzS8WiI3YoNog/moN\n"
+)
+_PGP_KEY = _assembled(
+    "-----BEGIN ", "PGP PRIVATE KEY BLOCK-----\n\n", _PGP_BODY, "=js+2\n-----END ",
+    "PGP PRIVATE KEY BLOCK-----",
+)  # fmt: skip
+_PUTTY_KEY = _assembled(
+    "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: deploy@build01\n",
+    "Public-Lines: 2\nAAAAC3NzaC1lZDI1NTE5AAAAIJJZED1QFdZ8nAXEl0fMedUy+pYXOSMLNrR8Gix4\nOTNa\n",
+    "Private-Lines: 1\nAAAAIKE2x/joRlrCU9pMa3HXNPyofuCSlgoJVUi5cRgxKMIT\n",
+    "Private-MAC: 34b85489284fef65a5eb3e92f856cc24ddc2c785afbb4b1aeef8967db5e4a5d8",
+)
 
 PRIVATE_KEY = Rule(
     type="private_key",
-    pattern=r"(?P<v>-----BEGIN (?P<label>[A-Z0-9 ]{0,40}?)PRIVATE KEY-----"
-    r"[A-Za-z0-9+/=\s:,.\-]{20,16000}?-----END (?P=label)PRIVATE KEY-----)",
-    hyperscan_pattern=r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----",
+    pattern=r"(?P<v>-----BEGIN (?P<label>[A-Z0-9 ]{0,40}?)PRIVATE KEY(?P<block>(?: BLOCK)?)-----"
+    r"[A-Za-z0-9+/=\s:,.\-@_()<>']{20,16000}?-----END (?P=label)PRIVATE KEY(?P=block)-----"
+    rf"|{_PUTTY})",
+    hyperscan_pattern=r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY|PuTTY-User-Key-File-[1-3]:",
     preview_chars=0,  # the tail of a PEM block is its END line
     validate=validators.private_key,
     score=_high,
     normalise=_no_whitespace,
-    atoms=("private key-----",),
+    atoms=("private key", "putty-user-key-file-"),
     true_examples=(
         _assembled(
             "-----BEGIN ",
@@ -168,6 +222,11 @@ PRIVATE_KEY = Rule(
             "EAq7BFUpkGp3+L -----END ",
             "PRIVATE KEY-----",
         ),
+        _OPENSSH_KEY,  # zero bytes in the body read as runs of `A`
+        _ENCRYPTED_PEM,  # RFC 1421 headers before the body
+        _PGP_KEY,  # armor: a blank line, the body, `=` and its CRC-24
+        _PUTTY_KEY,
+        "deploy key:\n" + _PUTTY_KEY.replace("\n", " "),  # pasted into one paragraph
     ),
     false_examples=(
         _assembled(
@@ -179,15 +238,27 @@ PRIVATE_KEY = Rule(
         "-----BEGIN PUBLIC KEY-----\nMFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAKj34GkxFhD90vcNLYLInFEX6P\n"
         "-----END PUBLIC KEY-----",
         _assembled("-----BEGIN ", "RSA PRIVATE KEY-----\n...\n-----END ", "RSA PRIVATE KEY-----"),
+        _PGP_KEY.replace("=js+2", "=js+3"),  # the armor checksum does not match the body
+        _OPENSSH_KEY.replace("b3BlbnNzaC1rZXktdjEA", "c3NoLXJzYQAAAAMBAAEA"),  # not openssh-key-v1
+        _PUTTY_KEY.replace("Private-Lines: 1", "Private-Lines: 2"),  # counts do not add up
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
+        + _PGP_BODY
+        + "-----END PGP PUBLIC KEY BLOCK-----",
     ),
 )
 
 # --- JWT: the header must decode to JSON naming an algorithm --------------------------------
 
+_JWT_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+_JWT_PAYLOAD = "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ"
+
 JWT = Rule(
     type="jwt",
+    # RFC 7519: header and payload; the signature is empty for an unsecured JWT (RFC 7519,
+    # 6.1) and is often left off when a token is pasted.
     pattern=r"(?<![A-Za-z0-9_\-])(?P<v>ey[A-Za-z0-9_\-]{10,}\.ey[A-Za-z0-9_\-]{10,}"
-    r"\.[A-Za-z0-9_\-]*)(?![A-Za-z0-9_\-])",
+    r"(?:\.[A-Za-z0-9_\-]*)?)(?![A-Za-z0-9_\-])",
+    hyperscan_pattern=r"ey[A-Za-z0-9_\-]{10}[A-Za-z0-9_\-]*\.ey",  # see _SHORT_REPEATS
     validate=validators.jwt,
     score=_high,
     atoms=("ey",),
@@ -195,29 +266,41 @@ JWT = Rule(
     true_examples=(
         "Authorization: Bearer "
         + _assembled(
-            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9",
-            ".",
-            "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ",
-            ".",
-            "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+            _JWT_HEADER, ".", _JWT_PAYLOAD, ".", "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
         ),
+        # {"alg":"none"}: an unsecured JWT ends with the dot and no signature
+        _assembled(
+            "eyJhbGciOiJub25lIn0", ".", "eyJzdWIiOiJzdmMtYmlsbGluZyIsImFkbWluIjp0cnVlfQ", "."
+        ),
+        "id token without its signature: " + _assembled(_JWT_HEADER, ".", _JWT_PAYLOAD),
     ),
     false_examples=(
         _assembled("eyJraW5kIjogImN1cnNvciJ9", ".", "eyJwYWdlIjogMTIzNDV9.c2lnbmF0dXJl"),
-        _assembled("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", ".", "eyJub3QganNvbg.SflKxwRJSMeK"),
+        _assembled(_JWT_HEADER, ".", "eyJub3QganNvbg.SflKxwRJSMeK"),
+        _assembled("eyJraW5kIjogImN1cnNvciJ9", ".", "eyJwYWdlIjogMTIzNDV9"),
     ),
 )
 
-# --- Slack, Google, Stripe ----------------------------------------------------------------
+# --- Slack: bot, user, app-level, configuration and refresh tokens, webhooks ---------------
+
+_SLACK_CONFIG_BODY = (
+    "bSXPc0xJod0nPk2Pq19b240QmewF6P3Hwdc0d3ZIq3O94gGCUEXk2jLaXpZ5a50weOZFLylpzM3CcQyD"
+)
 
 SLACK_TOKEN = Rule(
     type="slack_token",
-    pattern=r"(?<![A-Za-z0-9])(?P<v>xox[abposr]-(?:[0-9]{8,13}-){1,3}[A-Za-z0-9]{20,40})"
-    r"(?![A-Za-z0-9\-])",
-    validate=lambda token: validators.token_like(token.rsplit("-", 1)[1]),  # the secret part
+    # Slack's token types: xoxb- (bot), xoxp- (user), xoxa-, xoxr-, xoxs-, xoxo- (legacy
+    # workspace, refresh and session tokens), xapp- (app-level), xoxe.xoxp- (configuration),
+    # xoxe- (refresh); then incoming-webhook and workflow URLs, whose last part is the secret.
+    pattern=r"(?<![A-Za-z0-9_\-.])(?P<v>xox[abposr]-(?:[0-9]{1,13}-){1,4}[A-Za-z0-9]{10,64}"
+    r"|xoxe\.xox[bp]-[0-9]-[A-Za-z0-9]{40,250}|xoxe-[0-9]-[A-Za-z0-9]{40,250}"
+    r"|xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{10,14}-[a-f0-9]{32,64}"
+    r"|https://hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/"
+    r"(?:[A-Za-z0-9]{8,24}/){1,2}[A-Za-z0-9]{20,40})(?![A-Za-z0-9\-])",
+    validate=validators.slack_token,
     score=_high,
-    atoms=("xox",),
-    keywords=("slack", "token", "bot"),
+    atoms=("xox", "xapp-", "hooks.slack.com"),
+    keywords=("slack", "token", "bot", "webhook"),
     placeholders=True,
     true_examples=(
         "SLACK_BOT_TOKEN="
@@ -225,16 +308,36 @@ SLACK_TOKEN = Rule(
         _assembled(
             "xo", "xp-742892000000-817603399106-8770940650875-de3f7a0815dc1e83ad76474d0d400c0f"
         ),
+        "SLACK_APP_TOKEN="
+        + _assembled(
+            "xa",
+            "pp-1-A05RK4Q2P7H-5912345678901-",
+            "9f2c4e8a1b7d3f6e0a5c9b2d8e4f1a7c3b6d9e2f5a8c1b4d7e0f3a6c9b2e5d8f",
+        ),
+        "configuration token " + _assembled("xo", "xe.xoxp-1-", _SLACK_CONFIG_BODY),
+        "refresh_token: " + _assembled("xo", "xe-1-", _SLACK_CONFIG_BODY[::-1]),
+        "legacy " + _assembled("xo", "xs-3348272719-3348272725-3360163457-c8a9f0e2b1d4"),
+        _assembled("xo", "xa-2-511111111-31111111111-3111111111111-e039d02840a0b9379c"),
+        _assembled("xo", "xo-7212348859-7212348861-7364537127-a8e2f1c9d0b7"),
+        "webhook: "
+        + _assembled(
+            "https://hooks.sl",
+            "ack.com/services/T4K7Q2M9X/B06H3ZP5R1L/",
+            "vQ8mZ2kR7tN4xW1pL6sD9fHc",
+        ),
     ),
     false_examples=(
         "xoxb-263594206564-2343594206574-XXXXXXXXXXXXXXXXXXXXXXXX",
         "xoxb-not-a-token",
+        "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "see https://api.slack.com/messaging/webhooks for the xoxb- and xapp- formats",
     ),
 )
 
 GOOGLE_API_KEY = Rule(
     type="google_api_key",
     pattern=r"(?<![A-Za-z0-9_\-])(?P<v>AIza[0-9A-Za-z_\-]{35})(?![A-Za-z0-9_\-])",
+    hyperscan_pattern=r"AIza[0-9A-Za-z_\-]{8}",  # see _SHORT_REPEATS
     validate=validators.token_like,
     score=_high,
     atoms=("aiza",),
@@ -249,30 +352,71 @@ GOOGLE_API_KEY = Rule(
 
 STRIPE_SECRET_KEY = Rule(
     type="stripe_secret_key",
-    pattern=r"(?<![A-Za-z0-9_])(?P<v>[sr]k_live_[0-9A-Za-z]{24,99})(?![A-Za-z0-9])",
-    validate=validators.token_like,
+    # Stripe API keys: secret (sk_) and restricted (rk_), live and test mode.
+    pattern=r"(?<![A-Za-z0-9_])(?P<v>[sr]k_(?:live|test)_[0-9A-Za-z]{24,247})(?![A-Za-z0-9])",
+    validate=validators.stripe_key,
     score=_high,
-    atoms=("k_live_",),
-    keywords=("stripe", "secret key", "api key"),
+    atoms=("k_live_", "k_test_"),
+    keywords=("stripe", "secret key", "api key", "restricted key"),
     placeholders=True,
     true_examples=(
         "STRIPE_SECRET_KEY=" + _assembled("sk", "_live_51HqLyjWDarjtT1zdp7dcX4Dk"),
         _assembled("rk", "_live_duMmYm5q549cWsFUjAvkhHenpFosy81bQUqwxZYkxWTqCrq1HaKJmFXlyc8apn5C"),
+        "stripe test key " + _assembled("sk", "_test_51Mz8QnLkT3vB9xR2pW7yHd4Ke6"),
+        "restricted key " + _assembled("rk", "_test_51Mz8QnLkT3vB9xR2pW7yHd4Ke6GqTs0aUc"),
     ),
-    false_examples=("sk_test_51HqLyjWDarjtT1zdp7dcX4Dk", "sk_live_************************"),
+    false_examples=(
+        "sk_live_************************",
+        "sk_test_4eC39HqLyjWDarjtT1zdp7dc",  # the key printed in Stripe's own API reference
+        "sk_test_short",
+        "pk_live_51HqLyjWDarjtT1zdp7dcX4Dk",  # publishable keys are public by design
+    ),
 )
 
-# --- passwords in credential forms ----------------------------------------------------------
+# --- passwords in credential forms, code and configuration ----------------------------------
 
 _CREDENTIAL_VALUE = (
-    r"(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\"|(?P<v>[^\s;'\"<>]{1,128}))"
+    r"(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\"|`(?P<v>[^`\r\n]{1,128})`"
+    r"|(?P<v>[^\s;'\"<>`]{1,128}))"
 )
-_ASSIGNED = re.compile(r"=|-password|convertto-securestring", re.I)
+_QUOTED_VALUE = r"(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\")"
+_PASSWORD_WORD = r"(?:passw(?:or)?d|passphrase|passcode|pwd)"  # noqa: S105 (a pattern)
+# A key naming a password: the word anywhere in it (`DB_PASSWORD`, `adminPwd`,
+# `password_super_secure`), or `pass` / `pw` as a whole segment of it (`db_pass`, `smtp.pw`).
+# Matches start at the word itself, so `regex` finds them by a literal instead of trying a
+# key prefix at every position; whatever precedes the word is part of the key anyway.
+_PASSWORD_KEY = (
+    rf"(?:{_PASSWORD_WORD}[A-Za-z0-9_.\-]{{0,30}}"
+    r"|(?<![A-Za-z0-9])(?:pass|pw|pswd|psw)(?:[_.\-][A-Za-z0-9_.\-]{0,30})?(?![A-Za-z0-9]))"
+)
+# `=` and `:` (.env, .properties, YAML, JSON, Python, JS), Go's `:=`, Ruby's `=>`, and the
+# comparisons `==` / `===`; never across a line break.
+_ASSIGN = r"[\"']?[ \t]*(?::=|=>|===?|=|:)[ \t]*"
+
+# A command-line flag up to the password word: `--password`, `--db-password`, `-Password`.
+_FLAG = r"(?<![A-Za-z0-9_\-])-{1,2}(?:[A-Za-z]{1,20}-){0,3}"
+_PROSE = re.compile(r"\sis\b", re.I)
+# Keys that name something about passwords, not a password.
+_NOT_PASSWORD_KEYS = frozenset(
+    {
+        "policy", "length", "len", "reset", "expiry", "expires", "expiration", "hash", "hashed",
+        "file", "path", "rotation", "change", "changed", "hint", "prompt", "field", "label",
+        "url", "link", "placeholder", "required", "enabled", "min", "max", "strength", "salt",
+        "type", "mode", "regex", "pattern", "format", "age", "count", "attempts", "lifetime",
+        "history", "complexity", "manager", "store", "vault", "env", "var", "ref", "secret_ref",
+        "last", "updated", "set", "chars", "encoder", "algorithm", "validator",
+    }
+)  # fmt: skip
+_KEY_SEGMENTS = re.compile(r"[_.\-\s\"'<>=:()\[\]]+|(?<=[a-z])(?=[A-Z])")
 
 
-def _password_score(evidence: Evidence) -> int:
-    if _ASSIGNED.search(evidence.match[: len(evidence.match) - len(evidence.value)]):
-        return 85
+def _password_score(evidence: Evidence) -> int | None:
+    around = evidence.match.replace(evidence.value, " ", 1)
+    segments = {segment.lower() for segment in _KEY_SEGMENTS.split(around) if segment}
+    if segments & _NOT_PASSWORD_KEYS:
+        return None
+    if not _PROSE.search(around):
+        return 85  # assigned, passed as a flag or compared: code and configuration
     return 85 if evidence.keyword else 75
 
 
@@ -281,26 +425,52 @@ def _password_trims(value: str) -> Iterator[str]:
     yield value.rstrip(".,)!?") if value[-1:] in ".,)" else value
 
 
+_PASSWORD_ATOMS = ("pass", "pw", "psw")
+_PASSWORD_KEYWORDS = (
+    "user", "username", "user id", "userid", "uid", "login", "credentials", "account",
+)  # fmt: skip
+
+
+_PROSE_IS = r"[ \t]+is[ \t]*:?[ \t]*"
+
 PASSWORD = Rule(
     type="password",
-    pattern=r"(?:(?:password|passwd|pwd|passphrase)\s*[=:]\s*|-password\s+"
-    r"|(?:password|passphrase)\s+is\s*:?\s*|convertto-securestring\s+(?:-string\s+)?)"
+    # A key, then an assignment, `is`, or (as a command-line flag, the dashes behind it) a
+    # space. Every match starts at the password word, which `regex` finds by its literal.
+    pattern=rf"{_PASSWORD_KEY}(?:{_ASSIGN}|{_PROSE_IS}"
+    rf"|(?<={_FLAG}[A-Za-z]{{0,20}}(?:{_PASSWORD_WORD}|pass))[ \t]+)" + _CREDENTIAL_VALUE,
+    # Hyperscan drops lookbehinds when prefiltering ("password policy" would fire as a
+    # flag): there the dashes are consumed, which matches wherever the pattern does.
+    hyperscan_pattern=rf"(?:{_PASSWORD_KEY}(?:{_ASSIGN}|{_PROSE_IS})"
+    rf"|-{{1,2}}(?:[A-Za-z]{{1,20}}-){{0,3}}(?:[A-Za-z]{{0,20}}{_PASSWORD_WORD}|pass)[ \t]+)"
     + _CREDENTIAL_VALUE,
     ignore_case=True,
-    validate=validators.password,
+    validate=validators.assigned_password,
     score=_password_score,
     trims=_password_trims,
     preview_chars=2,
-    atoms=("password", "passwd", "pwd", "passphrase", "convertto-securestring"),
-    keywords=("user", "username", "user id", "userid", "uid", "login", "credentials", "account"),
+    atoms=_PASSWORD_ATOMS,
+    keywords=_PASSWORD_KEYWORDS,
     placeholders=True,
     context_matters=True,
     true_examples=(
         "password=Falcon2231!",
-        "Server=tcp:sql-orders-4.database.windows.net,1433;User ID=svc;Pwd=h7Gq!x2pLm9z;",
+        "Server=tcp:sql01.corp.local,1433;User ID=svc;Pwd=h7Gq!x2pLm9z;",
         "New-ADUser -Name svc_backup -Password 'Orchid77#'",
         "the wifi password is Tango4411$",
         "login: jdoe / pwd: Maple3020&.",
+        'dbPassword := "nP4$wq8Lz2"',  # Go
+        'DB_PASSWORD = "Cobalt!7781"',  # Python
+        "const adminPassword = 'r8!Kd2mQ9x';",  # JavaScript
+        "  password: Harbor#5521",  # YAML
+        '{"username": "svc", "password": "Winter*4410"}',  # JSON
+        "spring.datasource.password=Qx7!mP2vR9",  # .properties
+        "SMTP_PASS=Lp4#xN8qZ1",  # .env
+        "db_pass: 'gH5%rT8wE2'",
+        'password_super_secure = "Ye7^bN3cX0"',
+        "mysqladmin --password Kv9@wQ3zR6 status",
+        "--db-password=Jm2&fT7yL4",
+        "config.pw => 'Ub3!sX6cQ8'",  # Ruby
     ),
     false_examples=(
         "password=********",
@@ -314,6 +484,94 @@ PASSWORD = Rule(
         "pwd: /home/lee/projects",
         "password reset link: https://aka.ms/sspr",
         "Server=tcp:contoso.database.windows.net;User ID=admin;Password=Pa55word!;",
+        "password=\nuser=admin_2231",  # the next line's key is not the password
+        "password = os.environ['DB_PASSWORD']",
+        'password := os.Getenv("DB_PASS")',
+        "password: process.env.DB_PASSWORD",
+        "compass: North-2231",
+        "password_policy: strict-2231",
+        "PASSWORD_MIN_LENGTH=12",
+        "bypass=Enabled2231",
+        "rsync --bypass Enabled2231",
+        "the password policy Requires2231 characters",  # a word after `password`, no flag
+        "docker login --password-stdin Enabled2231",
+    ),
+)
+
+# Passwords handed to a command: PowerShell's ConvertTo-SecureString and curl's
+# -u user:password. Separate rules from the one above, as `regex` runs each alternation
+# at every position: apart, each finds its own literal first.
+PASSWORD_COMMAND = Rule(
+    type="password",
+    pattern=r"(?:convertto-securestring[ \t]+(?:-string[ \t]+)?|(?<![A-Za-z0-9_])curl[ \t]"
+    r"[^\r\n]{0,200}?(?<![A-Za-z0-9_\-])(?:-u|--user)[ \t=]+[\"']?[^\s:'\"]{1,64}:)"
+    + _CREDENTIAL_VALUE,
+    ignore_case=True,
+    validate=validators.assigned_password,
+    score=_password_score,
+    trims=_password_trims,
+    preview_chars=2,
+    atoms=("convertto-securestring", "curl"),
+    keywords=_PASSWORD_KEYWORDS,
+    placeholders=True,
+    context_matters=True,
+    true_examples=(
+        "curl -u deploy:Zr6!pK3wN8 https://ci.corp.local/api",
+        "curl -s --user 'svc_ci:Pq8#vL3nW5' https://artifacts.corp.local/upload",
+        "$s = ConvertTo-SecureString 'Ke4$rM7wT1' -AsPlainText -Force",
+    ),
+    false_examples=(
+        "docker run -u 1000:1000 app",
+        "curl -u admin:$ADMIN_PASSWORD https://ci.corp.local/api",
+        "curl -u user:password https://example.com/api",
+    ),
+)
+
+# A comparison written value first: `if "..." == password`.
+PASSWORD_COMPARED = Rule(
+    type="password",
+    pattern=r"(?:'(?P<v>[^'\s]{1,128})'|\"(?P<v>[^\"\s]{1,128})\")[ \t]*===?[ \t]*"
+    rf"[A-Za-z0-9_.\-]{{0,30}}?{_PASSWORD_WORD}(?![A-Za-z0-9])",
+    ignore_case=True,
+    validate=validators.assigned_password,
+    score=_password_score,
+    preview_chars=2,
+    atoms=("pass", "pwd"),
+    keywords=_PASSWORD_KEYWORDS,
+    placeholders=True,
+    context_matters=True,
+    true_examples=('if "Sunset#2291" == password:', "if ('Gv5%tB2xN9' === user.password) {"),
+    false_examples=(
+        "if password == '':",
+        "assert 'hunter2' == password",
+        "'abc' == passwordLength",
+    ),
+)
+
+# XML: `<password>...</password>` and `<add key="DbPassword" value="..."/>`. Its own rule
+# because the tags around the value are not template placeholders (`<your-password>`).
+PASSWORD_XML = Rule(
+    type="password",
+    pattern=rf"<[A-Za-z0-9_.:\-]{{0,30}}?{_PASSWORD_WORD}[A-Za-z0-9_.:\-]{{0,30}}>"
+    r"(?P<v>[^<>\s]{1,128})</"
+    rf"|(?:key|name)[ \t]*=[ \t]*[\"'][A-Za-z0-9_.:\-]{{0,30}}?{_PASSWORD_WORD}"
+    rf"[A-Za-z0-9_.:\-]{{0,30}}[\"'][ \t]+value[ \t]*=[ \t]*{_QUOTED_VALUE}",
+    ignore_case=True,
+    validate=validators.assigned_password,
+    score=_password_score,
+    preview_chars=2,
+    atoms=("pass", "pwd"),
+    keywords=_PASSWORD_KEYWORDS,
+    placeholders=True,
+    true_examples=(
+        "<password>Vx8#kL2mQ5</password>",
+        '<add key="SmtpPassword" value="Rb4!nW9tZ7" />',
+        '<property name="db.password" value="Hs3$yP8qK1"/>',
+    ),
+    false_examples=(
+        "<password>${DB_PASSWORD}</password>",
+        '<add key="PasswordPolicy" value="Strict-2231" />',
+        "<passwordLength>12</passwordLength>",
     ),
 )
 
@@ -328,4 +586,7 @@ RULES: tuple[Rule, ...] = (
     AZURE_AD_CLIENT_SECRET,
     JWT,
     PASSWORD,
+    PASSWORD_COMMAND,
+    PASSWORD_COMPARED,
+    PASSWORD_XML,
 )

@@ -1,13 +1,15 @@
 """Dead letters in Azure Blob Storage: durable beyond the instance that wrote them.
 
-One blob per dead letter, `<reason>/<key>.json`, holding `DeadLetter.to_dict()` (which
-says when it happened). The name is the letter's identity and nothing else, and blobs are
-created with `overwrite=False`: writing a letter again (a batch replayed after a failed
-checkpoint, on any day) is refused by the service and counted as already stored.
+One blob per event body, `events/<event key>.json` (`DeadEvent.to_dict()`), written before
+the letters that refer to it; one blob per dead letter, `<reason>/<key>.json`, holding
+`DeadLetter.to_dict()` (which names the event and says when it happened). A name is the
+record's identity and nothing else, and blobs are created with `overwrite=False`: writing a
+record again (a batch replayed after a failed checkpoint, on any day) is refused by the
+service and counted as already stored.
 
-A batch's letters are written concurrently, with a bound. If any write fails, the call
-raises once the others have finished, so the committer does not checkpoint and the batch is
-delivered again.
+A batch's blobs are written concurrently, with a bound, the bodies first. If any write
+fails, the call raises once the others have finished, so the committer does not checkpoint
+and the batch is delivered again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
-from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.deadletters import DeadEvent, DeadLetter
 
 JSON = ContentSettings(content_type="application/json")
 
@@ -33,6 +35,10 @@ class DeadLettersUnavailable(RuntimeError):
 
 def blob_name(letter: DeadLetter) -> str:
     return f"{letter.reason}/{letter.key.replace(':', '-')}.json"
+
+
+def event_blob_name(event: DeadEvent) -> str:
+    return f"events/{event.key}.json"
 
 
 class BlobDeadLetters:
@@ -59,8 +65,19 @@ class BlobDeadLetters:
         unique = {letter.key: letter for letter in letters}
         if not unique:
             return 0
+        events = {letter.event.key: letter.event for letter in unique.values()}
+        await self._write_all(
+            "event bodies", {event_blob_name(e): e.to_dict() for e in events.values()}
+        )
+        return await self._write_all(
+            "dead letters", {blob_name(letter): letter.to_dict() for letter in unique.values()}
+        )
+
+    async def _write_all(self, what: str, blobs: dict[str, dict[str, Any]]) -> int:
+        """Create each blob not created before; return how many were new."""
         outcomes = await asyncio.gather(
-            *(self._write(letter) for letter in unique.values()), return_exceptions=True
+            *(self._write(name, record) for name, record in blobs.items()),
+            return_exceptions=True,
         )
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
@@ -68,19 +85,16 @@ class BlobDeadLetters:
             if not isinstance(first, AzureError):
                 raise first
             raise DeadLettersUnavailable(
-                f"{len(failures)} of {len(unique)} dead letters not stored in "
+                f"{len(failures)} of {len(blobs)} {what} not stored in "
                 f"{self.location}: {type(first).__name__}: {_first_line(first)}"
             ) from first
         return sum(1 for outcome in outcomes if outcome is True)
 
-    async def _write(self, letter: DeadLetter) -> bool:
+    async def _write(self, name: str, record: dict[str, Any]) -> bool:
         async with self._writing:
             try:
                 await self._container.upload_blob(
-                    blob_name(letter),
-                    orjson.dumps(letter.to_dict()),
-                    overwrite=False,
-                    content_settings=JSON,
+                    name, orjson.dumps(record), overwrite=False, content_settings=JSON
                 )
             except ResourceExistsError:
                 return False

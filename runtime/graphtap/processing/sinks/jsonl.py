@@ -17,19 +17,32 @@ import orjson
 
 from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.verdicts import Verdict
+from graphtap.transactions import store_error
 
 
 class JsonlLog:
-    """An append-only JSONL file that never holds two records with the same key."""
+    """An append-only JSONL file that never holds two records with the same key.
 
-    def __init__(self, path: Path, key_field: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    A record's key is its first field of `key_fields` present (a file may hold records of
+    more than one kind)."""
+
+    def __init__(self, path: Path, *key_fields: str) -> None:
         self.path = path
-        self._key_field = key_field
+        self._key_fields = key_fields
         self._keys: set[str] = set()
-        if path.exists():
-            self._load_keys_and_cut_torn_tail()
-        self._file = path.open("ab")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                self._load_keys_and_cut_torn_tail()
+            self._file = path.open("ab")
+        except OSError as exc:
+            raise store_error(path, "JSONL store", exc) from None
+
+    def _key(self, record: dict[str, Any]) -> str:
+        for name in self._key_fields:
+            if name in record:
+                return str(record[name])
+        raise KeyError(f"record has none of the key fields {', '.join(self._key_fields)}")
 
     def _load_keys_and_cut_torn_tail(self) -> None:
         good_bytes = 0
@@ -39,11 +52,12 @@ class JsonlLog:
                     break  # torn by a crash mid-append: its batch was never checkpointed
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:
+                    self._keys.add(self._key(record))
+                except (ValueError, KeyError, TypeError):  # not UTF-8, not JSON, no key
                     raise ValueError(
-                        f"{self.path}: line at byte {good_bytes} is not JSON; refusing to append"
+                        f"{self.path}: line at byte {good_bytes} is not JSON or not one of "
+                        "graphtap's records; refusing to append (move the file aside)"
                     ) from None
-                self._keys.add(str(record[self._key_field]))
                 good_bytes += len(line)
         if good_bytes != self.path.stat().st_size:
             os.truncate(self.path, good_bytes)
@@ -51,15 +65,21 @@ class JsonlLog:
     def append(self, records: Iterable[dict[str, Any]]) -> int:
         new: dict[str, bytes] = {}
         for record in records:
-            key = str(record[self._key_field])
+            key = self._key(record)
             if key not in self._keys and key not in new:
                 new[key] = orjson.dumps(record) + b"\n"
         if new:
-            self._file.write(b"".join(new.values()))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.write(b"".join(new.values()))
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:  # a full disk: the batch is not checkpointed
+                raise store_error(self.path, "JSONL store", exc) from None
             self._keys.update(new)
         return len(new)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
 
     def close(self) -> None:
         self._file.close()
@@ -77,11 +97,17 @@ class JsonlVerdictSink:
 
 
 class JsonlDeadLetters:
+    """Each event's body once (a record with `event_key` and `body`), before the letters
+    (records with `dead_letter_key`) that refer to it."""
+
     def __init__(self, path: Path) -> None:
-        self._log = JsonlLog(path, "dead_letter_key")
+        self._log = JsonlLog(path, "dead_letter_key", "event_key")
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        return self._log.append(d.to_dict() for d in letters)
+        events = {d.event.key: d.event for d in letters}
+        new_events = sum(1 for key in events if key not in self._log)
+        records = [e.to_dict() for e in events.values()] + [d.to_dict() for d in letters]
+        return self._log.append(records) - new_events
 
     def close(self) -> None:
         self._log.close()

@@ -177,7 +177,7 @@ class EventHubsSource:
                 "partition": partition,
                 "sequence_number": _sequence(last),
                 "events": len(events),
-                "dead_letters": sum(len(r.dead_letters) for r in results),
+                "dead_letters": sum(d.item_count for r in results for d in r.dead_letters),
             },
         )
 
