@@ -22,14 +22,14 @@ export DISABLE_VERSION_CHECK := 1
 help:
 	@echo "make demo                 the whole local path: keys, simulated tenant, processor, summary"
 	@echo "make test                 lint, unit and end-to-end tests, stack synth and security checks"
-	@echo "make lint                 ruff, mypy and actionlint"
+	@echo "make lint                 ruff, mypy, import layers and actionlint"
 	@echo "make lock                 pin runtime/requirements.txt (what App Service installs) from pyproject.toml"
 	@echo "make bench                throughput and quality figures, written to .bench/results.json"
 	@echo "make synth                synthesize every environment's stack into cdktf.out/"
 	@echo "make security             checkov on every synthesized stack"
 	@echo "make snapshot             refresh the golden stack snapshots"
 	@echo "make outputs ENV=dev      save a deployed stack's outputs for bootstrap"
-	@echo "make bootstrap ENV=dev    register and reconcile the Graph subscriptions"
+	@echo "make bootstrap ENV=dev    check the deployment, create the runtime's secrets"
 	@echo "make doctor ENV=dev       check the deployment before touching Graph"
 	@echo "make deploy-app ENV=dev   package runtime/ and zip-deploy it"
 
@@ -55,6 +55,7 @@ lint: $(RUNTIME)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/actionlint $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
 
 bench: $(RUNTIME) $(STACKS)

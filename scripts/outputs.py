@@ -15,31 +15,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = (
-    "environment",
-    "tenant_id",
-    "tenant_domain",
-    "subscription_id",
-    "resource_group",
-    "eventhub_namespace_name",
-    "eventhub_namespace_host",
-    "notifications_hub",
-    "findings_hub",
-    "consumer_group",
-    "notification_url",
-    "notification_partitions",
-    "checkpoint_account_url",
-    "checkpoint_container",
-    "dead_letter_container",
-    "key_vault_uri",
-    "certificate_name",
-    "client_state_secret",
-    "finding_hash_key_secret",
-    "runtime_client_id",
-    "web_app_name",
-    "function_app_name",
-    "graph_endpoint",
-)
+sys.path.insert(0, str(ROOT / "runtime"))
+
+from graphtap.deployment import Deployment  # noqa: E402
+
+#: One output per field of `Deployment`: the stack writes exactly these.
+KEYS = Deployment.field_names()
 # Terraform does not keep outputs whose value is null: these are absent when not deployed.
 OPTIONAL = frozenset({"function_app_name"})
 

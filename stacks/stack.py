@@ -3,6 +3,9 @@ operators and `make bootstrap` read."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from graphtap.deployment import APP_SETTINGS, Deployment
 from stacks.aspects import SecurityInvariants
 from stacks.cdk import (
     Aspects,
@@ -183,28 +186,34 @@ class GraphtapStack(TerraformStack):
         )
 
         identity = self.runtime.identity
-        settings = {
-            "GRAPHTAP_ENV": config.name,
-            "GRAPHTAP_EVENTHUB_NAMESPACE": self.eventhubs.host,
-            "GRAPHTAP_NOTIFICATIONS_HUB": names.notifications_hub,
-            "GRAPHTAP_FINDINGS_HUB": names.findings_hub,
-            "GRAPHTAP_CONSUMER_GROUP": names.consumer_group,
-            "GRAPHTAP_CHECKPOINT_ACCOUNT_URL": self.storage.blob_endpoint,
-            "GRAPHTAP_CHECKPOINT_CONTAINER": names.checkpoint_container,
-            "GRAPHTAP_DEAD_LETTER_CONTAINER": names.dead_letter_container,
-            "GRAPHTAP_KEY_VAULT_URI": self.keyvault.uri,
-            "GRAPHTAP_CERTIFICATE_NAME": names.certificate,
-            "GRAPHTAP_CLIENT_STATE_SECRET": names.client_state_secret,
-            "GRAPHTAP_FINDING_HASH_KEY_SECRET": names.finding_hash_key_secret,
-            "GRAPHTAP_TENANT_DOMAIN": config.tenant_domain,
-            "GRAPHTAP_TENANT_ID": client.tenant_id,
-            "GRAPHTAP_NOTIFICATION_URL": self.eventhubs.notification_url(config.tenant_domain),
-            "GRAPHTAP_GRAPH_ENDPOINT": config.graph.endpoint,
-            "AZURE_CLIENT_ID": identity.client_id,
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": (
-                self.monitoring.app_insights.connection_string
-            ),
+        # What the runtime is told about this deployment: every construct's facts, plus the
+        # environment's own. Each `Deployment` field becomes an output; those the hosts read
+        # become app settings too (`graphtap.deployment.APP_SETTINGS`).
+        self.deployment: dict[str, Any] = {
+            "environment": config.name,
+            "tenant_id": client.tenant_id,
+            "tenant_domain": config.tenant_domain,
+            "subscription_id": client.subscription_id,
+            "resource_group": names.resource_group,
+            "notification_url": self.eventhubs.notification_url(config.tenant_domain),
+            "graph_endpoint": config.graph.endpoint,
+            "web_app_name": names.web_app,
+            "function_app_name": names.function_app if function_app else Token.null_value(),
+            **self.eventhubs.deployment,
+            **self.storage.deployment,
+            **self.keyvault.deployment,
+            **self.runtime.deployment,
         }
+        if missing := set(Deployment.field_names()) ^ set(self.deployment):
+            raise ValueError(f"the stack and graphtap.deployment.Deployment disagree on {missing}")
+        settings = {
+            APP_SETTINGS[fact]: value
+            for fact, value in self.deployment.items()
+            if fact in APP_SETTINGS
+        }
+        settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] = (
+            self.monitoring.app_insights.connection_string
+        )
         function = None
         if function_app:
             assert self.network.functions_subnet is not None
@@ -269,32 +278,7 @@ class GraphtapStack(TerraformStack):
         if self.hosting.function_app is not None:
             monitor("function_app", self.hosting.function_app.id)
 
-        outputs = {
-            "environment": config.name,
-            "tenant_id": client.tenant_id,
-            "tenant_domain": config.tenant_domain,
-            "subscription_id": client.subscription_id,
-            "resource_group": names.resource_group,
-            "eventhub_namespace_name": names.eventhub_namespace,
-            "eventhub_namespace_host": self.eventhubs.host,
-            "notifications_hub": names.notifications_hub,
-            "findings_hub": names.findings_hub,
-            "consumer_group": names.consumer_group,
-            "notification_url": self.eventhubs.notification_url(config.tenant_domain),
-            "notification_partitions": config.eventhubs.partitions,
-            "checkpoint_account_url": self.storage.blob_endpoint,
-            "checkpoint_container": names.checkpoint_container,
-            "dead_letter_container": names.dead_letter_container,
-            "key_vault_uri": self.keyvault.uri,
-            "certificate_name": names.certificate,
-            "client_state_secret": names.client_state_secret,
-            "finding_hash_key_secret": names.finding_hash_key_secret,
-            "runtime_client_id": identity.client_id,
-            "web_app_name": names.web_app,
-            "function_app_name": names.function_app if function_app else Token.null_value(),
-            "graph_endpoint": config.graph.endpoint,
-        }
-        for name, value in outputs.items():
+        for name, value in self.deployment.items():
             TerraformOutput(self, name, value=value)
 
         Aspects.of(self).add(SecurityInvariants())

@@ -22,6 +22,30 @@ DEFAULT_CLIENT_STATE_SECRET = "graph-client-state"  # noqa: S105 (a name, not a 
 DEFAULT_FINDING_HASH_KEY_SECRET = "finding-hash-key"  # noqa: S105 (a name, not a value)
 
 
+#: The app setting each field of `Deployment` travels in on App Service and Functions; the
+#: stack writes these from the same map, and every field is also a stack output. A field not
+#: named here (the resource group, the app names...) is for operators' commands only.
+APP_SETTINGS: Mapping[str, str] = {
+    "environment": "GRAPHTAP_ENV",
+    "tenant_id": "GRAPHTAP_TENANT_ID",
+    "tenant_domain": "GRAPHTAP_TENANT_DOMAIN",
+    "eventhub_namespace_host": "GRAPHTAP_EVENTHUB_NAMESPACE",
+    "notifications_hub": "GRAPHTAP_NOTIFICATIONS_HUB",
+    "findings_hub": "GRAPHTAP_FINDINGS_HUB",
+    "consumer_group": "GRAPHTAP_CONSUMER_GROUP",
+    "notification_url": "GRAPHTAP_NOTIFICATION_URL",
+    "key_vault_uri": "GRAPHTAP_KEY_VAULT_URI",
+    "certificate_name": "GRAPHTAP_CERTIFICATE_NAME",
+    "client_state_secret": "GRAPHTAP_CLIENT_STATE_SECRET",
+    "finding_hash_key_secret": "GRAPHTAP_FINDING_HASH_KEY_SECRET",
+    "runtime_client_id": "AZURE_CLIENT_ID",
+    "checkpoint_account_url": "GRAPHTAP_CHECKPOINT_ACCOUNT_URL",
+    "checkpoint_container": "GRAPHTAP_CHECKPOINT_CONTAINER",
+    "dead_letter_container": "GRAPHTAP_DEAD_LETTER_CONTAINER",
+    "graph_endpoint": "GRAPHTAP_GRAPH_ENDPOINT",
+}
+
+
 class DeploymentError(ValueError):
     """Stack outputs or app settings that are missing or malformed; the message says which."""
 
@@ -54,6 +78,11 @@ class Deployment:
     #: Key Vault secrets `graphtap bootstrap` creates and the runtime may only read.
     client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
     finding_hash_key_secret: str = DEFAULT_FINDING_HASH_KEY_SECRET
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Every fact a deployment has: the stack's outputs, one each."""
+        return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any], *, source: str) -> Deployment:
@@ -105,26 +134,7 @@ class Deployment:
     @classmethod
     def from_app_settings(cls, settings: Mapping[str, str] = os.environ) -> Deployment:
         """The same facts from the app settings the stack puts on the web and function apps."""
-        names = {
-            "environment": "GRAPHTAP_ENV",
-            "tenant_id": "GRAPHTAP_TENANT_ID",
-            "tenant_domain": "GRAPHTAP_TENANT_DOMAIN",
-            "eventhub_namespace_host": "GRAPHTAP_EVENTHUB_NAMESPACE",
-            "notifications_hub": "GRAPHTAP_NOTIFICATIONS_HUB",
-            "findings_hub": "GRAPHTAP_FINDINGS_HUB",
-            "consumer_group": "GRAPHTAP_CONSUMER_GROUP",
-            "notification_url": "GRAPHTAP_NOTIFICATION_URL",
-            "key_vault_uri": "GRAPHTAP_KEY_VAULT_URI",
-            "certificate_name": "GRAPHTAP_CERTIFICATE_NAME",
-            "runtime_client_id": "AZURE_CLIENT_ID",
-            "checkpoint_account_url": "GRAPHTAP_CHECKPOINT_ACCOUNT_URL",
-            "checkpoint_container": "GRAPHTAP_CHECKPOINT_CONTAINER",
-            "dead_letter_container": "GRAPHTAP_DEAD_LETTER_CONTAINER",
-            "graph_endpoint": "GRAPHTAP_GRAPH_ENDPOINT",
-            "client_state_secret": "GRAPHTAP_CLIENT_STATE_SECRET",
-            "finding_hash_key_secret": "GRAPHTAP_FINDING_HASH_KEY_SECRET",
-        }
-        outputs = {field: settings.get(variable) for field, variable in names.items()}
+        outputs = {field: settings.get(variable) for field, variable in APP_SETTINGS.items()}
         if not outputs["notification_url"] and outputs["eventhub_namespace_host"]:
             outputs["notification_url"] = notification_url(
                 str(outputs["eventhub_namespace_host"]),

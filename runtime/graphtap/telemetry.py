@@ -17,12 +17,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import metrics, trace
-
-if TYPE_CHECKING:
-    from graphtap.processing.runner import Summary
 
 CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 SERVICE_NAME = "graphtap"
@@ -125,19 +122,3 @@ def observe_counters(
         meter.create_observable_counter(
             f"graphtap.{name}", callbacks=[callback], description=f"{name} processed"
         )
-
-
-def summary_observations(summary: Callable[[], Summary]) -> Observations:
-    """The processor's running totals as observations for `observe_counters`."""
-
-    def read() -> Iterable[tuple[str, float, Mapping[str, str]]]:
-        current = summary()
-        yield "events", current.events, {}
-        yield "notifications", current.notifications, {}
-        yield "verdicts", current.verdicts, {}
-        for kind, count in current.findings_by_type.items():
-            yield "findings", count, {"type": kind}
-        for reason, count in current.dead_letters_by_reason.items():
-            yield "dead_letters", count, {"reason": reason}
-
-    return read

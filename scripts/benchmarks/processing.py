@@ -33,13 +33,13 @@ from graphtap.inspection import InspectionSettings, Policy
 from graphtap.localhub import LocalHub
 from graphtap.notifications.crypto import OAEP_SHA1
 from graphtap.notifications.keyring import KeyRing
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Processor, ProcessorOptions, Summary
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources.localhub import LocalHubSource
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.certificates import create_certificate, load_certificate
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 
 NOTIFICATIONS = 20_000
 ROUNDS = 7

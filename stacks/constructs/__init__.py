@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+#: What a construct tells the runtime: `graphtap.deployment.Deployment` field -> value. The
+#: stack merges every construct's facts into the app settings and the outputs, so a new fact
+#: is one line in the construct that knows it (and one field in `Deployment`).
+DeploymentFacts = Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from stacks.cdk import (
     EventhubNamespace,
 )
 from stacks.config import EventHubsConfig
-from stacks.constructs import Placement
+from stacks.constructs import DeploymentFacts, Placement
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ class EventHubs(Construct):
         }
         self.host = f"{props.namespace_name}.servicebus.windows.net"
         self.notifications_name = props.notifications_hub
+        self.deployment: DeploymentFacts = {
+            "eventhub_namespace_name": props.namespace_name,
+            "eventhub_namespace_host": self.host,
+            "notifications_hub": props.notifications_hub,
+            "findings_hub": props.findings_hub,
+            "consumer_group": props.consumer_group,
+            "notification_partitions": props.sizing.partitions,
+        }
 
     def _consumer_group(self, id_: str, name: str, where: Placement) -> EventhubConsumerGroup:
         return EventhubConsumerGroup(

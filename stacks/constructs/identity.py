@@ -18,7 +18,7 @@ from stacks.cdk import (
     TerraformResourceLifecycle,
     UserAssignedIdentity,
 )
-from stacks.constructs import Placement
+from stacks.constructs import DeploymentFacts, Placement
 
 GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 
@@ -96,6 +96,7 @@ class RuntimeIdentity(Construct):
             key: grant(self, key, self.identity.principal_id, role, scope)
             for key, (role, scope) in grants.items()
         }
+        self.deployment: DeploymentFacts = {"runtime_client_id": self.identity.client_id}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from stacks.cdk import (
     KeyVaultNetworkAcls,
     RoleAssignment,
 )
-from stacks.constructs import Placement
+from stacks.constructs import DeploymentFacts, Placement
 
 CERTIFICATE_KEY_SIZE = 2048
 CERTIFICATE_VALIDITY_MONTHS = 12
@@ -41,8 +41,9 @@ class KeyVaultProps:
     subnet_ids: Sequence[str]
     operator_ip_ranges: Sequence[str]
     deployer_object_id: str  # creates the certificate: a data-plane call during deploy
-    #: Secrets `make bootstrap` creates as the deploying identity and the runtime reads.
-    runtime_secrets: Sequence[str] = ()
+    #: Secrets `make bootstrap` creates as the deploying identity and the runtime reads:
+    #: the clientState's and the finding hash key's.
+    runtime_secrets: tuple[str, str]
 
 
 class NotificationKeyVault(Construct):
@@ -127,6 +128,13 @@ class NotificationKeyVault(Construct):
                 principal_id=props.deployer_object_id,
             )
             for name in props.runtime_secrets
+        }
+        client_state, hash_key = props.runtime_secrets
+        self.deployment: DeploymentFacts = {
+            "key_vault_uri": self.uri,
+            "certificate_name": props.certificate_name,
+            "client_state_secret": client_state,
+            "finding_hash_key_secret": hash_key,
         }
 
     def secret_scope(self, name: str) -> str:

@@ -15,7 +15,7 @@ from stacks.cdk import (
     StorageAccountNetworkRules,
     StorageContainer,
 )
-from stacks.constructs import Placement
+from stacks.constructs import DeploymentFacts, Placement
 
 # Containers the Functions host uses through identity-based AzureWebJobsStorage; created here so
 # the host never needs the right to create containers.
@@ -83,6 +83,11 @@ class CheckpointStorage(Construct):
             for name in (*FUNCTION_HOST_CONTAINERS, props.function_package_container):
                 self.function_containers[name] = self._container(name.replace("-", "_"), name)
         self.blob_endpoint = f"https://{props.account_name}.blob.core.windows.net"
+        self.deployment: DeploymentFacts = {
+            "checkpoint_account_url": self.blob_endpoint,
+            "checkpoint_container": props.checkpoint_container,
+            "dead_letter_container": props.dead_letter_container,
+        }
 
     def _container(self, id_: str, name: str) -> StorageContainer:
         return StorageContainer(

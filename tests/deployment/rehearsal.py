@@ -25,6 +25,7 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import os
 import random
 import re
 import time
@@ -81,6 +82,7 @@ class Azure:
     management: FakeEventHubManagement
     graph: FakeGraph
     outputs: dict[str, Any]
+    mocker: Any
     undelivered: list[str] = field(default_factory=list)
 
     @classmethod
@@ -144,6 +146,7 @@ class Azure:
             management,
             FakeGraph(SystemClock(), authority=authority, tenant_id=estate.tenant_id),
             outputs,
+            mocker,
         )
         azure.graph.deliver = azure.deliver
         # Graph keeps encrypting to the old certificate for a while after a re-key.
@@ -283,6 +286,7 @@ class WebApp:
 class Outcome:
     bootstrap: BootstrapResult
     changes: int  # notifications Graph sent for the tenant's changes
+    anonymous: list[int]  # status of /, /status.json, /metrics, /healthz without sign-in
     findings: list[dict[str, Any]]  # every event on the findings hub
     live_subscriptions: dict[str, float]  # resource -> expiry, in Graph at the end
     declared: set[str]
@@ -304,9 +308,13 @@ async def rehearse(
 
 
 async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tuple[Azure, Outcome]:
+    web_settings = _without_telemetry(azure.estate.app_settings("azurerm_linux_web_app"))
+    # What App Service puts in the web app's environment (the gate reads its roles there).
+    azure.mocker.patch.dict(
+        os.environ, {k: v for k, v in web_settings.items() if k.endswith("_ROLE")}
+    )
     await create_certificate(azure)
     deployment = Deployment.from_outputs(azure.outputs, source="stack outputs")
-    web_settings = _without_telemetry(azure.estate.app_settings("azurerm_linux_web_app"))
     function_kinds = azure.estate.resources("azurerm_function_app_flex_consumption")
     options: dict[str, Any] = {
         "keyvault_options": azure.transports(),
@@ -443,7 +451,15 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
             "the missed notifications to be resynced",
             azure,
         )
-        statuses = [(await w.client.get("/status.json")).json() for w in webs]
+        # The status page as App Service serves it: Easy Auth in front (the principal header
+        # for a reader holding the app role), the app checking the role itself.
+        anonymous = [
+            (await w.client.get(path)).status_code
+            for w in webs
+            for path in ("/", "/status.json", "/metrics", "/healthz")
+        ]
+        reader = {"X-MS-CLIENT-PRINCIPAL": _principal(web_settings["GRAPHTAP_STATUS_ROLE"])}
+        statuses = [(await w.client.get("/status.json", headers=reader)).json() for w in webs]
         dead_letters: dict[str, int] = {}
         for status in statuses:
             for reason, count in status["summary"]["dead_letters_by_reason"].items():
@@ -455,11 +471,18 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
     return azure, Outcome(
         result,
         changes,
+        anonymous,
         findings,
         {s.resource: s.expiration for s in azure.graph.active()},
         declared,
         dead_letters,
     )
+
+
+def _principal(role: str) -> str:
+    """`X-MS-CLIENT-PRINCIPAL` as Easy Auth sends it for a signed-in holder of `role`."""
+    claims = {"auth_typ": "aad", "claims": [{"typ": "roles", "val": role}], "role_typ": "roles"}
+    return base64.b64encode(json.dumps(claims).encode()).decode()
 
 
 def _break_signature(item: dict[str, Any]) -> None:

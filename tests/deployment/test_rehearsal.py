@@ -43,6 +43,8 @@ def test_prod_deploys_bootstraps_and_processes_with_exactly_the_stacks_grants(
     assert azure.authority.denied == []
     assert azure.undelivered == []
     assert outcome.bootstrap.ok
+    # Without sign-in nothing but the health probe answers: 401 from the app's role check.
+    assert outcome.anonymous == [401, 401, 401, 200] * 2
     # The one damaged event is a dead letter, kept in the stack's container; nothing else is.
     assert set(outcome.dead_letters) == {"signature_mismatch"}
     # Every declared subscription is alive in Graph, and was created by the runtime.

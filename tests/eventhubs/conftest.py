@@ -20,6 +20,7 @@ from graphtap.processing.committer import (
     BlockingDeadLetters,
 )
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
 from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, RetryPolicy
@@ -32,7 +33,6 @@ from graphtap.subscriptions.certificates import (
     create_certificate,
     load_certificate,
 )
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 from tests.fakes.eventhubs import FakeNamespace, FakeStorage, Installed, install
 
 NAMESPACE = "fake.servicebus.windows.net"

@@ -256,7 +256,7 @@ class FakeCheckpointStore(CheckpointStore):
                 "permission.\nErrorCode:AuthorizationPermissionMismatch"
             )
             error.status_code = 403
-            error.error_code = "AuthorizationPermissionMismatch"
+            error.error_code = "AuthorizationPermissionMismatch"  # type: ignore[attr-defined]  # as storage sets it
             raise error
 
     async def __aenter__(self) -> FakeCheckpointStore:

@@ -15,12 +15,12 @@ from azure.functions.meta import Datum
 from graphtap.hosts.function import FunctionHandler, partition_of
 from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, SinkUnavailable
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.simulation.emitter import SimulatedEvent
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 from tests.eventhubs.conftest import FAST_RETRY, FINDINGS, NAMESPACE, FakeCredential
 from tests.fakes.eventhubs import Installed
 

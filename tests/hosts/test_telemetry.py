@@ -114,13 +114,13 @@ def test_opentelemetry_counters_read_the_processor_summary() -> None:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
     from graphtap.processing.runner import Summary
-    from graphtap.telemetry import observe_counters, summary_observations
+    from graphtap.telemetry import observe_counters
 
     summary = Summary(events=7, notifications=9, verdicts=8)
     summary.dead_letters_by_reason = Counter({"malformed_event": 1})
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    observe_counters(summary_observations(lambda: summary), meter_provider=provider)
+    observe_counters(summary.observations, meter_provider=provider)
     summary.events = 11  # read at collection time, not copied at registration
     data = reader.get_metrics_data()
     assert data is not None

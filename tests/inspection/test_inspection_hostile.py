@@ -141,6 +141,13 @@ def test_the_parser_never_reads_more_than_one_piece_at_once(
     extracted = html_to_text(attributes)
     assert (extracted.lstrip()[0], extracted[-1]) == ("1", "2")
     assert max(lengths) <= PARSE_PIECE
+    lengths.clear()
+    # A long mail of ordinary markup (few tags for its length) is still read in one parse.
+    row = "<tr><td>" + "quarterly numbers attached, " * 20 + "&#8212;</td></tr>"
+    mail = "<table>" + row * 100 + "</table>"
+    assert len(mail) > 4 * PARSE_PIECE
+    html_to_text(mail)
+    assert len(lengths) == 1
 
 
 def test_pieces_read_as_one_parse_between_closed_tables() -> None:

@@ -26,6 +26,7 @@ from graphtap.processing.deadletters import (
     compress_ranges,
     expand_ranges,
 )
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
 from graphtap.processing.runner import Processor
 from graphtap.processing.sinks.blob import BlobDeadLetters
@@ -39,7 +40,6 @@ from graphtap.subscriptions.certificates import (
     create_certificate,
     load_certificate,
 )
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.blobs import FakeBlobService
 

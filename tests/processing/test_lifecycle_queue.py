@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from graphtap.subscriptions.lifecycle import LifecycleEvent, LifecycleQueue
+from graphtap.processing.lifecycle import LifecycleEvent, LifecycleQueue
 
 
 def _event(name: str, index: int = 0, body: bytes = b"{}") -> LifecycleEvent:

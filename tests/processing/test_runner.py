@@ -11,6 +11,7 @@ import pytest
 
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHub
 from graphtap.processing.heap import YOUNG_THRESHOLD
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Processor, ProcessorOptions, Summary, load_pipeline
 from graphtap.processing.sinks.sqlite import SqliteStore
@@ -18,7 +19,6 @@ from graphtap.processing.sources.localhub import LocalHubSource
 from graphtap.processing.verdicts import Verdict
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.certificates import CertificateFiles, load_certificate
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 
 from .conftest import CLIENT_STATE
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from graphtap.localhub import LocalHub, LocalHubUnusable
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.verdicts import Verdict, verdict_key
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 from graphtap.transactions import StoreError
 
 

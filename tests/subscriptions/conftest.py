@@ -16,6 +16,7 @@ from graphtap.deployment import Deployment
 from graphtap.inspection import InspectionSettings, Inspector, Policy
 from graphtap.localhub import LocalHub
 from graphtap.notifications.keyring import KeyRing
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import Pipeline
 from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.sqlite import SqliteStore
@@ -26,7 +27,6 @@ from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSetti
 from graphtap.subscriptions.desired import DesiredState, parse_desired
 from graphtap.subscriptions.graph import GraphSubscriptions, build_client
 from graphtap.subscriptions.keyvault import KeyVault
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 from graphtap.subscriptions.reconcile import Reconciler
 from graphtap.subscriptions.resync import ResyncSink
 from graphtap.subscriptions.throttle import WriteThrottle

@@ -179,7 +179,7 @@ def test_subscription_removed_recreates_and_resyncs_the_gap_once(
 
 
 def _missed(subscription_id: str):  # type: ignore[no-untyped-def]
-    from graphtap.subscriptions.lifecycle import LifecycleEvent
+    from graphtap.processing.lifecycle import LifecycleEvent
 
     return LifecycleEvent("k", subscription_id, None, "missed", None, 0.0, {})
 

@@ -34,6 +34,7 @@ from graphtap.processing.committer import (
     BlockingDeadLetters,
 )
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Summary
@@ -45,7 +46,6 @@ from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSour
 from graphtap.subscriptions.certificates import write_private_key
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
 from graphtap.subscriptions.keyvault import EncryptionCertificate, KeyVault, SecretMissing
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 from graphtap.subscriptions.resync import RESYNC_PARTITION
 
 log = logging.getLogger(__name__)

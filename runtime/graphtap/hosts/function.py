@@ -122,7 +122,6 @@ async def open_handler(
     from graphtap.telemetry import (
         configure_azure_monitor,
         observe_counters,
-        summary_observations,
     )
 
     configure_azure_monitor(settings)
@@ -138,5 +137,5 @@ async def open_handler(
             hash_key=bytes.fromhex(settings[HASH_KEY_ENV]) if HASH_KEY_ENV in settings else None,
         )
     processing = await AzureProcessing.open(deployment, credential, options)
-    observe_counters(summary_observations(lambda: processing.summary))
+    observe_counters(lambda: processing.summary.observations())
     return FunctionHandler(processing.executor, processing.committer, processing.check_certificate)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from graphtap.localhub import LocalHub
 from graphtap.processing.endpoints import Endpoint, open_stores
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.partitions import PartitionMeter, PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Processor, ProcessorOptions, Summary
 from graphtap.processing.sources.localhub import LocalHubSource
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 
 log = logging.getLogger(__name__)
 

@@ -192,9 +192,15 @@ class Engine:
         start, raw_end = match.span("v") if self._has_value_group[index] else match.span()
         raw = text[start:raw_end]
         # A value repeated thousands of times is checked once per message.
-        value = self._validated.get((index, raw), _UNCHECKED)
+        key = (index, raw)
+        value = self._validated.get(key, _UNCHECKED)
         if value is _UNCHECKED:
-            value = self._validated[index, raw] = _valid_value(rule, raw)
+            value = None
+            for trimmed in rule.trims(raw):
+                if trimmed and rule.validate(trimmed):
+                    value = trimmed
+                    break
+            self._validated[key] = value
         if value is None:
             return
         end = start + len(value)
@@ -234,14 +240,6 @@ class Engine:
 
 
 _UNCHECKED = ""  # never a valid value: validators reject the empty string
-
-
-def _valid_value(rule: Rule, raw: str) -> str | None:
-    """The first of the rule's trims of `raw` that validates, or None."""
-    for value in rule.trims(raw):
-        if value and rule.validate(value):
-            return value
-    return None
 
 
 @dataclass(slots=True)
@@ -292,16 +290,19 @@ class HyperscanEngine(Engine):
         self._fired: set[int] = set()
         self._ends: dict[int, list[int]] = {}
         count = len(self.rules)
-        # Rules that need a keyword are in the database only as a gate, their keywords: they
+        # Rules that need a keyword are in the database only as gates, their keywords: they
         # run only near where one of those is (no digit scan for them over every message).
+        # Two gates per rule: keywords ending in a letter or digit, then the others.
         self._keyword_gates = {
-            index: count + index for index, rule in enumerate(self.rules) if rule.requires_keyword
+            index: (count + index, 2 * count + index)
+            for index, rule in enumerate(self.rules)
+            if rule.requires_keyword
         }
         # Numeric rules report every match end (their boundaries are exact in Hyperscan),
         # gates every keyword end.
         self._numeric = frozenset(
             [i for i, rule in enumerate(self.rules) if rule.numeric and not rule.requires_keyword]
-            + list(self._keyword_gates.values())
+            + [gate for pair in self._keyword_gates.values() for gate in pair]
         )
 
     def _on_match(self, rule: int, start: int, end: int, flags: int, context: object) -> None:
@@ -327,15 +328,21 @@ class HyperscanEngine(Engine):
             return []
         gates = self._keyword_gates
         runnable = [index for index in fired if index < len(self.rules)]
-        gated = [index for index, gate in gates.items() if gate in fired]
+        gated = [index for index, (word, other) in gates.items() if word in fired or other in fired]
         # Match ends are byte offsets: they are character offsets only in ASCII text.
         if not text.isascii():
             matches = self._matches(text, runnable + gated, None)
         else:
             matches = self._matches(text, runnable, ends)
+            size = len(text)
             for index in gated:
-                windows = _keyword_windows(text, ends[gates[index]])
-                self._matches_within(text, index, windows, matches)
+                word, other = gates[index]
+                # A keyword ending in a letter or digit ends a word ("sin" in "using" is none).
+                keyword_ends = [e for e in ends.get(word, ()) if e == size or not text[e].isalnum()]
+                keyword_ends += ends.get(other, ())
+                if keyword_ends:
+                    windows = _keyword_windows(text, sorted(keyword_ends))
+                    self._matches_within(text, index, windows, matches)
         if not matches:
             return []
         # Keywords only matter near a match: scan just those windows, not the whole text.
@@ -387,14 +394,20 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
             flag |= hyperscan.HS_FLAG_CASELESS
         expressions.append(_NAMED_GROUP.sub("(?:", pattern).encode("ascii"))
         flags.append(flag)
-    # Keyword gates: any of a rule's keywords, not inside a longer ASCII word (a superset of
-    # the whole words the keyword index finds, which also ends words at other letters); every
-    # occurrence is reported, as the rule runs only near them.
+    # Keyword gates: a rule's keywords as literals (boundaries are checked on the ends found:
+    # as patterns they take Hyperscan ten times longer to compile); every occurrence is
+    # reported, as the rule runs only near them. Keywords ending in a letter or digit, whose
+    # end must end a word, have their own gate.
     for index, rule in enumerate(rules):
-        if rule.requires_keyword:
-            expressions.append("|".join(map(_gate, rule.keywords)).encode("ascii"))
-            flags.append(hyperscan.HS_FLAG_CASELESS)
-            ids.append(len(rules) + index)
+        if not rule.requires_keyword:
+            continue
+        word = [keyword for keyword in rule.keywords if keyword[-1].isalnum()]
+        other = [keyword for keyword in rule.keywords if not keyword[-1].isalnum()]
+        for gate, keywords in ((len(rules) + index, word), (2 * len(rules) + index, other)):
+            if keywords:
+                expressions.append("|".join(map(re.escape, keywords)).encode("ascii"))
+                flags.append(hyperscan.HS_FLAG_CASELESS)
+                ids.append(gate)
     database = hyperscan.Database()
     database.compile(expressions=expressions, ids=ids, elements=len(ids), flags=flags)
     return database
@@ -449,12 +462,6 @@ def hyperscan_compiles(pattern: str, ignore_case: bool = False) -> str | None:
     return None
 
 
-def _gate(keyword: str) -> str:
-    left = r"(?:^|[^A-Za-z0-9])" if keyword[0].isalnum() else ""
-    right = r"(?:$|[^A-Za-z0-9])" if keyword[-1].isalnum() else ""
-    return left + re.escape(keyword) + right
-
-
 def _line_around(text: str, start: int, end: int) -> str:
     left = text.rfind("\n", max(0, start - _CONTEXT_REACH), start) + 1
     right = text.find("\n", end, end + _CONTEXT_REACH)
@@ -470,6 +477,8 @@ def _resolve_overlaps(candidates: list[Candidate]) -> list[Candidate]:
     (runs of candidates joined by overlaps): a message repeating one value thousands of times
     costs as many one-candidate clusters, not every candidate compared with every other.
     """
+    if len(candidates) <= _SMALL_CLUSTER:  # the usual message: a few candidates
+        return _resolve_pairwise(candidates)
     ordered = sorted(
         range(len(candidates)), key=lambda i: (candidates[i].start, -candidates[i].end)
     )

@@ -61,7 +61,7 @@ class KeywordHits:
     label_ends: list[int]
     atoms: set[int]
     # rule index -> running maximum of its keyword ends, built on first use by `near`
-    _reaches: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    _reaches: dict[int, list[int]] | None = field(default=None, repr=False)
 
     def near(self, rule: int, start: int, end: int) -> int | None:
         """Distance from [start, end) to the closest keyword of `rule` in the window.
@@ -77,6 +77,8 @@ class KeywordHits:
         after = bisect_left(starts, end)
         best = starts[after] - end if after < len(starts) else PROXIMITY + 1
         if after:
+            if self._reaches is None:
+                self._reaches = {}
             reaches = self._reaches.get(rule)
             if reaches is None:
                 reaches = self._reaches[rule] = list(accumulate(ends, max))

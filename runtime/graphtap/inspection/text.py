@@ -77,11 +77,11 @@ _USUAL_MAX_CHARS = 1024
 # `_WHOLE_MAX_TAGS` tags and no long one: the work the parser does per tag grows with the
 # elements open (2,048 nested elements cost it 6 ms) and per attribute with the attributes
 # before it in the tag, so such a document costs a bounded time whatever its length. Up to
-# `_WHOLE_MAX_CHARS` no tag can be long enough to matter (a 24 KB tag costs 25 ms), so only
-# longer documents are searched for one.
+# `_WHOLE_MAX_CHARS` no tag can be long enough to matter (a 32 KB tag costs 40 ms), so only
+# longer documents are searched for one (the search costs a tenth of their parse).
 PARSE_PIECE = 12 * 1024
 _WHOLE_MAX_TAGS = 2048
-_WHOLE_MAX_CHARS = 24 * 1024
+_WHOLE_MAX_CHARS = 32 * 1024
 _LONG_TAG = re.compile(r"<[^<>]{2048}")  # (or a `<` in text before a long paragraph)
 _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 # A character reference cut by a tag (`&am<b></b>p;`, which reads as "&amp;"): stripping the

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult
 from graphtap.processing.runner import Summary
 from graphtap.processing.sinks import DeadLetterStore
 from graphtap.processing.verdicts import Verdict
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 
 log = logging.getLogger(__name__)
 

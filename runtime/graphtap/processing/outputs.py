@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from graphtap.processing.deadletters import DeadLetter
+from graphtap.processing.lifecycle import LifecycleEvent
 from graphtap.processing.pipeline import EventResult
 from graphtap.processing.verdicts import Verdict
-from graphtap.subscriptions.lifecycle import LifecycleEvent
 
 
 @dataclass(frozen=True, slots=True)

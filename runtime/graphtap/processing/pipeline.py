@@ -34,6 +34,7 @@ from graphtap.processing.deadletters import (
     Failures,
     for_event,
 )
+from graphtap.processing.lifecycle import LifecycleEvent
 from graphtap.processing.records import pickled_as_fields
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.stages import (
@@ -52,7 +53,6 @@ from graphtap.processing.stages import (
     UnwrapKey,
 )
 from graphtap.processing.verdicts import Verdict
-from graphtap.subscriptions.lifecycle import LifecycleEvent
 
 log = logging.getLogger(__name__)
 

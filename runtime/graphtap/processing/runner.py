@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from graphtap.processing.heap import settle_for_throughput
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
 from graphtap.processing.sinks import DeadLetterStore, VerdictSink
 from graphtap.processing.sources import EventSource, SourceEvent
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -69,6 +69,16 @@ class Summary:
                 self.certificates_used[verdict.certificate_id] = now
             for finding in verdict.findings:
                 self.findings_by_type[str(finding["type"])] += int(finding["count"])
+
+    def observations(self) -> Iterator[tuple[str, float, Mapping[str, str]]]:
+        """The running totals as (metric, value, attributes), for `telemetry.observe_counters`."""
+        yield "events", self.events, {}
+        yield "notifications", self.notifications, {}
+        yield "verdicts", self.verdicts, {}
+        for kind, count in self.findings_by_type.items():
+            yield "findings", count, {"type": kind}
+        for reason, count in self.dead_letters_by_reason.items():
+            yield "dead_letters", count, {"reason": reason}
 
     def to_dict(self) -> dict[str, object]:
         return {

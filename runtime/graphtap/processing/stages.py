@@ -27,8 +27,8 @@ from graphtap.notifications.crypto import (
 from graphtap.notifications.errors import NotificationError, Reason
 from graphtap.notifications.keyring import KeyEntry, KeyRing
 from graphtap.notifications.model import ChangeNotification
+from graphtap.processing.lifecycle import LifecycleEvent
 from graphtap.processing.verdicts import DELETED, INSPECTED, NOT_INCLUDED, Verdict, verdict_key
-from graphtap.subscriptions.lifecycle import LifecycleEvent
 
 if TYPE_CHECKING:
     from graphtap.inspection import InspectionResult, Inspector

@@ -22,7 +22,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
 
 from graphtap.deployment import Deployment
-from graphtap.subscriptions import lifecycle
+from graphtap.processing import lifecycle
+from graphtap.processing.lifecycle import LifecycleEvent, LifecycleQueue
 from graphtap.subscriptions.certificates import graph_certificate_value
 from graphtap.subscriptions.clock import Clock, SystemClock, utcnow
 from graphtap.subscriptions.desired import DesiredState, DesiredSubscription, load_desired
@@ -38,7 +39,6 @@ from graphtap.subscriptions.keyvault import (
     EncryptionCertificate,
     KeyVault,
 )
-from graphtap.subscriptions.lifecycle import LifecycleEvent, LifecycleQueue
 from graphtap.subscriptions.reconcile import (
     Action,
     Kind,

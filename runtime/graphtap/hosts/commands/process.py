@@ -29,6 +29,7 @@ from graphtap.processing.endpoints import (
     open_source,
     open_stores,
 )
+from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import (
     DEFAULT_BATCH_SIZE,
@@ -39,7 +40,6 @@ from graphtap.processing.runner import (
 )
 from graphtap.processing.sources import EventSource
 from graphtap.processing.sources.localhub import LocalHubSource
-from graphtap.subscriptions.lifecycle import LifecycleQueue
 from graphtap.transactions import StoreError
 
 

@@ -40,7 +40,6 @@ from graphtap.telemetry import (
     configure_azure_monitor,
     configure_logging,
     observe_counters,
-    summary_observations,
 )
 
 log = logging.getLogger(__name__)
@@ -198,7 +197,7 @@ Opened = tuple["Service", "ControlPlaneService | None", "Callable[[], Awaitable[
 async def _serve(open_service: Callable[[], Awaitable[Opened]], host: str, port: int) -> None:
     """Open the service inside the loop that runs it (its clients bind to that loop)."""
     service, control_plane, close = await open_service()
-    observe_counters(summary_observations(service.summary))  # exported only once configured
+    observe_counters(lambda: service.summary().observations())  # exported once configured
     try:
         await run_app(build_app(service, control_plane), host=host, port=port)
     finally:

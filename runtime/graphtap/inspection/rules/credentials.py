@@ -45,6 +45,7 @@ AZURE_SAS_TOKEN = Rule(
     # HMAC-SHA256 of the string to sign, URL-encoded base64) in one query string.
     pattern=rf"(?<![A-Za-z0-9_]){_SAS_VERSION}&[^\s\"'<>]{{0,400}}?(?<=[?&;])sig={_SAS_SIG}"
     rf"|(?<![A-Za-z0-9_])sig={_SAS_SIG}[^\s\"'<>]{{0,400}}?[?&;]{_SAS_VERSION}",
+    hyperscan_pattern=r"sig=(?:[A-Za-z0-9+/]|%2[BbFf]){43}",  # in every match
     validate=validators.azure_sas_signature,
     score=_high,
     atoms=("sig=",),
@@ -91,6 +92,8 @@ AZURE_CONNECTION_STRING = Rule(
     r"|AccountEndpoint=https://[A-Za-z0-9.\-]{1,100}\.documents\.azure\.(?:com|cn|us)(?::443)?/?;"
     r"[ ]?AccountKey=[A-Za-z0-9+/]{86}=="
     r"|DefaultEndpointsProtocol=https?;" + _SETTINGS + r"AccountKey=[A-Za-z0-9+/]{86}==)",
+    # The key every match ends with: the full pattern is slow for Hyperscan to compile.
+    hyperscan_pattern=r"SharedAccessKey=[A-Za-z0-9+/]{43}=|AccountKey=[A-Za-z0-9+/]{86}==",
     validate=validators.azure_connection_string,
     score=_high,
     normalise=validators.connection_secret,
@@ -129,6 +132,7 @@ AZURE_SQL_CONNECTION_STRING = Rule(
     + _CLOUD
     + r"(?:,[0-9]{1,5})?;(?:[^;\r\n]{1,200};){0,8}?[ ]?(?:password|pwd)="
     r"(?:'[^'\r\n]{1,128}'|\"[^\"\r\n]{1,128}\"|\{[^}\r\n]{1,128}\}|[^;\s'\"]{1,128}))",
+    hyperscan_pattern=r"\.database\." + _CLOUD,  # in every match; quick to compile
     ignore_case=True,
     validate=validators.azure_connection_string,
     score=_high,

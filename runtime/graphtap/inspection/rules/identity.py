@@ -577,7 +577,8 @@ GERMANY_ID_CARD = Rule(
     pattern=r"(?<![A-Za-z0-9])(?P<v>[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{8}[0-9]?|[0-9]{10})"
     r"(?![A-Za-z0-9])",
     validate=validators.germany_identity_card,
-    score=_keyword_or(None),
+    # Printed without its check digit a number has no check at all: medium, not high.
+    score=lambda evidence: (85 if len(evidence.value) == 10 else 75) if evidence.keyword else None,
     normalise=lambda value: value.upper()[:9],  # the check digit is printed only sometimes
     keywords=joined(
         "ausweis",
@@ -595,6 +596,7 @@ GERMANY_ID_CARD = Rule(
         "identifizierungsnummer",
     ),
     requires_keyword=True,
+    labelled_elsewhere_excludes=True,
     true_examples=(
         "Personalausweis T220001293",  # the specimen card, with its check digit
         "Ausweisnummer: L01X00T47",  # printed without the check digit
@@ -604,6 +606,7 @@ GERMANY_ID_CARD = Rule(
         "Personalausweis T220001294",  # check digit
         "Personalausweis A220001293",  # A is not in the card alphabet
         "T220001293",
+        "passport # G53834472, Ausweisnummer below",  # labelled as a passport
     ),
 )
 

@@ -440,10 +440,11 @@ PASSWORD = Rule(
     pattern=rf"{_PASSWORD_KEY}(?:{_ASSIGN}|{_PROSE_IS}"
     rf"|(?<={_FLAG}[A-Za-z]{{0,20}}(?:{_PASSWORD_WORD}|pass))[ \t]+)" + _CREDENTIAL_VALUE,
     # Hyperscan drops lookbehinds when prefiltering ("password policy" would fire as a
-    # flag): there the dashes are consumed, which matches wherever the pattern does.
-    hyperscan_pattern=rf"(?:{_PASSWORD_KEY}(?:{_ASSIGN}|{_PROSE_IS})"
-    rf"|-{{1,2}}(?:[A-Za-z]{{1,20}}-){{0,3}}(?:[A-Za-z]{{0,20}}{_PASSWORD_WORD}|pass)[ \t]+)"
-    + _CREDENTIAL_VALUE,
+    # flag): there the dashes are consumed, which matches wherever the pattern does. Up to
+    # the value only, and unbounded (bounded repeats take Hyperscan long to compile): a
+    # superset of the matches, `regex` decides.
+    hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*[\"']?[ \t]*(?:[:=]|is)"
+    rf"|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -506,6 +507,7 @@ PASSWORD_COMMAND = Rule(
     pattern=r"(?:convertto-securestring[ \t]+(?:-string[ \t]+)?|(?<![A-Za-z0-9_])curl[ \t]"
     r"[^\r\n]{0,200}?(?<![A-Za-z0-9_\-])(?:-u|--user)[ \t=]+[\"']?[^\s:'\"]{1,64}:)"
     + _CREDENTIAL_VALUE,
+    hyperscan_pattern=r"convertto-securestring[ \t]|curl[ \t]",  # what every match starts with
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -532,6 +534,7 @@ PASSWORD_COMPARED = Rule(
     type="password",
     pattern=r"(?:'(?P<v>[^'\s]{1,128})'|\"(?P<v>[^\"\s]{1,128})\")[ \t]*===?[ \t]*"
     rf"[A-Za-z0-9_.\-]{{0,30}}?{_PASSWORD_WORD}(?![A-Za-z0-9])",
+    hyperscan_pattern=rf"==[ \t]*[A-Za-z0-9_.\-]{{0,30}}{_PASSWORD_WORD}",
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -556,6 +559,8 @@ PASSWORD_XML = Rule(
     r"(?P<v>[^<>\s]{1,128})</"
     rf"|(?:key|name)[ \t]*=[ \t]*[\"'][A-Za-z0-9_.:\-]{{0,30}}?{_PASSWORD_WORD}"
     rf"[A-Za-z0-9_.:\-]{{0,30}}[\"'][ \t]+value[ \t]*=[ \t]*{_QUOTED_VALUE}",
+    hyperscan_pattern=rf"<[A-Za-z0-9_.:\-]*{_PASSWORD_WORD}[A-Za-z0-9_.:\-]*>"
+    rf"|{_PASSWORD_WORD}[A-Za-z0-9_.:\-]*[\"'][ \t]+value",  # quick to compile; a superset
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
