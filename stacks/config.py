@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from stacks.naming import REGIONS, Names
+from graphtap.clouds import CLOUDS, DEFAULT_CLOUD, PUBLIC, Cloud
+from stacks.naming import CLOUD_REGIONS, REGIONS, Names
 
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent / "environments"
 
@@ -71,7 +72,7 @@ class HostingConfig:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    endpoint: str
+    endpoint: str  # one of the cloud's Graph origins (`Cloud.graph_endpoints`)
     permissions: tuple[str, ...]
 
 
@@ -104,6 +105,7 @@ class EnvironmentConfig:
     name: str
     source: Path
     prefix: str
+    cloud: Cloud  # the cloud profile: every host name, the providers' environment, sign-in
     region: str
     tenant_domain: str
     subscription_id: str | None
@@ -119,6 +121,13 @@ class EnvironmentConfig:
     @property
     def names(self) -> Names:
         return Names.derive(self.prefix, self.name, self.region)
+
+    @property
+    def azuread_environment(self) -> str:
+        """The azuread provider's name for the Graph deployment the environment uses."""
+        service = self.cloud.graph_service(self.graph.endpoint)
+        assert service is not None, "graph.endpoint is checked against the cloud when read"
+        return service.azuread_environment
 
 
 def load_all(directory: Path = ENVIRONMENTS_DIR) -> list[EnvironmentConfig]:
@@ -207,6 +216,7 @@ class _Reader:
 
         top_keys = {
             "prefix",
+            "cloud",
             "region",
             "tenant_domain",
             "subscription_id",
@@ -226,7 +236,17 @@ class _Reader:
         prefix = self.get(
             root, "prefix", str, check=_matches(PREFIX, "2-12 lowercase letters/digits")
         )
-        region = self.get(root, "region", str, check=_one_of(tuple(REGIONS), "Azure region"))
+        cloud_name = self.get(
+            root, "cloud", str, DEFAULT_CLOUD, _one_of(tuple(CLOUDS), "cloud profile")
+        )
+        cloud = CLOUDS.get(cloud_name, PUBLIC)
+        regions = CLOUD_REGIONS[cloud.name] if cloud_name in CLOUDS else REGIONS
+        region = self.get(
+            root,
+            "region",
+            str,
+            check=_one_of(tuple(regions), f"Azure region of the {cloud_name} cloud"),
+        )
         tenant_domain = self.get(
             root, "tenant_domain", str, check=_matches(DOMAIN, "a DNS domain, e.g. contoso.com")
         )
@@ -278,13 +298,7 @@ class _Reader:
         )
 
         gr = self.table("graph", {"endpoint", "permissions"})
-        endpoint = self.get(
-            gr,
-            "graph.endpoint",
-            str,
-            "https://graph.microsoft.com",
-            _matches(re.compile(r"https://[a-z0-9.-]+"), "an https origin without a path"),
-        )
+        endpoint = self.get(gr, "graph.endpoint", str, cloud.graph_endpoint, _graph_origin(cloud))
         permissions = self.strings(
             gr, "graph.permissions", ["Chat.Read.All", "ChannelMessage.Read.All"]
         )
@@ -361,6 +375,7 @@ class _Reader:
             name=name,
             source=self.path,
             prefix=prefix,
+            cloud=cloud,
             region=region,
             tenant_domain=tenant_domain,
             subscription_id=subscription_id,
@@ -398,6 +413,23 @@ def _between(low: int, high: int, what: str) -> Callable[[int], str | None]:
     return lambda value: (
         None if low <= value <= high else f"{what} must be {low}-{high}, got {value}"
     )
+
+
+def _graph_origin(cloud: Cloud) -> Callable[[str], str | None]:
+    """An https origin, and one of the cloud's: a token of one cloud is refused by another."""
+    origin = re.compile(r"https://[a-z0-9.-]+/?")
+
+    def check(value: str) -> str | None:
+        if not origin.fullmatch(value):
+            return f"{value!r} must be an https origin without a path"
+        if cloud.graph_service(value) is None:
+            return (
+                f"{value!r} is not a Graph endpoint of the {cloud.name} cloud (one of: "
+                f"{', '.join(cloud.graph_endpoints)}); set `cloud` to the cloud it belongs to"
+            )
+        return None
+
+    return check
 
 
 def _cidr(max_prefix: int) -> Callable[[str], str | None]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 
-# Azure regions and the short codes used in names (Cloud Adoption Framework abbreviations).
-REGIONS: dict[str, str] = {
+# Azure regions and the short codes used in names (Cloud Adoption Framework abbreviations),
+# per cloud profile (`graphtap.clouds`): an environment deploys into a region of its cloud.
+PUBLIC_REGIONS: dict[str, str] = {
     "australiaeast": "aue",
     "australiasoutheast": "ause",
     "brazilsouth": "brs",
@@ -45,6 +46,24 @@ REGIONS: dict[str, str] = {
     "westus": "wus",
     "westus2": "wus2",
     "westus3": "wus3",
+}
+US_GOVERNMENT_REGIONS: dict[str, str] = {
+    "usgovarizona": "ugaz",
+    "usgovtexas": "ugtx",
+    "usgovvirginia": "ugva",
+}
+CHINA_REGIONS: dict[str, str] = {
+    "chinaeast2": "cne2",
+    "chinanorth2": "cnn2",
+    "chinanorth3": "cnn3",
+}
+CLOUD_REGIONS: dict[str, dict[str, str]] = {
+    "public": PUBLIC_REGIONS,
+    "usgov": US_GOVERNMENT_REGIONS,
+    "china": CHINA_REGIONS,
+}
+REGIONS: dict[str, str] = {
+    region: code for regions in CLOUD_REGIONS.values() for region, code in regions.items()
 }
 
 

@@ -53,9 +53,11 @@ class GraphtapStack(TerraformStack):
 
     def __init__(self, scope: Construct, config: EnvironmentConfig) -> None:
         super().__init__(scope, config.name)
-        names, function_app = config.names, config.hosting.function_app
+        names, function_app, cloud = config.names, config.hosting.function_app, config.cloud
+        # Every provider is pinned to the environment's cloud, whatever ARM_ENVIRONMENT says.
         AzurermBackend(
             self,
+            environment=cloud.azurerm_environment,
             resource_group_name=config.backend.resource_group,
             storage_account_name=config.backend.storage_account,
             container_name=config.backend.container,
@@ -75,10 +77,11 @@ class GraphtapStack(TerraformStack):
                     ]
                 )
             ],
+            environment=cloud.azurerm_environment,
             storage_use_azuread=True,
             subscription_id=config.subscription_id,
         )
-        AzureadProvider(self, "azuread")
+        AzureadProvider(self, "azuread", environment=config.azuread_environment)
         client = DataAzurermClientConfig(self, "client")
 
         tags = {"application": "graphtap", "environment": config.name, **config.tags}
@@ -115,6 +118,7 @@ class GraphtapStack(TerraformStack):
                 names.findings_hub,
                 names.consumer_group,
                 config.eventhubs,
+                cloud=cloud,
                 extra_consumer_groups=(names.function_consumer_group,)
                 if config.hosting.processor == "both"
                 else (),
@@ -132,6 +136,7 @@ class GraphtapStack(TerraformStack):
                 self.network.subnet_ids,
                 config.network.operator_ip_ranges,
                 function_containers=function_app,
+                cloud=cloud,
             ),
         )
         self.keyvault = NotificationKeyVault(
@@ -147,6 +152,7 @@ class GraphtapStack(TerraformStack):
                 config.network.operator_ip_ranges,
                 deployer_object_id=client.object_id,
                 runtime_secrets=(names.client_state_secret, names.finding_hash_key_secret),
+                cloud=cloud,
             ),
         )
         self.runtime = RuntimeIdentity(
@@ -197,6 +203,7 @@ class GraphtapStack(TerraformStack):
             "resource_group": names.resource_group,
             "notification_url": self.eventhubs.notification_url(config.tenant_domain),
             "graph_endpoint": config.graph.endpoint,
+            "cloud": cloud.name,
             "web_app_name": names.web_app,
             "function_app_name": names.function_app if function_app else Token.null_value(),
             **self.eventhubs.deployment,
@@ -236,7 +243,7 @@ class GraphtapStack(TerraformStack):
             "status_access",
             StatusAccessProps(
                 display_name=f"{config.prefix}-{config.name}-status",
-                web_app_hostname=f"{names.web_app}.azurewebsites.net",
+                web_app_hostname=cloud.web_app_host(names.web_app),
                 readers_group_object_id=config.access.status_readers_group,
                 metrics_scraper_object_id=config.access.metrics_scraper,
             ),
@@ -258,7 +265,7 @@ class GraphtapStack(TerraformStack):
                 web_app_processes=config.hosting.processor != "function",
                 auth=WebAppAuthProps(
                     client_id=self.status_access.client_id,
-                    tenant_id=client.tenant_id,
+                    tenant_auth_endpoint=cloud.tenant_sign_in(client.tenant_id),
                     audiences=self.status_access.audiences,
                     status_role=STATUS_READ,
                     metrics_role=METRICS_READ,

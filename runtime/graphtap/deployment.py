@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from graphtap.clouds import DEFAULT_CLOUD, PUBLIC, Cloud, UnknownCloud, cloud_named
+
 OUTPUTS_DIR = Path(".outputs")
-DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+DEFAULT_GRAPH_ENDPOINT = PUBLIC.graph_endpoint
 DEFAULT_CLIENT_STATE_SECRET = "graph-client-state"  # noqa: S105 (a name, not a value)
 #: The per-environment key findings are hashed under, so every instance correlates alike.
 DEFAULT_FINDING_HASH_KEY_SECRET = "finding-hash-key"  # noqa: S105 (a name, not a value)
@@ -43,6 +45,7 @@ APP_SETTINGS: Mapping[str, str] = {
     "checkpoint_container": "GRAPHTAP_CHECKPOINT_CONTAINER",
     "dead_letter_container": "GRAPHTAP_DEAD_LETTER_CONTAINER",
     "graph_endpoint": "GRAPHTAP_GRAPH_ENDPOINT",
+    "cloud": "GRAPHTAP_CLOUD",
 }
 
 
@@ -75,9 +78,17 @@ class Deployment:
     web_app_name: str | None = None
     function_app_name: str | None = None
     graph_endpoint: str = DEFAULT_GRAPH_ENDPOINT
+    #: The cloud profile (`graphtap.clouds`): which authority, Resource Manager and token
+    #: issuers the runtime talks to.
+    cloud: str = DEFAULT_CLOUD
     #: Key Vault secrets `graphtap bootstrap` creates and the runtime may only read.
     client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
     finding_hash_key_secret: str = DEFAULT_FINDING_HASH_KEY_SECRET
+
+    @property
+    def profile(self) -> Cloud:
+        """The cloud this deployment runs in (checked when the deployment was read)."""
+        return cloud_named(self.cloud)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -108,6 +119,12 @@ class Deployment:
             elif not isinstance(value, str):
                 raise DeploymentError(f"{source}: {name} is not a string: {value!r}")
             values[name] = value
+        try:
+            profile = cloud_named(values.get("cloud", DEFAULT_CLOUD))
+        except UnknownCloud as exc:
+            raise DeploymentError(f"{source}: {exc}") from None
+        # Outputs from before the cloud fact carry their Graph endpoint; else the cloud's.
+        values.setdefault("graph_endpoint", profile.graph_endpoint)
         if not values["notification_url"].startswith("EventHub:https://"):
             raise DeploymentError(
                 f"{source}: notification_url {values['notification_url']!r} is not an "

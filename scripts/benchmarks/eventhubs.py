@@ -35,10 +35,10 @@ from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
+from graphtap.processing.summary import Summary
 
 from .processing import fill_local_hub, process_local_hub
 

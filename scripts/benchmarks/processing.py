@@ -35,9 +35,10 @@ from graphtap.notifications.crypto import OAEP_SHA1
 from graphtap.notifications.keyring import KeyRing
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Processor, ProcessorOptions, Summary
+from graphtap.processing.runner import Processor, ProcessorOptions
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.processing.summary import Summary
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.certificates import create_certificate, load_certificate
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from graphtap.clouds import Cloud
 from stacks.cdk import (
     Construct,
     Eventhub,
@@ -22,6 +23,7 @@ class EventHubsProps:
     findings_hub: str
     consumer_group: str
     sizing: EventHubsConfig
+    cloud: Cloud  # the namespace's host name is the cloud's
     # Further readers of the notifications hub, one consumer group each.
     extra_consumer_groups: tuple[str, ...] = ()
 
@@ -56,7 +58,7 @@ class EventHubs(Construct):
             name: self._consumer_group(name.replace("-", "_"), name, where)
             for name in props.extra_consumer_groups
         }
-        self.host = f"{props.namespace_name}.servicebus.windows.net"
+        self.host = props.cloud.eventhubs_host(props.namespace_name)
         self.notifications_name = props.notifications_hub
         self.deployment: DeploymentFacts = {
             "eventhub_namespace_name": props.namespace_name,

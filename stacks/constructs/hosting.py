@@ -41,7 +41,7 @@ class WebAppAuthProps:
     """App Service Authentication with Entra ID in front of the web app."""
 
     client_id: str  # the status app registration
-    tenant_id: str
+    tenant_auth_endpoint: str  # the tenant's Entra ID v2.0 endpoint, in the environment's cloud
     audiences: Sequence[str]
     status_role: str  # may read every page
     metrics_role: str  # may read /metrics only
@@ -208,7 +208,7 @@ def _authentication(auth: WebAppAuthProps) -> LinuxWebAppAuthSettingsV2:
         excluded_paths=[HEALTH_CHECK_PATH],
         active_directory_v2=LinuxWebAppAuthSettingsV2ActiveDirectoryV2(
             client_id=auth.client_id,
-            tenant_auth_endpoint=f"https://login.microsoftonline.com/{auth.tenant_id}/v2.0",
+            tenant_auth_endpoint=auth.tenant_auth_endpoint,
             allowed_audiences=list(auth.audiences),
         ),
         login=LinuxWebAppAuthSettingsV2Login(token_store_enabled=False),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from graphtap.clouds import Cloud
 from stacks.cdk import (
     Construct,
     KeyVault,
@@ -44,6 +45,7 @@ class KeyVaultProps:
     #: Secrets `make bootstrap` creates as the deploying identity and the runtime reads:
     #: the clientState's and the finding hash key's.
     runtime_secrets: tuple[str, str]
+    cloud: Cloud  # the vault's URI is the cloud's
 
 
 class NotificationKeyVault(Construct):
@@ -115,7 +117,7 @@ class NotificationKeyVault(Construct):
             ),
             depends_on=[self.deployer_access],
         )
-        self.uri = f"https://{props.vault_name}.vault.azure.net/"
+        self.uri = props.cloud.key_vault_uri(props.vault_name)
         self.certificate_name = props.certificate_name
         # Bootstrap writes each runtime secret once; the grant covers that secret alone, so
         # the deploying identity can never read the certificate's private key.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from graphtap.clouds import Cloud
 from stacks.cdk import (
     Construct,
     StorageAccount,
@@ -36,6 +37,7 @@ class StorageProps:
     subnet_ids: Sequence[str]
     operator_ip_ranges: Sequence[str]
     function_containers: bool
+    cloud: Cloud  # the blob endpoint's host name is the cloud's
 
 
 class CheckpointStorage(Construct):
@@ -82,7 +84,7 @@ class CheckpointStorage(Construct):
         if props.function_containers:
             for name in (*FUNCTION_HOST_CONTAINERS, props.function_package_container):
                 self.function_containers[name] = self._container(name.replace("-", "_"), name)
-        self.blob_endpoint = f"https://{props.account_name}.blob.core.windows.net"
+        self.blob_endpoint = props.cloud.blob_endpoint(props.account_name)
         self.deployment: DeploymentFacts = {
             "checkpoint_account_url": self.blob_endpoint,
             "checkpoint_container": props.checkpoint_container,

@@ -22,11 +22,11 @@ from graphtap.processing.committer import (
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
-from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, RetryPolicy
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
+from graphtap.processing.summary import Summary
 from graphtap.simulation.emitter import SimulatedEvent, SimulationSettings, simulate
 from graphtap.subscriptions.certificates import (
     CertificateFiles,

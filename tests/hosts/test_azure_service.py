@@ -16,7 +16,6 @@ from graphtap.hosts.azure import (
     AzureProcessing,
     AzureServiceOptions,
     EventHubsService,
-    ResyncThroughProcessing,
 )
 from graphtap.hosts.commands.serve import build_app
 from graphtap.inspection import Policy
@@ -29,6 +28,7 @@ from graphtap.subscriptions.keyvault import (
     DEFAULT_FINDING_HASH_KEY_SECRET,
     KeyVault,
 )
+from graphtap.subscriptions.resync import ProcessingSubmitter
 from tests.eventhubs.conftest import (
     ACCOUNT,
     CONSUMER_GROUP,
@@ -201,7 +201,7 @@ def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: P
             deployment(vault.vault_url), TokenCredential(), options
         )
         try:
-            resync = ResyncThroughProcessing(processing)
+            resync = ProcessingSubmitter(processing.executor.process, processing.committer)
             bodies = [e.body for e in traffic]
             return await resync.submit(bodies), await resync.submit(bodies)
         finally:
@@ -254,7 +254,9 @@ def test_dead_letters_go_to_the_deployments_blob_container(
         processing = await AzureProcessing.open(configured, TokenCredential(), options)
         try:
             assert isinstance(processing.dead_letters, BlobDeadLetters)
-            await ResyncThroughProcessing(processing).submit([e.body for e in traffic])
+            await ProcessingSubmitter(processing.executor.process, processing.committer).submit(
+                [e.body for e in traffic]
+            )
         finally:
             await processing.close()
 

@@ -17,9 +17,9 @@ from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, SinkUnavailable
 from graphtap.processing.sinks.sqlite import SqliteStore
+from graphtap.processing.summary import Summary
 from graphtap.simulation.emitter import SimulatedEvent
 from tests.eventhubs.conftest import FAST_RETRY, FINDINGS, NAMESPACE, FakeCredential
 from tests.fakes.eventhubs import Installed

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from graphtap.hosts.cli import cli
 from graphtap.hosts.commands.serve import build_app
 from graphtap.processing.partitions import PartitionStatus
-from graphtap.processing.runner import Summary
+from graphtap.processing.summary import Summary
 from tests.hosts.test_webapp import ControlStatus, Subscription
 
 

@@ -113,7 +113,7 @@ def test_opentelemetry_counters_read_the_processor_summary() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
-    from graphtap.processing.runner import Summary
+    from graphtap.processing.summary import Summary
     from graphtap.telemetry import observe_counters
 
     summary = Summary(events=7, notifications=9, verdicts=8)

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from graphtap.hosts.webapp import StatusSources, create_app, render_status_page
 from graphtap.processing.partitions import PartitionStatus
-from graphtap.processing.runner import Summary
+from graphtap.processing.summary import Summary
 
 NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 

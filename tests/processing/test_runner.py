@@ -13,9 +13,10 @@ from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHub
 from graphtap.processing.heap import YOUNG_THRESHOLD
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Processor, ProcessorOptions, Summary, load_pipeline
+from graphtap.processing.runner import Processor, ProcessorOptions, load_pipeline
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.processing.summary import Summary
 from graphtap.processing.verdicts import Verdict
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.certificates import CertificateFiles, load_certificate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from graphtap.deployment import Deployment
 from graphtap.inspection import InspectionSettings, Inspector, Policy
 from graphtap.localhub import LocalHub
 from graphtap.notifications.keyring import KeyRing
+from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters, BlockingVerdicts
 from graphtap.processing.lifecycle import LifecycleQueue
-from graphtap.processing.pipeline import Pipeline
-from graphtap.processing.runner import Summary
+from graphtap.processing.pipeline import EventResult, Pipeline
 from graphtap.processing.sinks.sqlite import SqliteStore
+from graphtap.processing.sources import SourceEvent
 from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.processing.summary import Summary
 from graphtap.simulation.tenant import SyntheticTenant
 from graphtap.subscriptions.clock import VirtualClock
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
@@ -28,7 +31,7 @@ from graphtap.subscriptions.desired import DesiredState, parse_desired
 from graphtap.subscriptions.graph import GraphSubscriptions, build_client
 from graphtap.subscriptions.keyvault import KeyVault
 from graphtap.subscriptions.reconcile import Reconciler
-from graphtap.subscriptions.resync import ResyncSink
+from graphtap.subscriptions.resync import ProcessingSubmitter, ResyncSink
 from graphtap.subscriptions.throttle import WriteThrottle
 from tests.fakes.graph import FakeGraph
 from tests.fakes.keyvault import FakeKeyVault
@@ -177,19 +180,40 @@ class Processing:
         assert ring is not None
         return ring
 
-    def drain(self) -> Summary:
+    async def drain(self) -> Summary:
+        """Everything in the hub through the pipeline and the one commit step."""
+        committer = BatchCommitter(
+            sink=BlockingVerdicts(self.store),
+            dead_letters=BlockingDeadLetters(self.store),
+            lifecycle=self.queue,
+            summary=self.summary,
+        )
         source = LocalHubSource(self.hub_dir)
         try:
             for batch in source.batches(256):
-                results = [self.pipeline.process(event) for event in batch]
-                new = self.store.write_verdicts([v for r in results for v in r.verdicts])
-                self.store.write_dead_letters([d for r in results for d in r.dead_letters])
-                self.queue.put([e for r in results for e in r.lifecycle])
-                source.checkpoint(batch)
-                self.summary.record(results, events=len(batch), new_verdicts=new)
+
+                async def checkpoint(batch: list[SourceEvent] = batch) -> None:
+                    source.checkpoint(batch)
+
+                results = self.pipeline.process_batch(batch)
+                await committer.commit(results, events=len(batch), checkpoint=checkpoint)
         finally:
             source.close()
         return self.summary
+
+    def resync_submitter(self) -> ProcessingSubmitter:
+        """Gap resync into this pipeline and verdict store."""
+
+        async def process(events: Sequence[SourceEvent]) -> list[EventResult]:
+            return self.pipeline.process_batch(events)
+
+        committer = BatchCommitter(
+            sink=BlockingVerdicts(self.store),
+            dead_letters=BlockingDeadLetters(self.store),
+            lifecycle=self.queue,
+            summary=self.summary,
+        )
+        return ProcessingSubmitter(process, committer)
 
     def verdict_count(self) -> int:
         rows = self.store._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()

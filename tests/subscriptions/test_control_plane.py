@@ -10,7 +10,6 @@ from pathlib import Path
 
 from graphtap.subscriptions.clock import VirtualClock, utcnow
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
-from graphtap.subscriptions.resync import PipelineSink
 from graphtap.subscriptions.rotation import KeyFolderPublisher
 from tests.subscriptions.conftest import (
     Bench,
@@ -45,9 +44,7 @@ async def started(bench: Bench, tmp_path: Path) -> tuple[ControlPlane, Processin
 
 def with_resync(bench: Bench, plane: ControlPlane, processing: Processing) -> None:
     """Gap resync into the processor's own pipeline and verdict store."""
-    wired = bench.control_plane(
-        resync_sink=PipelineSink(processing.pipeline, processing.store, processing.store)
-    )
+    wired = bench.control_plane(resync_sink=processing.resync_submitter())
     plane.resync = wired.resync
 
 
@@ -80,7 +77,7 @@ def test_a_simulated_week_under_20_percent_faults_never_lets_a_subscription_expi
                 bench.graph.publish(gap_message)
             elif roll < 0.08 and live:
                 bench.graph.reauthorization_required(rng.choice(live).id)
-            processing.drain()
+            await processing.drain()
 
     async def week() -> tuple[ControlPlane, Processing]:
         plane, processing = await started(bench, tmp_path)
@@ -94,7 +91,7 @@ def test_a_simulated_week_under_20_percent_faults_never_lets_a_subscription_expi
 
         await asyncio.gather(plane.run(stop), stopper(), tenant_activity(stop, processing))
         assert bench.clock.time() - start >= WEEK
-        processing.drain()
+        await processing.drain()
         return plane, processing
 
     plane, processing = asyncio.run(week())
@@ -123,7 +120,7 @@ def test_reauthorization_required_renews_with_a_patch_only(bench: Bench, tmp_pat
         before = teams.expiration
         bench.clock.advance(3600)
         bench.graph.reauthorization_required(teams.id)
-        processing.drain()
+        await processing.drain()
         await plane.drain_lifecycle()
         assert bench.graph.subscriptions[teams.id].expiration > before
         assert processing.queue.counts() == {"reauthorizationRequired/done": 1}
@@ -147,7 +144,7 @@ def test_subscription_removed_recreates_and_resyncs_the_gap_once(
             bench.clock.advance(60)
             tenant.clock = utcnow(bench.clock) - TICK
             bench.graph.publish(tenant.post(sensitive=True))
-        processing.drain()
+        await processing.drain()
         before = processing.verdict_count()
         chats = next(s for s in bench.graph.active() if s.resource == "/chats/getAllMessages")
         teams = next(s for s in bench.graph.active() if s.resource == "/teams/getAllMessages")
@@ -160,7 +157,7 @@ def test_subscription_removed_recreates_and_resyncs_the_gap_once(
             message = tenant.post(sensitive=True)
             gap.append(message)
             assert bench.graph.publish(message) == 0
-        processing.drain()
+        await processing.drain()
         assert processing.verdict_count() == before
         await plane.drain_lifecycle()
         resources = {s.resource for s in bench.graph.active()}
@@ -257,7 +254,7 @@ def test_downtime_past_expiry_is_resynced_on_restart(bench: Bench, tmp_path: Pat
         with_resync(bench, restarted, processing)
         restarted.heartbeat = heartbeat
         await run_for(restarted, 600)
-        processing.drain()
+        await processing.drain()
         return processing.verdict_count(), len(lost)
 
     verdicts, lost = asyncio.run(scenario())

@@ -43,7 +43,7 @@ def test_every_notification_decrypts_across_a_rotation(
         old = plane.status().certificate_id
         assert old is not None
         publish(5)
-        processing.drain()
+        await processing.drain()
 
         bench.vault.add_certificate_version(CERTIFICATE)  # Key Vault's AutoRenew
         outcomes = await plane.check_rotation()
@@ -58,10 +58,10 @@ def test_every_notification_decrypts_across_a_rotation(
                 assert subscription.certificate_id == new
 
         publish(5)  # within Graph's lag: still the old certificate (PATCH case)
-        processing.drain()
+        await processing.drain()
         bench.clock.advance(400)
         publish(5)  # the new certificate
-        processing.drain()
+        await processing.drain()
         assert processing.verdict_count() == published
         assert processing.summary.dead_letters == 0
         used = sorted(processing.summary.certificates_used)

@@ -10,14 +10,13 @@ folder so worker processes can load them; they never touch the app's persistent 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,16 +36,15 @@ from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Summary
 from graphtap.processing.sinks.blob import BlobDeadLetters
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
 from graphtap.processing.sinks.jsonl import JsonlDeadLetters
-from graphtap.processing.sources import SourceEvent
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
+from graphtap.processing.summary import Summary
 from graphtap.subscriptions.certificates import write_private_key
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
 from graphtap.subscriptions.keyvault import EncryptionCertificate, KeyVault, SecretMissing
-from graphtap.subscriptions.resync import RESYNC_PARTITION
+from graphtap.subscriptions.resync import ProcessingSubmitter
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -269,31 +267,6 @@ class AzureProcessing:
                 shutil.rmtree(self.key_directory, ignore_errors=True)
 
 
-class ResyncThroughProcessing:
-    """Gap resync on Azure: the live path's executor and committer, with no checkpoint to move.
-
-    Resynced notifications get the same verdict keys as live ones, so the findings hub's
-    consumers see each change once; rejected items land in the same dead-letter store.
-    """
-
-    def __init__(self, processing: AzureProcessing) -> None:
-        self._processing = processing
-        self._offsets = itertools.count(1)
-
-    async def submit(self, bodies: Sequence[bytes]) -> int:
-        events = [SourceEvent(RESYNC_PARTITION, next(self._offsets), body) for body in bodies]
-        results = await self._processing.executor.process(events)
-        before = self._processing.summary.verdicts
-        await self._processing.committer.commit(
-            results, events=len(events), checkpoint=_nothing_to_checkpoint
-        )
-        return self._processing.summary.verdicts - before
-
-
-async def _nothing_to_checkpoint() -> None:
-    return None
-
-
 class ControlPlaneOnly:
     """The web app when the Function App processes notifications: it keeps the subscriptions
     (and resyncs gaps through its own pipeline) but reads nothing from the hub."""
@@ -400,7 +373,9 @@ async def open_azure_host(
         settings=control_plane_settings or ControlPlaneSettings(),
         lifecycle_queue=service.lifecycle,
         # Gaps (removals, `missed`, downtime) are read back from Graph and inspected once.
-        resync_sink=ResyncThroughProcessing(service.processing),
+        resync_sink=ProcessingSubmitter(
+            service.processing.executor.process, service.processing.committer
+        ),
         heartbeat=options.state_dir / "control-plane.heartbeat",
         graph_transport=graph_transport,
         keyvault_options=options.keyvault_options,

@@ -12,16 +12,19 @@ import asyncio
 import copy
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graphtap.hosts.findings import FindingRow, latest
 from graphtap.localhub import LocalHub
 from graphtap.processing.endpoints import Endpoint, open_stores
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.partitions import PartitionMeter, PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Processor, ProcessorOptions, Summary
+from graphtap.processing.runner import Processor, ProcessorOptions
 from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.processing.summary import Summary
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,10 @@ class LocalHubService:
     def failed_batches(self) -> int:
         """A failing store stops the local processor (it is then not ready); none are retried."""
         return 0
+
+    def latest_findings(self, limit: int) -> Sequence[FindingRow]:
+        """The newest findings in the verdict store, read-only (the status page's table)."""
+        return latest(self.settings.sink.scheme, self.settings.sink.path, limit)
 
     def partitions(self) -> list[PartitionStatus]:
         self._sample()

@@ -2,7 +2,11 @@
 
 Everything here reads; nothing changes state. The page is rendered on the server with no
 external assets (the app may run in a network without internet egress), and it shows only
-counts, positions and subscription metadata: never message content, clientState or keys.
+counts, positions, subscription metadata and the latest findings as every verdict holds
+them (type, confidence, the masked preview, conversation, sender): never message content,
+clientState or keys. Three small inline SVG charts draw the last hour from the process's
+own samples (`graphtap.hosts.history`): notifications per second, lag per partition and
+findings by type.
 With an `AccessPolicy` (on Azure, from the stack's app settings) every path but /healthz
 needs a signed-in caller holding the policy's app role (see `graphtap.hosts.access`).
 """
@@ -26,9 +30,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from graphtap.hosts import charts
 from graphtap.hosts.access import AccessGate, AccessPolicy
+from graphtap.hosts.findings import FindingRow, FindingsError
+from graphtap.hosts.history import LATEST_FINDINGS, StatusHistory
 from graphtap.processing.partitions import PartitionStatus
-from graphtap.processing.runner import Summary
+from graphtap.processing.summary import Summary
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REFRESH_SECONDS = 10
@@ -67,6 +74,10 @@ class StatusSources:
     failed_batches: Callable[[], int] = lambda: 0
     #: Background work that stopped for good; /healthz then fails so the host replaces us.
     failed_tasks: Callable[[], Sequence[str]] = lambda: ()
+    #: The samples the charts draw; sampled by whoever runs the service (see `serve`).
+    history: StatusHistory | None = None
+    #: The newest findings rows (at most the number asked for), newest first.
+    latest_findings: Callable[[int], Sequence[FindingRow]] | None = None
 
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -224,7 +235,19 @@ def _status(sources: StatusSources) -> dict[str, Any]:
             for p in sources.partitions()
         ],
         "subscriptions": subscriptions,
+        "latest_findings": [row.to_dict() for row in _latest(sources)[0]],
+        "series": sources.history.to_dict() if sources.history is not None else None,
     }
+
+
+def _latest(sources: StatusSources) -> tuple[Sequence[FindingRow], str | None]:
+    """The newest findings rows, or none and why (a store not written yet, say)."""
+    if sources.latest_findings is None:
+        return (), None
+    try:
+        return sources.latest_findings(LATEST_FINDINGS), None
+    except FindingsError as exc:
+        return (), str(exc)
 
 
 _STYLE = """
@@ -234,6 +257,13 @@ table{border-collapse:collapse;min-width:28rem;background:#fff}
 th,td{border:1px solid #d1d5da;padding:.3rem .6rem;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f3f6}
 .muted{color:#586069}.bad{color:#b31d28;font-weight:600}.ok{color:#22863a;font-weight:600}
+.charts{display:flex;flex-wrap:wrap;gap:1.5rem}.charts figure{margin:0}
+.charts figcaption{font-weight:600;margin-bottom:.3rem}
+svg.chart{display:block;font-size:10px;fill:#586069}
+.legend{list-style:none;margin:.3rem 0 0;padding:0;font-size:.85rem;max-width:360px}
+.legend li{display:inline-block;margin-right:.8rem}
+.swatch{display:inline-block;width:.7rem;height:.7rem;margin-right:.3rem;vertical-align:middle}
+td.mono{font-family:ui-monospace,monospace}
 """
 
 
@@ -249,7 +279,9 @@ def render_status_page(sources: StatusSources, *, now: dt.datetime | None = None
         f"<p class='muted'>{_e(sources.mode)} &middot; "
         f"<span class='{'ok' if ready else 'bad'}'>{'ready' if ready else 'not ready'}</span>"
         f" &middot; {now:%Y-%m-%d %H:%M:%S} UTC</p>",
+        _charts(sources.history, now),
         _totals(summary, sources.failed_batches()),
+        _latest_findings(sources),
         _subscriptions(sources, now),
         _partitions(sources.partitions()),
         _counts(
@@ -370,3 +402,49 @@ def _counts(anchor: str, title: str, label: str, counts: dict[str, int], empty: 
         return head + f"<p>{_e(empty)}</p></section>"
     rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return head + _table((label, "count"), rows, {1}) + "</section>"
+
+
+def _charts(history: StatusHistory | None, now: dt.datetime) -> str:
+    head = "<section id='charts'><h2>The last hour</h2>"
+    if history is None:
+        return head + "<p>This process keeps no samples to draw.</p></section>"
+    samples = history.samples()
+    end = max(now.timestamp(), samples[-1].time if samples else 0.0)
+    window = history.window
+    figures = (
+        ("notifications", "Notifications per second", charts.notifications_chart),
+        ("lag", "Lag per partition", charts.lag_chart),
+        ("findings-by-type", "Findings by type", charts.findings_chart),
+    )
+    body = "".join(
+        f"<figure id='chart-{anchor}'><figcaption>{_e(title)}</figcaption>"
+        f"{draw(samples, end=end, window=window)}</figure>"
+        for anchor, title, draw in figures
+    )
+    every = f"one sample every {history.interval:g} s since this process started"
+    return head + f"<p class='muted'>{_e(every)}</p><div class='charts'>{body}</div></section>"
+
+
+def _latest_findings(sources: StatusSources) -> str:
+    head = "<section id='latest-findings'><h2>Latest findings (values masked)</h2>"
+    if sources.latest_findings is None:
+        return head + "<p>This process has no findings to show.</p></section>"
+    rows, problem = _latest(sources)
+    if problem is not None:
+        return head + f"<p class='muted'>{_e(problem)}</p></section>"
+    if not rows:
+        return head + "<p>No findings yet.</p></section>"
+    headers = ("time (UTC)", "severity", "type", "confidence", "preview", "conversation", "sender")
+    cells = (
+        (
+            f"{row.time:%Y-%m-%d %H:%M:%S}",
+            row.severity,
+            row.type,
+            row.confidence,
+            row.preview,
+            row.conversation_id or "-",
+            row.sender_id or "-",
+        )
+        for row in rows
+    )
+    return head + _table(headers, cells, {3}) + "</section>"

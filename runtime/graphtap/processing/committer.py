@@ -1,9 +1,11 @@
-"""Commit a processed batch in the order that makes at-least-once safe, on the event loop.
+"""The one commit step: a processed batch made durable in the order that makes
+at-least-once safe. Every path that produces verdicts commits through it: the local runner,
+the Event Hubs consumer, the Function trigger and gap resync.
 
 Verdicts, then dead letters, then lifecycle events, each durable on return; only then the
-checkpoint, and only then the bookkeeping (`Summary.record`). If any store fails, the
-exception propagates, the checkpoint stays where it was, and the batch is delivered again;
-the keyed stores absorb what had already been written.
+checkpoint, and only then the bookkeeping (`Summary.record`) and the per-batch log. If any
+store fails, the exception propagates, the checkpoint stays where it was, and the batch is
+delivered again; the keyed stores absorb what had already been written.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult
-from graphtap.processing.runner import Summary
-from graphtap.processing.sinks import DeadLetterStore
+from graphtap.processing.sinks import DeadLetterStore, VerdictSink
+from graphtap.processing.summary import Summary
 from graphtap.processing.verdicts import Verdict
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,23 @@ class AsyncDeadLetterStore(Protocol):
     async def close(self) -> None: ...
 
 
-class BlockingDeadLetters:
-    """A local (file or SQLite) dead-letter store behind the async interface.
+class BlockingVerdicts:
+    """A local (SQLite or JSONL) verdict sink behind the async interface. Writes run on the
+    event loop: a local append and fsync take milliseconds, and SQLite connections stay on
+    the thread that opened them."""
 
-    Writes run on the event loop: a local append and fsync take milliseconds, and SQLite
-    connections stay on the thread that opened them.
-    """
+    def __init__(self, store: VerdictSink) -> None:
+        self.store = store
+
+    async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
+        return self.store.write_verdicts(verdicts)
+
+    async def close(self) -> None:
+        self.store.close()
+
+
+class BlockingDeadLetters:
+    """A local (file or SQLite) dead-letter store behind the async interface."""
 
     def __init__(self, store: DeadLetterStore) -> None:
         self.store = store
@@ -72,6 +85,9 @@ class BatchCommitter:
         self._dead_letters = dead_letters
         self._lifecycle = lifecycle
         self.summary = summary
+        #: Called with each committed batch's verdicts, after its checkpoint (the status
+        #: page's latest findings on Azure); an observer must not block or raise.
+        self.observers: list[Callable[[Sequence[Verdict]], None]] = []
 
     async def commit(
         self, results: Sequence[EventResult], *, events: int, checkpoint: Checkpoint
@@ -83,6 +99,8 @@ class BatchCommitter:
         await checkpoint()
         self.summary.record(results, events=events, new_verdicts=new_verdicts)
         _log_outcomes(outputs)
+        for observe in self.observers:
+            observe(outputs.verdicts)
 
 
 def _log_outcomes(outputs: BatchOutputs) -> None:

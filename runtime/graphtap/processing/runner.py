@@ -1,9 +1,11 @@
 """The processor loop: read a batch, run it through the pipeline, make it durable, checkpoint.
 
-The order is the whole guarantee. Verdicts, dead letters and lifecycle events of a batch
-are written (each store durable on return) before the source checkpoints the batch, so a
-crash at any point replays at most the unfinished batches, and the keyed stores absorb the
-replay: every notification ends with exactly one verdict.
+The order is the whole guarantee, and `BatchCommitter.commit` alone keeps it: verdicts,
+dead letters and lifecycle events of a batch are written (each store durable on return)
+before the source checkpoints the batch, so a crash at any point replays at most the
+unfinished batches, and the keyed stores absorb the replay: every notification ends with
+exactly one verdict. This loop is synchronous; it runs the commit step on one event loop it
+keeps for the whole run (a few microseconds a batch).
 
 Decryption is CPU-bound (an RSA unwrap per notification), so with `workers > 1` the
 pipeline runs in worker processes while this process reads, writes and checkpoints;
@@ -12,87 +14,21 @@ batches are committed strictly in order.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from graphtap.processing.heap import settle_for_throughput
 from graphtap.processing.lifecycle import LifecycleQueue
-from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
 from graphtap.processing.sinks import DeadLetterStore, VerdictSink
 from graphtap.processing.sources import EventSource, SourceEvent
+from graphtap.processing.summary import Summary
 
 DEFAULT_BATCH_SIZE = 256
-
-
-@dataclass
-class Summary:
-    """What a run did, for the CLI's summary, the status page and the benchmarks."""
-
-    events: int = 0
-    notifications: int = 0
-    validation_skipped: int = 0
-    lifecycle_queued: int = 0
-    verdicts: int = 0
-    duplicate_verdicts: int = 0
-    findings_by_type: Counter[str] = field(default_factory=Counter)
-    dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
-    certificates_used: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def dead_letters(self) -> int:
-        return sum(self.dead_letters_by_reason.values())
-
-    @property
-    def notifications_per_second(self) -> float:
-        return self.notifications / self.seconds if self.seconds else 0.0
-
-    def record(self, results: Sequence[EventResult], *, events: int, new_verdicts: int) -> None:
-        """Count a committed batch: `new_verdicts` of its verdicts were not in the sink before."""
-        verdicts = [v for r in results for v in r.verdicts]
-        self.events += events
-        self.verdicts += new_verdicts
-        self.duplicate_verdicts += len(verdicts) - new_verdicts
-        now = time.time()
-        for result in results:
-            self.notifications += result.notifications
-            self.validation_skipped += result.validation_skipped
-            self.lifecycle_queued += len(result.lifecycle)
-            for letter in result.dead_letters:  # items, however an event's are grouped
-                self.dead_letters_by_reason[str(letter.reason)] += letter.item_count
-        for verdict in verdicts:
-            if verdict.certificate_id is not None:
-                self.certificates_used[verdict.certificate_id] = now
-            for finding in verdict.findings:
-                self.findings_by_type[str(finding["type"])] += int(finding["count"])
-
-    def observations(self) -> Iterator[tuple[str, float, Mapping[str, str]]]:
-        """The running totals as (metric, value, attributes), for `telemetry.observe_counters`."""
-        yield "events", self.events, {}
-        yield "notifications", self.notifications, {}
-        yield "verdicts", self.verdicts, {}
-        for kind, count in self.findings_by_type.items():
-            yield "findings", count, {"type": kind}
-        for reason, count in self.dead_letters_by_reason.items():
-            yield "dead_letters", count, {"reason": reason}
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "events": self.events,
-            "notifications": self.notifications,
-            "validation_skipped": self.validation_skipped,
-            "lifecycle_queued": self.lifecycle_queued,
-            "verdicts": self.verdicts,
-            "duplicate_verdicts": self.duplicate_verdicts,
-            "findings_by_type": dict(sorted(self.findings_by_type.items())),
-            "dead_letters_by_reason": dict(sorted(self.dead_letters_by_reason.items())),
-            "seconds": round(self.seconds, 3),
-            "notifications_per_second": round(self.notifications_per_second, 1),
-        }
 
 
 @dataclass(frozen=True)
@@ -122,17 +58,34 @@ class Processor:
         options: ProcessorOptions = ProcessorOptions(),
         on_progress: ProgressCallback | None = None,
     ) -> None:
+        from graphtap.processing.committer import (
+            BatchCommitter,
+            BlockingDeadLetters,
+            BlockingVerdicts,
+        )
+
         self._source = source
-        self._sink = sink
-        self._dead_letters = dead_letters
-        self._lifecycle = lifecycle
         self._settings = settings
         self._options = options
         self._on_progress = on_progress
         self.summary = Summary()
+        self._committer = BatchCommitter(
+            sink=BlockingVerdicts(sink),
+            dead_letters=BlockingDeadLetters(dead_letters),
+            lifecycle=lifecycle,
+            summary=self.summary,
+        )
+        self._loop: asyncio.Runner | None = None
 
     def run(self) -> Summary:
         """Process until the source is drained (or stopped); return what was done."""
+        with asyncio.Runner() as self._loop:
+            try:
+                return self._run()
+            finally:
+                self._loop = None
+
+    def _run(self) -> Summary:
         if self._options.workers == 1:
             pipeline = load_pipeline(self._settings)
             started = time.perf_counter()
@@ -163,12 +116,11 @@ class Processor:
         self._commit(batch, future.result())
 
     def _commit(self, batch: Sequence[SourceEvent], results: Sequence[EventResult]) -> None:
-        outputs = BatchOutputs.of(results)
-        new_verdicts = self._sink.write_verdicts(outputs.verdicts)
-        self._dead_letters.write_dead_letters(outputs.dead_letters)
-        self._lifecycle.put(outputs.lifecycle)
-        self._source.checkpoint(batch)
-        self.summary.record(results, events=len(batch), new_verdicts=new_verdicts)
+        async def checkpoint() -> None:
+            self._source.checkpoint(batch)
+
+        assert self._loop is not None
+        self._loop.run(self._committer.commit(results, events=len(batch), checkpoint=checkpoint))
         if self._on_progress is not None:
             self._on_progress(self.summary, len(batch))
 

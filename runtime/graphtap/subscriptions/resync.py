@@ -10,9 +10,10 @@ and a message already seen adds nothing.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -20,8 +21,8 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from graphtap.notifications.crypto import encrypt_content
-from graphtap.processing.pipeline import Pipeline
-from graphtap.processing.sinks import DeadLetterStore, VerdictSink
+from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.pipeline import EventResult
 from graphtap.processing.sources import SourceEvent
 from graphtap.subscriptions.graph import GraphExports
 from graphtap.subscriptions.keyvault import EncryptionCertificate
@@ -39,29 +40,31 @@ class ResyncSink(Protocol):
         ...
 
 
-class PipelineSink:
-    """Runs the bodies through a Pipeline into a verdict sink and a dead-letter store.
-
-    For hosts that run the pipeline in-process (the local hub, tests); on Azure the hosts
-    submit through the live traffic's executor and committer instead.
-    """
+class ProcessingSubmitter:
+    """Hands resynced event bodies to the processing path: process them, then the one commit
+    step (with no checkpoint to move). Resynced notifications get the same verdict keys as
+    live ones, so the sink sees each change once; rejected items land in the same
+    dead-letter store."""
 
     def __init__(
-        self, pipeline: Pipeline, sink: VerdictSink, dead_letters: DeadLetterStore
+        self,
+        process: Callable[[Sequence[SourceEvent]], Awaitable[list[EventResult]]],
+        committer: BatchCommitter,
     ) -> None:
-        self._pipeline = pipeline
-        self._sink = sink
-        self._dead_letters = dead_letters
-        self._offset = 0
+        self._process = process
+        self._committer = committer
+        self._offsets = itertools.count(1)
 
     async def submit(self, bodies: Sequence[bytes]) -> int:
-        events = []
-        for body in bodies:
-            self._offset += 1
-            events.append(SourceEvent(RESYNC_PARTITION, self._offset, body))
-        results = self._pipeline.process_batch(events)
-        self._dead_letters.write_dead_letters([d for r in results for d in r.dead_letters])
-        return self._sink.write_verdicts([v for r in results for v in r.verdicts])
+        events = [SourceEvent(RESYNC_PARTITION, next(self._offsets), body) for body in bodies]
+        results = await self._process(events)
+        before = self._committer.summary.verdicts
+        await self._committer.commit(results, events=len(events), checkpoint=_no_checkpoint)
+        return self._committer.summary.verdicts - before
+
+
+async def _no_checkpoint() -> None:
+    """Resync reads Graph, not a partition: there is nothing to checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,10 @@ from graphtap.processing.runner import (
     Processor,
     ProcessorOptions,
     ProgressCallback,
-    Summary,
 )
 from graphtap.processing.sources import EventSource
 from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.processing.summary import Summary
 from graphtap.transactions import StoreError
 
 

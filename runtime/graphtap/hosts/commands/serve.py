@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,8 @@ from starlette.applications import Starlette
 from graphtap.deployment import Deployment, DeploymentError
 from graphtap.hosts.access import AccessPolicy
 from graphtap.hosts.commands.options import HASH_KEY_ENV, finding_hash_key, hash_key_file_option
+from graphtap.hosts.findings import FindingRow
+from graphtap.hosts.history import DEFAULT_INTERVAL, RecentFindings, StatusHistory
 from graphtap.hosts.webapp import ControlPlaneView, StatusSources, create_app
 from graphtap.hosts.webapp import serve as run_app
 from graphtap.inspection import InspectionSettings, Policy, load_policy
@@ -35,7 +37,8 @@ from graphtap.processing.endpoints import (
 )
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import DEFAULT_BATCH_SIZE, ProcessorOptions, Summary
+from graphtap.processing.runner import DEFAULT_BATCH_SIZE, ProcessorOptions
+from graphtap.processing.summary import Summary
 from graphtap.telemetry import (
     configure_azure_monitor,
     configure_logging,
@@ -118,6 +121,13 @@ class ControlPlaneService(Protocol):
     default=lambda: int(os.environ.get("PORT") or os.environ.get("WEBSITES_PORT") or 8000),
     show_default="$PORT, $WEBSITES_PORT or 8000",
 )
+@click.option(
+    "--chart-interval",
+    type=click.FloatRange(0.5, 600),
+    default=DEFAULT_INTERVAL,
+    show_default=True,
+    help="Seconds between the samples the status page's charts draw (the last hour).",
+)
 def serve(
     source: str | None,
     key_paths: tuple[Path, ...],
@@ -134,6 +144,7 @@ def serve(
     hash_key_file: Path | None,
     host: str,
     port: int,
+    chart_interval: float,
 ) -> None:
     """Run the processor (and the control plane on Azure) behind a small web app.
 
@@ -165,7 +176,7 @@ def serve(
         async def opened() -> Opened:
             return service, control, None
 
-        asyncio.run(_serve(opened, host, port))
+        asyncio.run(_serve(opened, host, port, chart_interval))
         return
     try:
         deployment = Deployment.from_app_settings()
@@ -186,6 +197,7 @@ def serve(
             ),
             host,
             port,
+            chart_interval,
         )
     )
 
@@ -194,19 +206,31 @@ def serve(
 Opened = tuple["Service", "ControlPlaneService | None", "Callable[[], Awaitable[None]] | None"]
 
 
-async def _serve(open_service: Callable[[], Awaitable[Opened]], host: str, port: int) -> None:
+async def _serve(
+    open_service: Callable[[], Awaitable[Opened]],
+    host: str,
+    port: int,
+    chart_interval: float = DEFAULT_INTERVAL,
+) -> None:
     """Open the service inside the loop that runs it (its clients bind to that loop)."""
     service, control_plane, close = await open_service()
     observe_counters(lambda: service.summary().observations())  # exported once configured
     try:
-        await run_app(build_app(service, control_plane), host=host, port=port)
+        app = build_app(service, control_plane, chart_interval=chart_interval)
+        await run_app(app, host=host, port=port)
     finally:
         if close is not None:
             await close()
 
 
-def build_app(service: Service, control_plane: ControlPlaneService | None) -> Starlette:
-    """The web app, with the processor and control plane running for its lifetime."""
+def build_app(
+    service: Service,
+    control_plane: ControlPlaneService | None,
+    *,
+    chart_interval: float = DEFAULT_INTERVAL,
+) -> Starlette:
+    """The web app, with the processor and control plane running for its lifetime, and the
+    samples the status page's charts draw taken every `chart_interval` seconds."""
 
     failed: list[str] = []
     stopping = asyncio.Event()
@@ -226,7 +250,12 @@ def build_app(service: Service, control_plane: ControlPlaneService | None) -> St
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(service.run(stop), name="processor")]
+        tasks = [
+            asyncio.create_task(service.run(stop), name="processor"),
+            asyncio.create_task(
+                history.run(service.summary, service.partitions, stop), name="status-history"
+            ),
+        ]
         if control_plane is not None:
             tasks.append(asyncio.create_task(control_plane.run(stop), name="control-plane"))
         for task in tasks:
@@ -238,6 +267,7 @@ def build_app(service: Service, control_plane: ControlPlaneService | None) -> St
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    history = StatusHistory(interval=chart_interval)
     view: Callable[[], ControlPlaneView] | None = None
     if control_plane is not None:
         view = control_plane.status
@@ -249,9 +279,27 @@ def build_app(service: Service, control_plane: ControlPlaneService | None) -> St
         control_plane=view,
         failed_batches=service.failed_batches,
         failed_tasks=lambda: tuple(failed),
+        history=history,
+        latest_findings=_findings_source(service),
     )
     # On Azure the stack names the app roles that may read it; locally the app stays open.
     return create_app(sources, lifespan=lifespan, access=AccessPolicy.from_environment())
+
+
+def _findings_source(service: Service) -> Callable[[int], Sequence[FindingRow]] | None:
+    """The local hub's service reads its verdict store; on Azure, where verdicts leave for
+    the findings hub, a bounded ring keeps the newest committed findings (masked fields)."""
+    reader: Callable[[int], Sequence[FindingRow]] | None = getattr(
+        service, "latest_findings", None
+    )
+    if reader is not None:
+        return reader
+    processing = getattr(service, "processing", None)
+    if processing is None:
+        return None
+    recent = RecentFindings()
+    processing.committer.observers.append(recent.add)
+    return recent.latest
 
 
 def _inspection(policy_path: Path | None, hash_key_file: Path | None) -> InspectionSettings:
