@@ -232,6 +232,7 @@ class GraphtapStack(TerraformStack):
                     f"{self.storage.blob_endpoint}/{names.function_package_container}"
                 ),
                 storage_account_name=names.storage_account,
+                cloud=cloud,
                 consumer_group=names.function_consumer_group
                 if config.hosting.processor == "both"
                 else names.consumer_group,

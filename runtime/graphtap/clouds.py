@@ -55,8 +55,8 @@ class Cloud:
     app_service_suffix: str
     #: Who issues v2.0 tokens (`iss` = https://<host>/<tenant>/v2.0) and v1.0 tokens
     #: (`iss` = https://<host>/<tenant>/).
-    token_issuer_host: str
-    token_issuer_v1_host: str
+    issuer_host: str
+    issuer_v1_host: str
     #: The azurerm provider's (and the azurerm state backend's) name for this cloud.
     azurerm_environment: str
 
@@ -79,8 +79,12 @@ class Cloud:
     def key_vault_uri(self, vault: str) -> str:
         return f"https://{vault}.{self.key_vault_suffix}/"
 
+    def storage_endpoint(self, account: str, service: str = "blob") -> str:
+        """A storage account's endpoint for `service` (blob, queue, table)."""
+        return f"https://{account}.{service}.{self.storage_suffix}"
+
     def blob_endpoint(self, account: str) -> str:
-        return f"https://{account}.blob.{self.storage_suffix}"
+        return self.storage_endpoint(account, "blob")
 
     def web_app_host(self, app: str) -> str:
         return f"{app}.{self.app_service_suffix}"
@@ -98,8 +102,8 @@ class Cloud:
         """What an `iss` of a token of `version` ("1.0" or "2.0") is: (prefix, suffix) around
         the tenant id."""
         if version == "2.0":
-            return f"https://{self.token_issuer_host}/", "/v2.0"
-        return f"https://{self.token_issuer_v1_host}/", "/"
+            return f"https://{self.issuer_host}/", "/v2.0"
+        return f"https://{self.issuer_v1_host}/", "/"
 
 
 PUBLIC = Cloud(
@@ -113,8 +117,8 @@ PUBLIC = Cloud(
     key_vault_suffix="vault.azure.net",
     storage_suffix="core.windows.net",
     app_service_suffix="azurewebsites.net",
-    token_issuer_host="login.microsoftonline.com",
-    token_issuer_v1_host="sts.windows.net",
+    issuer_host="login.microsoftonline.com",
+    issuer_v1_host="sts.windows.net",
     azurerm_environment="public",
 )
 
@@ -132,8 +136,8 @@ US_GOVERNMENT = Cloud(
     key_vault_suffix="vault.usgovcloudapi.net",
     storage_suffix="core.usgovcloudapi.net",
     app_service_suffix="azurewebsites.us",
-    token_issuer_host="login.microsoftonline.us",
-    token_issuer_v1_host="sts.windows.net",
+    issuer_host="login.microsoftonline.us",
+    issuer_v1_host="sts.windows.net",
     azurerm_environment="usgovernment",
 )
 
@@ -148,8 +152,8 @@ CHINA = Cloud(
     key_vault_suffix="vault.azure.cn",
     storage_suffix="core.chinacloudapi.cn",
     app_service_suffix="chinacloudsites.cn",
-    token_issuer_host="login.partner.microsoftonline.cn",
-    token_issuer_v1_host="sts.chinacloudapi.cn",
+    issuer_host="login.partner.microsoftonline.cn",
+    issuer_v1_host="sts.chinacloudapi.cn",
     azurerm_environment="china",
 )
 
@@ -161,6 +165,4 @@ def cloud_named(name: str) -> Cloud:
     try:
         return CLOUDS[name]
     except KeyError:
-        raise UnknownCloud(
-            f"unknown cloud {name!r} (one of: {', '.join(CLOUDS)})"
-        ) from None
+        raise UnknownCloud(f"unknown cloud {name!r} (one of: {', '.join(CLOUDS)})") from None

@@ -33,6 +33,7 @@ from rich.table import Table
 
 from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
@@ -239,12 +240,14 @@ async def _consume(
             ownership_expiration=5.0,
         ),
         credential=credential,
-        executor=executor,
-        committer=BatchCommitter(
-            sink=sink,
-            dead_letters=BlockingDeadLetters(store),
-            lifecycle=lifecycle,
-            summary=summary,
+        handler=BatchHandler(
+            executor,
+            BatchCommitter(
+                sink=sink,
+                dead_letters=BlockingDeadLetters(store),
+                lifecycle=lifecycle,
+                summary=summary,
+            ),
         ),
     )
     total = sum(len(p.events) for p in namespace.partitions("notifications"))

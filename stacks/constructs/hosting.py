@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from graphtap.clouds import PUBLIC, Cloud
 from stacks.cdk import (
     Construct,
     FunctionAppFlexConsumption,
@@ -54,6 +55,7 @@ class FunctionAppProps:
     subnet_id: str
     package_container_url: str
     storage_account_name: str
+    cloud: Cloud  # where the Functions host finds its storage account
     consumer_group: str
     max_instances: int
     memory_mb: int
@@ -160,7 +162,10 @@ class Hosting(Construct):
             "GRAPHTAP_CONSUMER_GROUP": function.consumer_group,
             f"{TRIGGER_CONNECTION}__fullyQualifiedNamespace": props.eventhub_namespace_host,
             **{f"{TRIGGER_CONNECTION}__{key}": value for key, value in identity.items()},
-            "AzureWebJobsStorage__accountName": function.storage_account_name,
+            **{
+                f"AzureWebJobsStorage__{key}": value
+                for key, value in _host_storage(function).items()
+            },
             **{f"AzureWebJobsStorage__{key}": value for key, value in identity.items()},
         }
         self.function_app = FunctionAppFlexConsumption(
@@ -194,6 +199,19 @@ class Hosting(Construct):
             ),
             tags=dict(where.tags),
         )
+
+
+def _host_storage(function: FunctionAppProps) -> dict[str, str]:
+    """Where the Functions host keeps its locks, keys and trigger checkpoints. Given only the
+    account name, the host assumes the public cloud's storage suffix; in any other cloud it
+    needs the service endpoints."""
+    account, cloud = function.storage_account_name, function.cloud
+    if cloud == PUBLIC:
+        return {"accountName": account}
+    return {
+        "blobServiceUri": cloud.storage_endpoint(account, "blob"),
+        "queueServiceUri": cloud.storage_endpoint(account, "queue"),
+    }
 
 
 def _authentication(auth: WebAppAuthProps) -> LinuxWebAppAuthSettingsV2:

@@ -20,6 +20,7 @@ from graphtap.processing.committer import (
     BlockingDeadLetters,
 )
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, RetryPolicy
@@ -192,7 +193,7 @@ def make_instance(
             summary=summary,
         )
         source = EventHubsSource(
-            settings, credential=credential, executor=executor, committer=committer
+            settings, credential=credential, handler=BatchHandler(executor, committer)
         )
         return Instance(source, sink, summary, stores, lifecycle, executor, dead_letters)
 

@@ -15,6 +15,7 @@ from azure.functions.meta import Datum
 from graphtap.hosts.function import FunctionHandler, partition_of
 from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, SinkUnavailable
@@ -80,7 +81,7 @@ def handler(
     committer = BatchCommitter(
         sink=sink, dead_letters=BlockingDeadLetters(store), lifecycle=lifecycle, summary=summary
     )
-    yield FunctionHandler(executor, committer), summary
+    yield FunctionHandler(BatchHandler(executor, committer)), summary
     asyncio.run(sink.close())
     executor.close()
     store.close()

@@ -137,6 +137,10 @@ def test_pypi_tokens_name_pypi_as_their_location() -> None:
         ("get_password()", False),
         ("DB_PASSWORD_FROM_VAULT", False),
         ("user=admin_2231", False),  # the next assignment, not a value
+        ("proxy_auth_token", False),  # a variable's name
+        ("administratorPassword", False),
+        ("Summer2024", True),
+        ("client secrets are forbidden here", False),  # a sentence
     ],
 )
 def test_assigned_passwords_are_not_code(value: str, valid: bool) -> None:

@@ -33,6 +33,7 @@ from graphtap.processing.committer import (
     BlockingDeadLetters,
 )
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
@@ -232,6 +233,15 @@ class AzureProcessing:
             options.clock,
         )
 
+    def handler(self, *, watch_certificate: bool = False) -> BatchHandler:
+        """The batch handler over this host's executor and committer; `watch_certificate`
+        for hosts without a control plane to announce a rotation (the Function App)."""
+        return BatchHandler(
+            self.executor,
+            self.committer,
+            before_batch=self.check_certificate if watch_certificate else None,
+        )
+
     async def add_certificate(self, certificate: EncryptionCertificate) -> None:
         """The control plane's hook: a new certificate version is about to be used by Graph.
 
@@ -323,8 +333,7 @@ class EventHubsService:
                 deployment, start=options.start, max_batch_size=options.max_batch_size
             ),
             credential=credential,
-            executor=processing.executor,
-            committer=processing.committer,
+            handler=processing.handler(),
         )
         return cls(source, processing)
 

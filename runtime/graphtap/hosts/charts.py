@@ -112,8 +112,13 @@ def line_chart(label: str, series: Sequence[Series], *, end: float, window: floa
 
 
 def stacked_bars(
-    label: str, buckets: Sequence[tuple[float, dict[str, int]]], colours: dict[str, str], *,
-    end: float, window: float, bucket: float,
+    label: str,
+    buckets: Sequence[tuple[float, dict[str, int]]],
+    colours: dict[str, str],
+    *,
+    end: float,
+    window: float,
+    bucket: float,
 ) -> str:
     """One column per bucket (its start time), its types stacked in `colours`' order."""
     peak = max((sum(counts.values()) for _, counts in buckets), default=0)
@@ -160,8 +165,10 @@ def notifications_chart(samples: Sequence[Sample], *, end: float, window: float)
         if s.notifications_per_second is not None
     )
     chart = line_chart(
-        "notifications per second", [Series("notifications/s", PALETTE[0], points)],
-        end=end, window=window,
+        "notifications per second",
+        [Series("notifications/s", PALETTE[0], points)],
+        end=end,
+        window=window,
     )
     now = points[-1][1] if points else 0.0
     peak = max((v for _, v in points), default=0.0)
@@ -181,7 +188,10 @@ def lag_chart(samples: Sequence[Sample], *, end: float, window: float) -> str:
     chart = line_chart("lag per partition (events)", series, end=end, window=window)
     latest = samples[-1].lag if samples else {}
     return chart + legend(
-        [(s.colour, s.name, f"lag {latest.get(p, '-')}") for s, p in zip(series, partitions, strict=True)]
+        [
+            (s.colour, s.name, f"lag {latest.get(p, '-')}")
+            for s, p in zip(series, partitions, strict=True)
+        ]
     )
 
 
@@ -205,12 +215,16 @@ def findings_chart(samples: Sequence[Sample], *, end: float, window: float) -> s
     chart = stacked_bars(
         "findings by type, per minute",
         [(start + i * BUCKET_SECONDS, dict(c)) for i, c in sorted(buckets.items())],
-        colours, end=end, window=window, bucket=BUCKET_SECONDS,
+        colours,
+        end=end,
+        window=window,
+        bucket=BUCKET_SECONDS,
     )
     if not totals:
         return chart + "<p class='muted'>No findings in the last hour.</p>"
-    entries = [(colour, kind, f"{totals[kind]:,}") for kind, colour in colours.items()
-               if kind != "other"]
+    entries = [
+        (colour, kind, f"{totals[kind]:,}") for kind, colour in colours.items() if kind != "other"
+    ]
     if "other" in colours:
         rest = sum(totals.values()) - sum(totals[k] for k in shown)
         entries.append((OTHER_COLOUR, "other types", f"{rest:,}"))

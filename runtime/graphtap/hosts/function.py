@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from graphtap.processing.committer import BatchCommitter
-from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.handler import BatchHandler
 from graphtap.processing.sources import SourceEvent
-from graphtap.telemetry import tracer
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -39,41 +37,16 @@ class TriggerEvent(Protocol):
 
 
 class FunctionHandler:
-    def __init__(
-        self,
-        executor: PipelineExecutor,
-        committer: BatchCommitter,
-        check_certificate: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self._executor = executor
-        self._committer = committer
-        self._check_certificate = check_certificate
+    """The trigger's events as `SourceEvent`s, through the one batch handler."""
+
+    def __init__(self, handler: BatchHandler) -> None:
+        self.handler = handler
 
     async def handle(self, events: Sequence[TriggerEvent]) -> None:
-        if not events:
-            return
-        if self._check_certificate is not None:
-            # No control plane runs here to announce a rotation: look for it ourselves.
-            await self._check_certificate()
         batch = [
             SourceEvent(partition_of(event), _sequence(event), event.get_body()) for event in events
         ]
-        partition = batch[0].partition
-        with tracer.start_as_current_span(
-            "graphtap.function.batch",
-            attributes={"messaging.destination.partition.id": partition, "events": len(batch)},
-        ):
-            results = await self._executor.process(batch)
-            await self._committer.commit(results, events=len(batch), checkpoint=_host_checkpoints)
-        log.info(
-            "batch committed",
-            extra={
-                "partition": partition,
-                "sequence_number": batch[-1].offset,
-                "events": len(batch),
-                "dead_letters": sum(len(r.dead_letters) for r in results),
-            },
-        )
+        await self.handler.handle(batch, checkpoint=_host_checkpoints)
 
 
 async def _host_checkpoints() -> None:
@@ -129,7 +102,10 @@ async def open_handler(
     if credential is None:
         from azure.identity.aio import DefaultAzureCredential
 
-        credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
+        credential = DefaultAzureCredential(
+            managed_identity_client_id=deployment.runtime_client_id,
+            authority=deployment.profile.authority_host,
+        )
     if options is None:
         options = AzureServiceOptions(
             policy=environment_policy(deployment.environment),
@@ -138,4 +114,5 @@ async def open_handler(
         )
     processing = await AzureProcessing.open(deployment, credential, options)
     observe_counters(lambda: processing.summary.observations())
-    return FunctionHandler(processing.executor, processing.committer, processing.check_certificate)
+    # No control plane runs here to announce a rotation: the handler looks for it itself.
+    return FunctionHandler(processing.handler(watch_certificate=True))

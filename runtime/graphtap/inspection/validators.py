@@ -747,15 +747,30 @@ def hex_token(value: str) -> bool:
 # `process.env.DB_PASSWORD`), a call or an index, a constant's name, or the next assignment
 # (`password= user=admin`, where the password was left empty).
 _CODE_VALUE = re.compile(
-    r"[A-Za-z_$][\w$]*(?:(?:\.[A-Za-z_$][\w$]*)+[(\[]?.*|[(\[].*)|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"
+    r"[(\[!]*[A-Za-z_$][\w$]*(?:(?:\.[A-Za-z_$][\w$]*)+[(\[]?.*|[(\[].*)|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"
     r"|[A-Za-z_][\w.\-]*=.*",
     re.S,
 )
 
 
 def assigned_password(value: str) -> bool:
-    """`password` for a value a program assigns: not an expression of the program itself."""
-    return password(value) and not _CODE_VALUE.fullmatch(value)
+    """`password` for a value a program assigns: not an expression of the program itself,
+    nor a sentence describing it (`"password": "rotated monthly by the vault"`)."""
+    if not password(value) or value.count(" ") >= 3 or _CODE_VALUE.fullmatch(value):
+        return False
+    # A name, not a value: `username, password = proxy_auth`, `"password": "adminPassword"`,
+    # `password: HiddenText` (a type). A password of letters and digits alone has a digit.
+    if _IDENTIFIER.fullmatch(value):
+        return (
+            any(char.isdigit() for char in value)
+            and "_" not in value
+            and not _PASSWORD_IN_NAME.search(value)
+        )
+    return True
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PASSWORD_IN_NAME = re.compile(r"pass|pwd|secret", re.IGNORECASE)
 
 
 def url_password(value: str) -> bool:

@@ -17,12 +17,14 @@ from typing import Any, Protocol
 
 import jwt
 
+from graphtap.clouds import DEFAULT_CLOUD, PUBLIC, cloud_named
 from graphtap.notifications.errors import NotificationError, Reason
 
 #: appId of "Microsoft Graph Change Tracking", the publisher of rich notifications.
 CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
-#: Entra's signing keys for both token versions (the common endpoint).
-DEFAULT_JWKS_URL = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+#: Entra's signing keys for both token versions (the common endpoint of the public cloud;
+#: each cloud has its own, `Cloud.signing_keys_url`).
+DEFAULT_JWKS_URL = PUBLIC.signing_keys_url
 
 
 class ClientStateCheck:
@@ -60,12 +62,14 @@ class ClientStateCheck:
 
 @dataclass(frozen=True, slots=True)
 class TokenPolicy:
-    """What a validation token must say: our app ids as audience, Graph as publisher."""
+    """What a validation token must say: our app ids as audience, Graph as publisher, and
+    the cloud's Entra ID as issuer."""
 
     app_ids: tuple[str, ...]
-    jwks: str = DEFAULT_JWKS_URL
+    jwks: str | None = None  # URL or file; None: the cloud's Entra signing keys
     publisher_app_id: str = CHANGE_TRACKING_APP_ID
     leeway_seconds: int = 300
+    cloud: str = DEFAULT_CLOUD  # a `graphtap.clouds` profile name
 
 
 class ValidationTokenVerifier:
@@ -75,7 +79,8 @@ class ValidationTokenVerifier:
         if not policy.app_ids:
             raise ValueError("validation tokens need at least one accepted app id (audience)")
         self._policy = policy
-        self._keys = _key_source(policy.jwks)
+        self._cloud = cloud_named(policy.cloud)
+        self._keys = _key_source(policy.jwks or self._cloud.signing_keys_url)
 
     def verify(self, tokens: Sequence[str], tenants: Iterable[str]) -> None:
         """Every token valid, and every tenant with rich items covered by one; else raise."""
@@ -107,14 +112,13 @@ class ValidationTokenVerifier:
         )
         version = str(claims.get("ver", "1.0"))
         issuer = str(claims["iss"])
-        if version == "2.0":
-            publisher_claim = "azp"
-            prefix, suffix = "https://login.microsoftonline.com/", "/v2.0"
-        else:
-            publisher_claim = "appid"
-            prefix, suffix = "https://sts.windows.net/", "/"
+        publisher_claim = "azp" if version == "2.0" else "appid"
+        prefix, suffix = self._cloud.token_issuer(version)
         if not (issuer.startswith(prefix) and issuer.endswith(suffix)):
-            raise ValueError(f"issuer {issuer!r} is not Entra's v{version} issuer")
+            cloud = self._cloud.name
+            raise ValueError(
+                f"issuer {issuer!r} is not Entra's v{version} issuer in the {cloud} cloud"
+            )
         tenant = issuer[len(prefix) : len(issuer) - len(suffix)]
         if not tenant or "/" in tenant:
             raise ValueError(f"issuer {issuer!r} names no tenant")

@@ -27,7 +27,10 @@ class Check:
 async def check_deployment(
     deployment: Deployment, credential: AsyncTokenCredential, **client_options: Any
 ) -> list[Check]:
-    """Namespace and hub exist, local (SAS) auth is off, Graph can reach it, partitions match."""
+    """Namespace and hub exist, local (SAS) auth is off, Graph can reach it, partitions match.
+
+    Resource Manager is the deployment's cloud's, and so is the scope its token is for.
+    """
     missing = [
         name
         for name in ("subscription_id", "resource_group", "eventhub_namespace_name")
@@ -45,7 +48,14 @@ async def check_deployment(
     group, name = str(deployment.resource_group), str(deployment.eventhub_namespace_name)
     hub = deployment.notifications_hub
     checks: list[Check] = []
-    async with EventHubManagementClient(credential, subscription, **client_options) as client:
+    cloud = deployment.profile
+    async with EventHubManagementClient(
+        credential,
+        subscription,
+        base_url=cloud.resource_manager,
+        credential_scopes=[cloud.resource_manager_scope],
+        **client_options,
+    ) as client:
         try:
             namespace = await client.namespaces.get(group, name)
         except ResourceNotFoundError:

@@ -25,12 +25,12 @@ def cloud_options(function: Any) -> Any:
     function = click.option(
         "--graph-endpoint",
         envvar="GRAPHTAP_GRAPH_ENDPOINT",
-        help="Graph endpoint for national clouds, e.g. https://graph.microsoft.us.",
+        help="Graph endpoint [default: the deployment's, e.g. https://dod-graph.microsoft.us].",
     )(function)
     return click.option(
         "--authority",
         envvar="AZURE_AUTHORITY_HOST",
-        help="Entra authority host for national clouds, e.g. login.microsoftonline.us.",
+        help="Entra authority host [default: the deployment's cloud's].",
     )(function)
 
 
@@ -44,8 +44,9 @@ def load_deployment(environment: str, graph_endpoint: str | None) -> Deployment:
     return deployment
 
 
-def credential(authority: str | None) -> Any:
-    """DefaultAzureCredential: managed identity in Azure, the developer's login locally."""
+def credential(authority: str | None, deployment: Deployment) -> Any:
+    """DefaultAzureCredential: managed identity in Azure, the developer's login locally; it
+    signs in with the deployment's cloud's Entra ID unless `authority` names another."""
     from azure.identity.aio import DefaultAzureCredential
 
-    return DefaultAzureCredential(authority=authority) if authority else DefaultAzureCredential()
+    return DefaultAzureCredential(authority=authority or deployment.profile.authority_host)

@@ -56,7 +56,7 @@ def bootstrap(environment: str, graph_endpoint: str | None, authority: str | Non
         raise click.ClickException(str(exc)) from None
 
     async def run() -> BootstrapResult:
-        async with credential(authority) as azure_credential:
+        async with credential(authority, deployment) as azure_credential:
             return await run_bootstrap(deployment, azure_credential)
 
     status = report(asyncio.run(run()), Console())

@@ -1,12 +1,19 @@
-"""`graphtap demo`: the whole local path in one command."""
+"""`graphtap demo`: the whole local path in one command.
+
+The demo's keys, clientState and finding hash key stay in its folder (secrets in mode 0600
+files, never printed) and are reused by the next run, which starts a new hub and store; so
+the command it prints last, which serves the status page for the demo's hub, keeps working.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import shlex
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -17,14 +24,26 @@ from rich.table import Table
 from graphtap.hosts.commands.process import run_processor, summary_table
 from graphtap.inspection import InspectionSettings, Policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHub
+from graphtap.notifications.keyring import KEY_SUFFIX, thumbprint
 from graphtap.processing.endpoints import Endpoint, default_lifecycle_queue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import ProcessorOptions
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.simulation.output import write_events
-from graphtap.subscriptions.certificates import create_certificate, load_certificate
+from graphtap.subscriptions.certificates import (
+    CERT_SUFFIX,
+    CertificateFiles,
+    create_certificate,
+    load_certificate,
+)
 
 MARKER = ".graphtap-demo"
+CERTIFICATE_ID = "graphtap-demo"
+KEYS = "keys"
+CLIENT_STATE_FILE = "client-state"
+HASH_KEY_FILE = "finding-hash.key"
+#: What a new run keeps from the last: the keys and the secrets the status page needs.
+KEPT = frozenset({MARKER, KEYS, CLIENT_STATE_FILE, HASH_KEY_FILE})
 
 
 @click.command()
@@ -33,7 +52,7 @@ MARKER = ".graphtap-demo"
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".demo"),
     show_default=True,
-    help="Scratch folder; recreated on every run.",
+    help="Scratch folder; recreated on every run, except its keys and secrets.",
 )
 @click.option(
     "--count",
@@ -58,13 +77,12 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
     """
     console = Console()
     _reset(workdir)
-    keys_dir = workdir / "keys"
-    certificate = create_certificate(keys_dir, certificate_id="graphtap-demo")
-    client_state = secrets.token_urlsafe(32)
-    hash_key_path = workdir / "finding-hash.key"
-    descriptor = os.open(hash_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as key_file:
-        key_file.write(secrets.token_hex(32))
+    keys_dir = workdir / KEYS
+    certificate = _certificate(keys_dir)
+    client_state_path = workdir / CLIENT_STATE_FILE
+    client_state = _secret(client_state_path, lambda: secrets.token_urlsafe(32))
+    hash_key_path = workdir / HASH_KEY_FILE
+    _secret(hash_key_path, lambda: secrets.token_hex(32))
     hub_dir = workdir / "hub"
     sink = Endpoint("sqlite", workdir / "verdicts.sqlite")
     workers = workers or len(os.sched_getaffinity(0))
@@ -106,7 +124,8 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
                 key_paths=(keys_dir,),
                 client_states=(client_state,),
                 inspection=InspectionSettings(
-                    hash_key=bytes.fromhex(hash_key_path.read_text()), policy=Policy.default()
+                    hash_key=bytes.fromhex(hash_key_path.read_text().strip()),
+                    policy=Policy.default(),
                 ),
             ),
             ProcessorOptions(workers=workers),
@@ -119,20 +138,76 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
     console.print(
         f"Verdicts and dead letters: {sink.path} (tables verdicts, dead_letters,"
         " dead_letter_events, lifecycle_events). Run it again: the same seed gives the same"
-        " tenant."
+        " tenant, and the keys and secrets stay. `graphtap findings --sink"
+        f" sqlite:{sink.path}` lists every finding."
     )
+    command = serve_command(workdir)
+    console.print("The status page for this hub, on http://127.0.0.1:8000/:")
+    console.print(command, markup=False, highlight=False, soft_wrap=True)
+
+
+def serve_command(workdir: Path) -> str:
+    """`graphtap serve` for the demo's hub and store, secrets read from their files."""
+    arguments = (
+        "graphtap",
+        "serve",
+        "--source",
+        f"local:{workdir / 'hub'}",
+        "--keys",
+        str(workdir / KEYS),
+        "--client-state-file",
+        str(workdir / CLIENT_STATE_FILE),
+        "--hash-key-file",
+        str(workdir / HASH_KEY_FILE),
+        "--sink",
+        f"sqlite:{workdir / 'verdicts.sqlite'}",
+    )
+    return shlex.join(arguments)
 
 
 def _reset(workdir: Path) -> None:
-    """Recreate the scratch folder, refusing to delete a folder the demo did not make."""
+    """Empty the scratch folder but for its keys and secrets, refusing to touch a folder the
+    demo did not make."""
     if workdir.exists():
         if not (workdir / MARKER).exists():
             raise click.UsageError(
                 f"{workdir} exists and was not made by graphtap demo; choose --workdir"
             )
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+        for entry in workdir.iterdir():
+            if entry.name in KEPT:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / MARKER).touch()
+
+
+def _certificate(keys_dir: Path) -> CertificateFiles:
+    """The demo's certificate: the one a previous run made, else a new one."""
+    key_path = keys_dir / f"{CERTIFICATE_ID}{KEY_SUFFIX}"
+    certificate_path = keys_dir / f"{CERTIFICATE_ID}{CERT_SUFFIX}"
+    if key_path.exists() and certificate_path.exists():
+        certificate = load_certificate(certificate_path)
+        return CertificateFiles(CERTIFICATE_ID, key_path, certificate_path, thumbprint(certificate))
+    shutil.rmtree(keys_dir, ignore_errors=True)  # half of a pair is of no use
+    return create_certificate(keys_dir, certificate_id=CERTIFICATE_ID)
+
+
+def _secret(path: Path, new: Callable[[], str]) -> str:
+    """A secret kept in a mode 0600 file: the one already there, else a new one."""
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            os.chmod(path, 0o600)
+            return value
+        path.unlink()
+    value = new()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + "\n")
+    return value
 
 
 def _sample_findings(database: Path) -> Table:

@@ -32,7 +32,7 @@ def doctor(environment: str, graph_endpoint: str | None, authority: str | None) 
     deployment = load_deployment(environment, graph_endpoint)
 
     async def run() -> list[Check]:
-        async with credential(authority) as azure_credential:
+        async with credential(authority, deployment) as azure_credential:
             return await check_deployment(deployment, azure_credential)
 
     checks = asyncio.run(run())

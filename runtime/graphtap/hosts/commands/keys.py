@@ -50,7 +50,11 @@ def create(out_dir: Path, certificate_id: str | None, bits: str) -> None:
     required=True,
     help="Environment whose Key Vault certificate to renew (stack outputs in .outputs/ENV.json).",
 )
-@click.option("--authority", envvar="AZURE_AUTHORITY_HOST", help="Entra authority host.")
+@click.option(
+    "--authority",
+    envvar="AZURE_AUTHORITY_HOST",
+    help="Entra authority host [default: the deployment's cloud's].",
+)
 def rotate(environment: str, authority: str | None) -> None:
     """Issue a new certificate version in Key Vault; the control plane moves every subscription.
 
@@ -64,7 +68,7 @@ def rotate(environment: str, authority: str | None) -> None:
     deployment = load_deployment(environment, None)
 
     async def run() -> str:
-        async with credential(authority) as azure_credential:
+        async with credential(authority, deployment) as azure_credential:
             keyvault = KeyVault(deployment.key_vault_uri, azure_credential)
             try:
                 return (await keyvault.rotate(deployment.certificate_name)).certificate_id

@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from graphtap.clouds import CLOUDS, DEFAULT_CLOUD
 from graphtap.hosts.commands.options import finding_hash_key, hash_key_file_option
 from graphtap.inspection import InspectionSettings, Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError, LocalHubUnusable
-from graphtap.notifications.authenticity import DEFAULT_JWKS_URL, TokenPolicy
+from graphtap.notifications.authenticity import TokenPolicy
 from graphtap.notifications.keyring import KeyRing, KeyRingError
 from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
 from graphtap.processing.endpoints import (
@@ -118,9 +119,15 @@ from graphtap.transactions import StoreError
 )
 @click.option(
     "--jwks",
-    default=DEFAULT_JWKS_URL,
+    help="JWKS URL or file to verify validation tokens with [default: Entra's, in --cloud].",
+)
+@click.option(
+    "--cloud",
+    type=click.Choice(list(CLOUDS)),
+    default=DEFAULT_CLOUD,
+    envvar="GRAPHTAP_CLOUD",
     show_default=True,
-    help="JWKS URL or file to verify validation tokens with.",
+    help="Cloud whose Entra ID issues the validation tokens.",
 )
 @click.option(
     "--max-event-bytes",
@@ -145,7 +152,8 @@ def process(
     policy_path: Path | None,
     hash_key_file: Path | None,
     app_ids: tuple[str, ...],
-    jwks: str,
+    jwks: str | None,
+    cloud: str,
     max_event_bytes: int,
     as_json: bool,
 ) -> None:
@@ -172,7 +180,7 @@ def process(
         key_password=password,
         client_states=tuple(s for value in client_states for s in value.split()),
         inspection=InspectionSettings(hash_key=finding_hash_key(hash_key_file), policy=policy),
-        token_policy=TokenPolicy(app_ids=app_ids, jwks=jwks) if app_ids else None,
+        token_policy=TokenPolicy(app_ids=app_ids, jwks=jwks, cloud=cloud) if app_ids else None,
         max_event_bytes=max_event_bytes,
     )
     console = Console(stderr=True)

@@ -88,6 +88,12 @@ class ControlPlaneService(Protocol):
     envvar="GRAPHTAP_CLIENT_STATES",
     help="Accepted clientState (local hub; on Azure also added to the Key Vault one).",
 )
+@click.option(
+    "--client-state-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File of accepted clientStates, one a line (keeps them out of the process list).",
+)
 @click.option("--sink", default=None, help="sqlite:FILE or jsonl:FILE (local hub only).")
 @click.option("--dead-letter", default=None, help="jsonl:FILE or sqlite:FILE (local hub only).")
 @click.option("--lifecycle-queue", type=click.Path(dir_okay=False, path_type=Path))
@@ -133,6 +139,7 @@ def serve(
     key_paths: tuple[Path, ...],
     key_password: str | None,
     client_states: tuple[str, ...],
+    client_state_file: Path | None,
     sink: str | None,
     dead_letter: str | None,
     lifecycle_queue: Path | None,
@@ -151,6 +158,8 @@ def serve(
     Endpoints: / (status page), /healthz, /readyz, /metrics (Prometheus), /status.json.
     """
     states = tuple(s for value in client_states for s in value.split())
+    if client_state_file is not None:
+        states += tuple(client_state_file.read_text().split())
     options = ProcessorOptions(workers=workers, batch_size=batch_size)
     if source is None and not os.environ.get(AZURE_SETTING):
         raise click.UsageError(
@@ -289,9 +298,7 @@ def build_app(
 def _findings_source(service: Service) -> Callable[[int], Sequence[FindingRow]] | None:
     """The local hub's service reads its verdict store; on Azure, where verdicts leave for
     the findings hub, a bounded ring keeps the newest committed findings (masked fields)."""
-    reader: Callable[[int], Sequence[FindingRow]] | None = getattr(
-        service, "latest_findings", None
-    )
+    reader: Callable[[int], Sequence[FindingRow]] | None = getattr(service, "latest_findings", None)
     if reader is not None:
         return reader
     processing = getattr(service, "processing", None)
@@ -383,7 +390,10 @@ async def _azure_service(
 
     from graphtap.hosts.azure import AzureServiceOptions, open_azure_host
 
-    credential = DefaultAzureCredential(managed_identity_client_id=deployment.runtime_client_id)
+    credential = DefaultAzureCredential(
+        managed_identity_client_id=deployment.runtime_client_id,
+        authority=deployment.profile.authority_host,
+    )
     try:
         service, control_plane = await open_azure_host(
             deployment,

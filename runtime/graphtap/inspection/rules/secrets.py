@@ -443,8 +443,8 @@ PASSWORD = Rule(
     # flag): there the dashes are consumed, which matches wherever the pattern does. Up to
     # the value only, and unbounded (bounded repeats take Hyperscan long to compile): a
     # superset of the matches, `regex` decides.
-    hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*[\"']?[ \t]*(?:[:=]|is)"
-    rf"|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
+    hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*[\"']?[ \t]*"
+    rf"(?:[:=]|is)|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -469,6 +469,7 @@ PASSWORD = Rule(
         "SMTP_PASS=Lp4#xN8qZ1",  # .env
         "db_pass: 'gH5%rT8wE2'",
         'password_super_secure = "Ye7^bN3cX0"',
+        'passphrase = "Maple Tango 4411!"',  # a passphrase of a few words
         "mysqladmin --password Kv9@wQ3zR6 status",
         "--db-password=Jm2&fT7yL4",
         "config.pw => 'Ub3!sX6cQ8'",  # Ruby
@@ -496,6 +497,11 @@ PASSWORD = Rule(
         "rsync --bypass Enabled2231",
         "the password policy Requires2231 characters",  # a word after `password`, no flag
         "docker login --password-stdin Enabled2231",
+        '"azuread_application_password": "client secrets are forbidden (identity only)",',
+        "username, password = proxy_auth",  # a variable's name
+        '"administrator_password": "administratorPassword",',  # a field name mapping
+        "def connect(username: str, password: HiddenText | None):",  # a type annotation
+        'user_pass = (self.username + ":" + self.password)',
     ),
 )
 

@@ -3,9 +3,9 @@
 Every instance runs an `EventHubConsumerClient` against the same consumer group and blob
 checkpoint store; the SDK's load balancer spreads the partitions across instances through
 ownership records in the store, so in steady state each partition has exactly one reader.
-For each partition the SDK hands over batches in order; a batch is run through the
-pipeline (off the event loop), committed (verdicts, dead letters, lifecycle events) and only
-then checkpointed. If anything fails, the callback raises: the SDK reports it, closes the
+For each partition the SDK hands over batches in order; this source only receives them and
+hands each to `on_batch` (the `BatchHandler`: pipeline, commit, then this partition's
+checkpoint). If anything fails, the callback raises: the SDK reports it, closes the
 partition and claims it again on its next load-balancing round, resuming from the last
 checkpoint, so the batch is delivered again and the keyed stores absorb the repeat.
 """
@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.eventhub import EventData
@@ -25,13 +26,20 @@ from azure.eventhub.amqp import AmqpMessageBodyType
 from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from graphtap.deployment import Deployment
-from graphtap.processing.committer import BatchCommitter
-from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.partitions import PartitionMeter
 from graphtap.processing.sources import SourceEvent
-from graphtap.telemetry import tracer
 
 log = logging.getLogger(__name__)
+
+
+class Handler(Protocol):
+    """What a received batch goes to (`BatchHandler`): the events, and how to checkpoint
+    them once they are durable."""
+
+    async def handle(
+        self, batch: Sequence[SourceEvent], *, checkpoint: Callable[[], Awaitable[None]]
+    ) -> object: ...
+
 
 EARLIEST = "-1"
 LATEST = "@latest"
@@ -94,14 +102,12 @@ class EventHubsSource:
         settings: EventHubsSourceSettings,
         *,
         credential: AsyncTokenCredential,
-        executor: PipelineExecutor,
-        committer: BatchCommitter,
+        handler: Handler,
         meter: PartitionMeter | None = None,
     ) -> None:
         self.settings = settings
         self._credential = credential
-        self._executor = executor
-        self._committer = committer
+        self._handler = handler
         self.meter = meter or PartitionMeter()
         self.receiving = False
         self.errors = 0
@@ -156,30 +162,9 @@ class EventHubsSource:
             return
         batch = [SourceEvent(partition, _sequence(e), _body(e)) for e in events]
         last = events[-1]
-        with tracer.start_as_current_span(
-            "graphtap.batch",
-            attributes={
-                "messaging.destination.partition.id": partition,
-                "messaging.batch.message_count": len(events),
-            },
-        ):
-            results = await self._executor.process(batch)
-            await self._committer.commit(
-                results,
-                events=len(events),
-                checkpoint=lambda: context.update_checkpoint(last),
-            )
+        await self._handler.handle(batch, checkpoint=lambda: context.update_checkpoint(last))
         self.meter.observe(partition, last_sequence=_sequence(last))
         self._observe_head(context)
-        log.info(
-            "batch committed",
-            extra={
-                "partition": partition,
-                "sequence_number": _sequence(last),
-                "events": len(events),
-                "dead_letters": sum(d.item_count for r in results for d in r.dead_letters),
-            },
-        )
 
     def _observe_head(self, context: PartitionContext) -> None:
         head = context.last_enqueued_event_properties
