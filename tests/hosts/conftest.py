@@ -120,6 +120,8 @@ def run_server(workdir: Path) -> Iterator[Server]:
                 f"sqlite:{workdir / 'verdicts.sqlite'}",
                 "--port",
                 str(port),
+                "--chart-interval",
+                "1",  # the charts have lines within seconds
             ],
             cwd=workdir,
             env=env,

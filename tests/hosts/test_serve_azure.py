@@ -68,7 +68,10 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
     credentials: list[TokenCredential] = []
 
     def credential(**options: Any) -> TokenCredential:
-        assert options == {"managed_identity_client_id": deployment.runtime_client_id}
+        assert options == {
+            "managed_identity_client_id": deployment.runtime_client_id,
+            "authority": deployment.profile.authority_host,  # the deployment's cloud's
+        }
         credentials.append(TokenCredential())
         return credentials[-1]
 

@@ -140,6 +140,7 @@ def test_pypi_tokens_name_pypi_as_their_location() -> None:
         ("proxy_auth_token", False),  # a variable's name
         ("administratorPassword", False),
         ("Summer2024", True),
+        ("Q2hhbmdlTWUyMDI0=", True),  # base64 padding, not an assignment
         ("client secrets are forbidden here", False),  # a sentence
     ],
 )

@@ -335,22 +335,30 @@ def test_diagnostics_cover_namespace_vault_sites_and_storage(stack: SynthesizedS
     assert targets == expected
 
 
+#: Each cloud's Event Hubs domain and default Graph endpoint.
+EVENTHUBS_AND_GRAPH = {
+    "public": ("servicebus.windows.net", "https://graph.microsoft.com"),
+    "usgov": ("servicebus.usgovcloudapi.net", "https://graph.microsoft.us"),
+    "china": ("servicebus.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
+}
+
+
 def test_outputs_for_bootstrap(stack: SynthesizedStack) -> None:
     outputs = {name: value["value"] for name, value in stack.document["output"].items()}
     assert set(outputs) == OUTPUT_KEYS
     config, names = stack.config, stack.config.names
+    suffix, graph = EVENTHUBS_AND_GRAPH[config.cloud.name]
     assert outputs["notification_url"] == (
-        f"EventHub:https://{names.eventhub_namespace}.servicebus.windows.net/eventhubname/"
+        f"EventHub:https://{names.eventhub_namespace}.{suffix}/eventhubname/"
         f"notifications?tenantId={config.tenant_domain}"
     )
-    assert (
-        outputs["eventhub_namespace_host"] == f"{names.eventhub_namespace}.servicebus.windows.net"
-    )
+    assert outputs["eventhub_namespace_host"] == f"{names.eventhub_namespace}.{suffix}"
+    assert outputs["cloud"] == config.cloud.name
     assert outputs["notification_partitions"] == config.eventhubs.partitions
     assert outputs["function_app_name"] == (
         names.function_app if config.hosting.function_app else None
     )
-    assert outputs["graph_endpoint"] == "https://graph.microsoft.com"
+    assert outputs["graph_endpoint"] == graph
     assert not any(value.get("sensitive") for value in stack.document["output"].values())
 
 

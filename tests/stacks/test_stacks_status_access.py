@@ -18,6 +18,17 @@ from stacks.constructs.status_access import (
 from tests.stacks.test_stacks_stack import only, ref
 
 SynthesizedStack = Any
+#: Each cloud's Entra ID sign-in host and App Service domain.
+SIGN_IN_HOST = {
+    "public": "login.microsoftonline.com",
+    "usgov": "login.microsoftonline.us",
+    "china": "login.chinacloudapi.cn",
+}
+APP_SERVICE_DOMAIN = {
+    "public": "azurewebsites.net",
+    "usgov": "azurewebsites.us",
+    "china": "chinacloudsites.cn",
+}
 
 
 @pytest.fixture(params=[config.name for config in load_all()], scope="module")
@@ -46,8 +57,9 @@ def test_entra_sign_in_fronts_every_path_but_the_health_check(stack: Synthesized
     assert auth["login"] == {"token_store_enabled": False}
     entra = auth["active_directory_v2"]
     assert entra["client_id"] == client_id(stack)
+    host = SIGN_IN_HOST[stack.config.cloud.name]
     assert entra["tenant_auth_endpoint"] == (
-        "https://login.microsoftonline.com/${data.azurerm_client_config.client.tenant_id}/v2.0"
+        f"https://{host}/${{data.azurerm_client_config.client.tenant_id}}/v2.0"
     )
     assert entra["allowed_audiences"] == [client_id(stack), f"api://{client_id(stack)}"]
     # no client secret anywhere: the sign-in uses the ID token flow
@@ -80,8 +92,9 @@ def test_the_status_app_registration(stack: SynthesizedStack) -> None:
     redirect = only(stack, "azuread_application_redirect_uris")
     assert redirect["application_id"] == application
     assert redirect["type"] == "Web"
+    domain = APP_SERVICE_DOMAIN[stack.config.cloud.name]
     assert redirect["redirect_uris"] == [
-        f"https://{names.web_app}.azurewebsites.net/.auth/login/aad/callback"
+        f"https://{names.web_app}.{domain}/.auth/login/aad/callback"
     ]
     assert not any("password" in kind for kind in stack.document["resource"])
 

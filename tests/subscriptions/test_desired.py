@@ -24,7 +24,9 @@ def test_each_rule_matches_its_examples_and_nothing_else(rule: ResourceRule) -> 
         assert not rule.match(resource), resource
 
 
-@pytest.mark.parametrize("environment", ["dev", "prod"])
+@pytest.mark.parametrize(
+    "environment", sorted(p.name for p in ENVIRONMENTS.iterdir() if p.is_dir())
+)
 def test_the_shipped_environments_are_valid(environment: str) -> None:
     state = load_desired(environment, directory=ENVIRONMENTS)
     resources = {s.resource for s in state.subscriptions}

@@ -1,7 +1,7 @@
 """Small inline SVG charts for the status page, drawn on the server: no script, no assets.
 
-Each chart spans the history's window (the last hour) ending now, so it fills from the
-right as the process runs; a gap in the samples (a pause) stays a gap in time.
+Each chart spans the time since the first sample, up to the history's window (the last
+hour), ending now; a gap in the samples (a pause) stays a gap in time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ LEFT, RIGHT, TOP, BOTTOM = 44, 8, 8, 18
 PALETTE = ("#0366d6", "#d73a49", "#28a745", "#6f42c1", "#e36209", "#005cc5", "#b08800")
 OTHER_COLOUR = "#959da5"
 FINDING_TYPES_SHOWN = 6
-BUCKET_SECONDS = 60.0
+#: Columns of the findings chart across its span (one a minute over an hour).
+BUCKETS = 60
+#: The shortest span drawn, so a process that just started does not draw one sample wide.
+MIN_SPAN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,6 @@ class _Frame:
         return TOP + self.height - min(value, self.top) / self.top * self.height
 
     def open(self) -> str:
-        minutes = round((self.end - self.start) / 60)
         bottom = TOP + self.height
         return (
             f"<svg class='chart' role='img' aria-label='{_e(self.label)}' width='{WIDTH}' "
@@ -78,9 +80,20 @@ class _Frame:
             f"y2='{TOP + self.height / 2:.1f}' stroke='#eaecef'/>"
             f"<text x='{LEFT - 4}' y='{TOP + 8}' text-anchor='end'>{_e(_number(self.top))}</text>"
             f"<text x='{LEFT - 4}' y='{bottom}' text-anchor='end'>0</text>"
-            f"<text x='{LEFT}' y='{HEIGHT - 4}'>-{minutes} min</text>"
+            f"<text x='{LEFT}' y='{HEIGHT - 4}'>-{_e(_ago(self.end - self.start))}</text>"
             f"<text x='{LEFT + self.width}' y='{HEIGHT - 4}' text-anchor='end'>now</text>"
         )
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def span(samples: Sequence[Sample], *, end: float, window: float) -> float:
+    """What a chart spans: since the first sample (at least a minute), at most `window`."""
+    if not samples:
+        return window
+    return min(window, max(end - samples[0].time, MIN_SPAN_SECONDS))
 
 
 def line_chart(label: str, series: Sequence[Series], *, end: float, window: float) -> str:
@@ -204,21 +217,22 @@ def findings_chart(samples: Sequence[Sample], *, end: float, window: float) -> s
     if len(totals) > len(shown):
         colours["other"] = OTHER_COLOUR
     start = end - window
+    size = window / BUCKETS
     buckets: dict[int, Counter[str]] = {}
     for s in samples:
         if s.time < start:
             continue
-        index = min(int((s.time - start) // BUCKET_SECONDS), int(window // BUCKET_SECONDS) - 1)
+        index = min(int((s.time - start) // size), BUCKETS - 1)
         bucket = buckets.setdefault(index, Counter())
         for kind, count in s.findings.items():
             bucket[kind if kind in colours else "other"] += count
     chart = stacked_bars(
-        "findings by type, per minute",
-        [(start + i * BUCKET_SECONDS, dict(c)) for i, c in sorted(buckets.items())],
+        "findings by type",
+        [(start + i * size, dict(c)) for i, c in sorted(buckets.items())],
         colours,
         end=end,
         window=window,
-        bucket=BUCKET_SECONDS,
+        bucket=size,
     )
     if not totals:
         return chart + "<p class='muted'>No findings in the last hour.</p>"

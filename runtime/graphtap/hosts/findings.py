@@ -1,10 +1,10 @@
 """Verdicts with findings, read back from a verdict store for analysts: one row per finding.
 
-The SQLite store is opened read-only (never upgraded, never written, even by a reader's
-WAL bookkeeping beyond what SQLite needs) and the filters run in SQL: the findings column
-is a JSON array, expanded with `json_each`. A JSONL store is read line by line. Findings
-carry no value, only the masked `preview` and the keyed hash, so nothing read here can
-show what was found.
+The SQLite store is opened read-only (`mode=ro`: never upgraded, its file never written;
+SQLite may leave its `-wal` and `-shm` companions beside a store in WAL mode) and the
+filters run in SQL: the findings column is a JSON array, expanded with `json_each`. A JSONL
+store is read line by line. Findings carry no value, only the masked `preview` and the keyed
+hash, so nothing read here can show what was found.
 """
 
 from __future__ import annotations
@@ -188,9 +188,13 @@ SELECT v.processed_at, v.severity,
     v.conversation_id, v.sender_id, v.change_type, v.message_id, v.verdict_key
 FROM verdicts AS v, json_each(v.findings) AS f
 WHERE v.finding_count > 0 {where}
-ORDER BY v.processed_at DESC, v.id DESC, f.key
+ORDER BY v.id DESC
 {limit}
 """
+
+
+# Newest first is the order rows were stored in, backwards: a scan of the rowid that stops
+# at the limit, with no sort (`json_each` yields a verdict's findings in their order).
 
 
 def read_sqlite(path: Path, query: FindingsQuery) -> list[FindingRow]:
@@ -247,7 +251,7 @@ def read_jsonl(
     """Every line of a JSONL verdict store (or, with `tail_bytes`, those in its last bytes)."""
     if not path.is_file():
         raise FindingsError(f"verdict store {path} does not exist: give the sink `process` wrote")
-    rows: list[FindingRow] = []
+    lines: list[list[FindingRow]] = []
     try:
         with path.open("rb") as handle:
             skip_first = False
@@ -260,10 +264,12 @@ def read_jsonl(
                     continue  # the tail starts inside a line
                 if not line.endswith(b"\n"):
                     break  # a line being appended, or torn by a crash
-                rows.extend(_jsonl_rows(path, line, query))
+                found = list(_jsonl_rows(path, line, query))
+                if found:
+                    lines.append(found)
     except OSError as exc:
         raise FindingsError(f"verdict store {path}: {exc.strerror or exc}") from None
-    rows.sort(key=lambda r: r.processed_at, reverse=True)
+    rows = [row for found in reversed(lines) for row in found]  # newest (last) line first
     return rows if query.limit is None else rows[: query.limit]
 
 

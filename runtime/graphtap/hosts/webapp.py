@@ -263,7 +263,8 @@ svg.chart{display:block;font-size:10px;fill:#586069}
 .legend{list-style:none;margin:.3rem 0 0;padding:0;font-size:.85rem;max-width:360px}
 .legend li{display:inline-block;margin-right:.8rem}
 .swatch{display:inline-block;width:.7rem;height:.7rem;margin-right:.3rem;vertical-align:middle}
-td.mono{font-family:ui-monospace,monospace}
+#latest-findings td{font-size:.85rem}#latest-findings td:first-child{white-space:nowrap}
+#latest-findings td:nth-child(n+6){word-break:break-all;max-width:24rem}
 """
 
 
@@ -410,7 +411,7 @@ def _charts(history: StatusHistory | None, now: dt.datetime) -> str:
         return head + "<p>This process keeps no samples to draw.</p></section>"
     samples = history.samples()
     end = max(now.timestamp(), samples[-1].time if samples else 0.0)
-    window = history.window
+    window = charts.span(samples, end=end, window=history.window)
     figures = (
         ("notifications", "Notifications per second", charts.notifications_chart),
         ("lag", "Lag per partition", charts.lag_chart),

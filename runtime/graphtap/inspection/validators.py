@@ -748,7 +748,7 @@ def hex_token(value: str) -> bool:
 # (`password= user=admin`, where the password was left empty).
 _CODE_VALUE = re.compile(
     r"[(\[!]*[A-Za-z_$][\w$]*(?:(?:\.[A-Za-z_$][\w$]*)+[(\[]?.*|[(\[].*)|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"
-    r"|[A-Za-z_][\w.\-]*=.*",
+    r"|[A-Za-z_][\w.\-]*=[^=].*",  # (base64 padding is not an assignment)
     re.S,
 )
 
@@ -770,7 +770,7 @@ def assigned_password(value: str) -> bool:
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PASSWORD_IN_NAME = re.compile(r"pass|pwd|secret", re.IGNORECASE)
+_PASSWORD_IN_NAME = re.compile(r"passw|passcode|pwd|secret", re.IGNORECASE)
 
 
 def url_password(value: str) -> bool:

@@ -13,6 +13,7 @@ import secrets
 import shlex
 import shutil
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
 def serve_command(workdir: Path) -> str:
     """`graphtap serve` for the demo's hub and store, secrets read from their files."""
     arguments = (
-        "graphtap",
+        _program(),
         "serve",
         "--source",
         f"local:{workdir / 'hub'}",
@@ -163,6 +164,18 @@ def serve_command(workdir: Path) -> str:
         f"sqlite:{workdir / 'verdicts.sqlite'}",
     )
     return shlex.join(arguments)
+
+
+def _program() -> str:
+    """`graphtap`, or the path this was run as when that is not the one on PATH (as
+    `make demo` runs `.venv/bin/graphtap`), so the printed command runs as printed."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "graphtap" or invoked.parent == Path():
+        return "graphtap"
+    on_path = shutil.which("graphtap")
+    if on_path is not None and Path(on_path).resolve() == invoked.resolve():
+        return "graphtap"
+    return str(invoked)
 
 
 def _reset(workdir: Path) -> None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 # Numbers stand alone: not glued to letters, not part of a dotted version, a +phone, a
 # hyphenated id or an amount of money; a sentence may end right after them.
-NUMBER_BEFORE = r"(?<![0-9A-Za-z_+\-./:$])"
+# (A colon right after a word is a label's, `SSN:536221844`; after a digit, a time's.)
+NUMBER_BEFORE = r"(?<![0-9A-Za-z_+\-./$])(?<![^A-Za-z]:)(?<!^:)"
 NUMBER_AFTER = r"(?![0-9A-Za-z_]|[\-./:,@][0-9A-Za-z])"
 # The same two conditions as characters consumed, which Hyperscan matches exactly (it only
 # approximates lookarounds): a numeric rule then fires only when it truly has a match.
-HYPERSCAN_NUMBER_BEFORE = r"(?:^|[^0-9A-Za-z_+\-./:$])"
+HYPERSCAN_NUMBER_BEFORE = r"(?:^|[^0-9A-Za-z_+\-./:$]|[A-Za-z]:)"
 HYPERSCAN_NUMBER_AFTER = r"(?:$|[^0-9A-Za-z_\-./:,@]|[\-./:,@](?:$|[^0-9A-Za-z]))"
 
 

@@ -152,6 +152,7 @@ SSN = Rule(
         "social security number 536 22 1844",
         "socialsecuritynumber=536221844",
         "ssn#536-22-1844",
+        "ssn:536221844",
         "ssn 536221844",
         "her SSN is 812-44-1234",
     ),
@@ -166,6 +167,7 @@ SSN = Rule(
         "SSN 123-45-6789",
         "ssn: call 425-555-0100",
         "ssn, order # 536221844",
+        "ssn at 10:536221844",  # after a time's colon
     ),
 )
 

@@ -511,15 +511,18 @@ PASSWORD = Rule(
 PASSWORD_COMMAND = Rule(
     type="password",
     pattern=r"(?:convertto-securestring[ \t]+(?:-string[ \t]+)?|(?<![A-Za-z0-9_])curl[ \t]"
-    r"[^\r\n]{0,200}?(?<![A-Za-z0-9_\-])(?:-u|--user)[ \t=]+[\"']?[^\s:'\"]{1,64}:)"
-    + _CREDENTIAL_VALUE,
-    hyperscan_pattern=r"convertto-securestring[ \t]|curl[ \t]",  # what every match starts with
+    r"[^\r\n]{0,200}?(?<![A-Za-z0-9_\-])(?:-u|--user)[ \t=]+[\"']?[^\s:'\"]{1,64}:"
+    # MySQL and MariaDB clients take the password glued to -p (-P is the port)
+    r"|(?<![A-Za-z0-9_])(?:mysql|mysqldump|mysqladmin|mariadb)[ \t][^\r\n]{0,200}?[ \t](?-i:-p)"
+    r"(?=[^\s\-]))" + _CREDENTIAL_VALUE,
+    # what every match starts with
+    hyperscan_pattern=r"convertto-securestring[ \t]|curl[ \t]|mysql|mariadb",
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
     trims=_password_trims,
     preview_chars=2,
-    atoms=("convertto-securestring", "curl"),
+    atoms=("convertto-securestring", "curl", "mysql", "mariadb"),
     keywords=_PASSWORD_KEYWORDS,
     placeholders=True,
     context_matters=True,
@@ -527,11 +530,14 @@ PASSWORD_COMMAND = Rule(
         "curl -u deploy:Zr6!pK3wN8 https://ci.corp.local/api",
         "curl -s --user 'svc_ci:Pq8#vL3nW5' https://artifacts.corp.local/upload",
         "$s = ConvertTo-SecureString 'Ke4$rM7wT1' -AsPlainText -Force",
+        "mysql -u root -pS3cr3tPass99 orders",
+        "mysqldump -h db01 -u backup -p'Wd5#kT8qL2' --all-databases",
     ),
     false_examples=(
         "docker run -u 1000:1000 app",
         "curl -u admin:$ADMIN_PASSWORD https://ci.corp.local/api",
         "curl -u user:password https://example.com/api",
+        "mysql -h db01 -P33060 -u report -p orders",  # -P is the port; -p alone prompts
     ),
 )
 
