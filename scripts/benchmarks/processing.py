@@ -29,15 +29,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from rich.console import Console
 from rich.table import Table
 
-from graphtap.inspection import InspectionSettings, Policy
 from graphtap.localhub import LocalHub
 from graphtap.notifications.crypto import OAEP_SHA1
 from graphtap.notifications.keyring import KeyRing
-from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing import compose
+from graphtap.processing.endpoints import Endpoint
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Processor, ProcessorOptions
-from graphtap.processing.sinks.sqlite import SqliteStore
-from graphtap.processing.sources.localhub import LocalHubSource
+from graphtap.processing.runner import ProcessorOptions
 from graphtap.processing.summary import Summary
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.certificates import create_certificate, load_certificate
@@ -196,10 +194,8 @@ def fill_local_hub(
     ]
     with LocalHub(root / "hub", partitions=partitions) as hub:
         hub.send(bodies)
-    settings = PipelineSettings(
-        key_paths=(root / "keys",),
-        client_states=(CLIENT_STATE,),
-        inspection=InspectionSettings(hash_key=secrets.token_bytes(32), policy=Policy.default()),
+    settings = compose.pipeline_settings(
+        key_paths=(root / "keys",), client_states=(CLIENT_STATE,), hash_key=secrets.token_bytes(32)
     )
     return bodies, settings
 
@@ -207,19 +203,14 @@ def fill_local_hub(
 def process_local_hub(root: Path, settings: PipelineSettings, *, workers: int, run: str) -> Summary:
     """Drain `root/hub` from the start (a consumer group of this run's own) into SQLite."""
     os.sync()  # the previous run's writes go to disk now, not in the kernel during this one
-    source = LocalHubSource(root / "hub", consumer_group=f"bench-{run}")
-    store = SqliteStore(root / f"verdicts-{run}.sqlite")
-    lifecycle = LifecycleQueue(root / f"lifecycle-{run}.sqlite")
+    local = compose.LocalRun.open(
+        Endpoint("local", root / "hub"),
+        Endpoint("sqlite", root / f"verdicts-{run}.sqlite"),
+        None,
+        root / f"lifecycle-{run}.sqlite",
+        consumer_group=f"bench-{run}",
+    )
     try:
-        return Processor(
-            source=source,
-            sink=store,
-            dead_letters=store,
-            lifecycle=lifecycle,
-            settings=settings,
-            options=ProcessorOptions(workers=workers),
-        ).run()
+        return local.processor(settings, ProcessorOptions(workers=workers)).run()
     finally:
-        source.close()
-        store.close()
-        lifecycle.close()
+        local.close()

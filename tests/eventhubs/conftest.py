@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from graphtap.inspection import InspectionSettings, Policy
+from graphtap.processing import compose
 from graphtap.processing.committer import (
     AsyncDeadLetterStore,
     BatchCommitter,
@@ -73,10 +73,8 @@ def client_state() -> str:
 
 @pytest.fixture(scope="session")
 def pipeline_settings(certificate: CertificateFiles, client_state: str) -> PipelineSettings:
-    return PipelineSettings(
-        key_paths=(certificate.key_path.parent,),
-        client_states=(client_state,),
-        inspection=InspectionSettings(hash_key=b"k" * 32, policy=Policy.default()),
+    return compose.pipeline_settings(
+        key_paths=(certificate.key_path.parent,), client_states=(client_state,), hash_key=b"k" * 32
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from graphtap.inspection import InspectionSettings, Inspector, Policy
 from graphtap.notifications.keyring import KeyRing
+from graphtap.processing import compose
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
 from graphtap.processing.sources import SourceEvent
 from graphtap.simulation.emitter import DEFAULT_START, NotificationEmitter, collection
@@ -49,10 +50,8 @@ def inspector() -> Inspector:
 
 @pytest.fixture(scope="session")
 def pipeline_settings(keys_dir: Path) -> PipelineSettings:
-    return PipelineSettings(
-        key_paths=(keys_dir,),
-        client_states=(CLIENT_STATE,),
-        inspection=InspectionSettings(hash_key=HASH_KEY, policy=Policy.default()),
+    return compose.pipeline_settings(
+        key_paths=(keys_dir,), client_states=(CLIENT_STATE,), hash_key=HASH_KEY
     )
 
 

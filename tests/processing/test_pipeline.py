@@ -64,6 +64,31 @@ def test_a_created_message_yields_one_masked_verdict(
     assert message.html not in record  # no content in the verdict
 
 
+def _luhn_valid(partial: str) -> str:
+    total = sum(
+        (d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d
+        for i, d in enumerate(map(int, reversed(partial)))
+    )
+    return partial + str(-total % 10)
+
+
+def test_a_verdict_says_when_its_findings_were_cut_and_counts_them_all(
+    pipeline: Pipeline, scenario: Scenario
+) -> None:
+    cards = sorted({_luhn_valid(f"4{n:014d}") for n in range(10**9, 10**9 + 150)})
+    message = scenario.tenant.post(sensitive=False)
+    message.html = "<p>" + " ".join(f"{c[:4]} {c[4:8]} {c[8:12]} {c[12:]}" for c in cards) + "</p>"
+    result = pipeline.process(
+        scenario.event(scenario.body(scenario.emitter.change(message, "created")))
+    )
+    [verdict] = result.verdicts
+    assert len(verdict.findings) == 100
+    assert verdict.findings_truncated
+    assert verdict.finding_total == len(cards) == 150
+    record = verdict.to_dict()
+    assert (record["findings_truncated"], record["finding_total"]) == (True, 150)
+
+
 def test_deleted_changes_get_a_verdict_without_content(
     pipeline: Pipeline, scenario: Scenario
 ) -> None:

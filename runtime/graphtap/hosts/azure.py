@@ -25,8 +25,9 @@ import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
 from graphtap.deployment import Deployment
-from graphtap.inspection import InspectionSettings, Policy, load_policy
+from graphtap.inspection import Policy, load_policy
 from graphtap.notifications.keyring import KEY_SUFFIX
+from graphtap.processing import compose
 from graphtap.processing.committer import (
     AsyncDeadLetterStore,
     BatchCommitter,
@@ -203,10 +204,11 @@ class AzureProcessing:
             raise
         for certificate in certificates:
             log.info("decryption key loaded", extra={"state": certificate.certificate_id})
-        pipeline = PipelineSettings(
+        pipeline = compose.pipeline_settings(
             key_paths=(directory,),
             client_states=(client_state, *options.extra_client_states),
-            inspection=InspectionSettings(hash_key=hash_key, policy=options.policy),
+            hash_key=hash_key,
+            policy=options.policy,
         )
         options.state_dir.mkdir(parents=True, exist_ok=True)
         sink = EventHubsVerdictSink(

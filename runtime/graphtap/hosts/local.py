@@ -18,11 +18,11 @@ from pathlib import Path
 
 from graphtap.hosts.findings import FindingRow, latest
 from graphtap.localhub import LocalHub
-from graphtap.processing.endpoints import Endpoint, open_stores
-from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing import compose
+from graphtap.processing.endpoints import Endpoint
 from graphtap.processing.partitions import PartitionMeter, PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.runner import Processor, ProcessorOptions
+from graphtap.processing.runner import ProcessorOptions
 from graphtap.processing.sources.localhub import LocalHubSource
 from graphtap.processing.summary import Summary
 
@@ -107,26 +107,17 @@ class LocalHubService:
             poll_interval=s.poll_interval,
             stop=halt,
         )
-        stores = open_stores(s.sink, s.dead_letters)
-        lifecycle = LifecycleQueue(s.lifecycle_queue)
-        processor = Processor(
-            source=source,
-            sink=stores.sink,
-            dead_letters=stores.dead_letters,
-            lifecycle=lifecycle,
-            settings=s.pipeline,
-            options=s.options,
-            on_progress=self._snapshot,
+        run = compose.LocalRun.open(
+            source, s.sink, s.dead_letters, s.lifecycle_queue, consumer_group=s.consumer_group
         )
+        processor = run.processor(s.pipeline, s.options, on_progress=self._snapshot)
         self._running.set()
         log.info("processing the local hub", extra={"state": "running"})
         try:
             processor.run()
         finally:
             self._running.clear()
-            source.close()
-            stores.close()
-            lifecycle.close()
+            run.close()
 
     def _snapshot(self, summary: Summary, events: int) -> None:
         copied = copy.deepcopy(summary)

@@ -123,7 +123,7 @@ class Engine:
                 numeric.append(index)
         if numeric:
             self._numeric_matches(text, numeric, found)
-        self._validated = {}  # holds the message's values: not kept past it
+        self._validated = {}  # values of the message: not kept for the next one
         return found
 
     def _matches_near(self, text: str, index: int, ends: list[int], found: list[_Match]) -> None:
@@ -426,12 +426,17 @@ def _keyword_windows(text: str, keyword_ends: list[int]) -> list[tuple[int, int]
     at the start is no match (the patterns' lookbehinds see the characters before)."""
     size = len(text)
     windows: list[tuple[int, int]] = []
+    # The ends are sorted, so each search for whitespace starts past the previous one's
+    # result: one pass over the text however many keywords it holds.
+    space = -1
     for end in keyword_ends:
         low = max(0, end - LONGEST_KEYWORD - 2 - PROXIMITY - _GATED_REACH)
         high = end + PROXIMITY + _GATED_REACH
         if high < size:
-            space = _WHITESPACE.search(text, high)
-            high = space.start() if space else size
+            if space < high:
+                found = _WHITESPACE.search(text, high)
+                space = found.start() if found else size
+            high = space
         else:
             high = size
         if windows and low <= windows[-1][1]:

@@ -23,11 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graphtap.hosts.commands.process import run_processor, summary_table
-from graphtap.inspection import InspectionSettings, Policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHub
 from graphtap.notifications.keyring import KEY_SUFFIX, thumbprint
+from graphtap.processing import compose
 from graphtap.processing.endpoints import Endpoint, default_lifecycle_queue
-from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import ProcessorOptions
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.simulation.output import write_events
@@ -121,13 +120,10 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
             sink,
             None,
             default_lifecycle_queue(sink),
-            PipelineSettings(
+            compose.pipeline_settings(
                 key_paths=(keys_dir,),
                 client_states=(client_state,),
-                inspection=InspectionSettings(
-                    hash_key=bytes.fromhex(hash_key_path.read_text().strip()),
-                    policy=Policy.default(),
-                ),
+                hash_key=bytes.fromhex(hash_key_path.read_text().strip()),
             ),
             ProcessorOptions(workers=workers),
             consumer_group=DEFAULT_CONSUMER_GROUP,

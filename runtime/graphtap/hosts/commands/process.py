@@ -16,25 +16,22 @@ from rich.table import Table
 
 from graphtap.clouds import CLOUDS, DEFAULT_CLOUD
 from graphtap.hosts.commands.options import finding_hash_key, hash_key_file_option
-from graphtap.inspection import InspectionSettings, Policy, load_policy
+from graphtap.inspection import Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError, LocalHubUnusable
 from graphtap.notifications.authenticity import TokenPolicy
 from graphtap.notifications.keyring import KeyRing, KeyRingError
 from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
+from graphtap.processing import compose
 from graphtap.processing.endpoints import (
     SINK_SCHEMES,
     SOURCE_SCHEMES,
     Endpoint,
     EndpointError,
     default_lifecycle_queue,
-    open_source,
-    open_stores,
 )
-from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import (
     DEFAULT_BATCH_SIZE,
-    Processor,
     ProcessorOptions,
     ProgressCallback,
 )
@@ -175,11 +172,12 @@ def process(
         policy = load_policy(policy_path) or Policy.default()
     except (EndpointError, KeyRingError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
-    settings = PipelineSettings(
+    settings = compose.pipeline_settings(
         key_paths=key_paths,
         key_password=password,
-        client_states=tuple(s for value in client_states for s in value.split()),
-        inspection=InspectionSettings(hash_key=finding_hash_key(hash_key_file), policy=policy),
+        client_states=client_states,
+        hash_key=finding_hash_key(hash_key_file),
+        policy=policy,
         token_policy=TokenPolicy(app_ids=app_ids, jwks=jwks, cloud=cloud) if app_ids else None,
         max_event_bytes=max_event_bytes,
     )
@@ -232,36 +230,27 @@ def run_processor(
     `on_start` receives the number of events waiting, when the source can tell.
     """
     try:
-        source = open_source(source_endpoint, consumer_group=consumer_group, follow=follow)
+        run = compose.LocalRun.open(
+            source_endpoint,
+            sink_endpoint,
+            dead_letter_endpoint,
+            lifecycle_path,
+            consumer_group=consumer_group,
+            follow=follow,
+        )
     except LocalHubUnusable as exc:
         raise click.ClickException(str(exc)) from None
     except (FileNotFoundError, LocalHubError) as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        stores = open_stores(sink_endpoint, dead_letter_endpoint)
     except (StoreError, ValueError) as exc:
-        source.close()
         raise click.ClickException(str(exc)) from None
-    try:
-        lifecycle = LifecycleQueue(lifecycle_path)
-    except StoreError as exc:
-        source.close()
-        stores.close()
-        raise click.ClickException(str(exc)) from None
+    source = run.source
     if on_start is not None:
         waiting = None
         if isinstance(source, LocalHubSource):
             waiting = sum(p.lag for p in source.hub.partitions(consumer_group))
         on_start(waiting)
-    processor = Processor(
-        source=source,
-        sink=stores.sink,
-        dead_letters=stores.dead_letters,
-        lifecycle=lifecycle,
-        settings=settings,
-        options=options,
-        on_progress=on_progress,
-    )
+    processor = run.processor(settings, options, on_progress=on_progress)
     restore = _stop_on_signals(source)
     try:
         return processor.run()
@@ -271,9 +260,7 @@ def run_processor(
         raise click.ClickException(f"{exc}; processing stopped") from None
     finally:
         restore()
-        source.close()
-        stores.close()
-        lifecycle.close()
+        run.close()
 
 
 def summary_table(summary: Summary) -> Table:

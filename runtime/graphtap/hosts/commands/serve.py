@@ -29,6 +29,7 @@ from graphtap.hosts.webapp import serve as run_app
 from graphtap.inspection import InspectionSettings, Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError
 from graphtap.notifications.keyring import KeyRing, KeyRingError
+from graphtap.processing import compose
 from graphtap.processing.endpoints import (
     SINK_SCHEMES,
     Endpoint,
@@ -36,7 +37,6 @@ from graphtap.processing.endpoints import (
     default_lifecycle_queue,
 )
 from graphtap.processing.partitions import PartitionStatus
-from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import DEFAULT_BATCH_SIZE, ProcessorOptions
 from graphtap.processing.summary import Summary
 from graphtap.telemetry import (
@@ -363,11 +363,12 @@ def _local_service(
                 sink=sink_endpoint,
                 dead_letters=dead_letters,
                 lifecycle_queue=lifecycle_queue or default_lifecycle_queue(sink_endpoint),
-                pipeline=PipelineSettings(
+                pipeline=compose.pipeline_settings(
                     key_paths=key_paths,
                     key_password=password,
                     client_states=client_states,
-                    inspection=inspection,
+                    hash_key=inspection.hash_key,
+                    policy=inspection.policy,
                 ),
                 options=options,
             )

@@ -510,12 +510,14 @@ PASSWORD = Rule(
 # at every position: apart, each finds its own literal first.
 PASSWORD_COMMAND = Rule(
     type="password",
-    pattern=r"(?:convertto-securestring[ \t]+(?:-string[ \t]+)?|(?<![A-Za-z0-9_])curl[ \t]"
-    r"[^\r\n]{0,200}?(?<![A-Za-z0-9_\-])(?:-u|--user)[ \t=]+[\"']?[^\s:'\"]{1,64}:"
+    # A few arguments (not the command again) between the command and the flag: work stays
+    # linear even in text that repeats `curl` or `-u`.
+    pattern=r"(?:convertto-securestring[ \t]+(?:-string[ \t]+)?"
+    r"|(?<![A-Za-z0-9_])curl(?:[ \t]+(?!curl\b)[^\s]{1,100}){0,12}?[ \t]+(?:-u|--user)[ \t=]+"
+    r"[\"']?[^\s:'\"]{1,64}:"
     # MySQL and MariaDB clients take the password glued to -p (-P is the port)
-    r"|(?<![A-Za-z0-9_])(?:mysql|mysqldump|mysqladmin|mariadb)[ \t][^\r\n]{0,200}?[ \t](?-i:-p)"
-    r"(?=[^\s\-]))" + _CREDENTIAL_VALUE,
-    # what every match starts with
+    r"|(?<![A-Za-z0-9_])(?:mysql|mysqldump|mysqladmin|mariadb)"
+    r"(?:[ \t]+(?!mysql|mariadb)[^\s]{1,100}){0,12}?[ \t]+(?-i:-p)(?=[^\s\-]))" + _CREDENTIAL_VALUE,
     hyperscan_pattern=r"convertto-securestring[ \t]|curl[ \t]|mysql|mariadb",
     ignore_case=True,
     validate=validators.assigned_password,
