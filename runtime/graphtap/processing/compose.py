@@ -16,9 +16,9 @@ from pathlib import Path
 
 from graphtap.inspection import InspectionSettings, Policy
 from graphtap.notifications.authenticity import TokenPolicy
+from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
 from graphtap.processing.endpoints import Endpoint, Stores, open_source, open_stores
 from graphtap.processing.lifecycle import LifecycleQueue
-from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Processor, ProcessorOptions, ProgressCallback
 from graphtap.processing.sources import EventSource
