@@ -166,3 +166,37 @@ def test_inspect_refuses_input_that_is_not_utf8(tmp_path: Path) -> None:
     assert one_error(result) == "Error: 1 input line(s) could not be inspected"
     assert "line 2 is not UTF-8" in result.stderr
     assert '"id": 1' in result.stdout  # the good line was still inspected
+
+
+def test_serve_refuses_a_damaged_sink_before_serving(
+    cli_keys: Path, hub: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "hub"
+    shutil.copytree(hub, copy)
+    sink = tmp_path / "verdicts.sqlite"
+    assert process(cli_keys, f"local:{copy}", f"sqlite:{sink}").returncode == 0
+    checkpointed(sink)
+    damage(sink)
+    before = checkpoints(copy)
+    result = subprocess.run(
+        [
+            str(GRAPHTAP),
+            "serve",
+            "--source",
+            f"local:{copy}",
+            "--keys",
+            str(cli_keys),
+            "--client-state",
+            STATE,
+            "--sink",
+            f"sqlite:{sink}",
+            "--port",
+            "1",  # never bound: the stores are checked first
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert str(sink) in one_error(result)
+    assert checkpoints(copy) == before

@@ -44,6 +44,7 @@ from graphtap.telemetry import (
     configure_logging,
     observe_counters,
 )
+from graphtap.transactions import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,19 @@ def _local_service(
         )
     except (EndpointError, KeyRingError, LocalHubError) as exc:
         raise click.UsageError(str(exc)) from None
+    settings = service.settings
+    try:
+        # Fail fast, before serving: a damaged, read-only or foreign store or hub is one
+        # clear line and a non-zero exit, not a background task that dies after start-up.
+        compose.LocalRun.open(
+            Endpoint("local", settings.hub),
+            settings.sink,
+            settings.dead_letters,
+            settings.lifecycle_queue,
+            consumer_group=settings.consumer_group,
+        ).close()
+    except (StoreError, LocalHubError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     return service, None
 
 
