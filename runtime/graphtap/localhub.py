@@ -17,7 +17,7 @@ from pathlib import Path
 
 from graphtap.transactions import (
     StoreError,
-    check_store,
+    open_store,
     store_error,
     write_transaction,
 )
@@ -89,25 +89,17 @@ class LocalHub:
         if not path.exists() and not create:
             raise LocalHubError(f"{directory}: no local hub here (expected {HUB_FILE})")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LocalHubUnusable(str(store_error(path, "local hub", exc))) from None
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        try:
-            check_store(self._db, path, "local hub")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             # Reads map the file instead of copying each 4 KiB page in with a system call: an
             # event is a few pages (its body overflows one), and consumers read every event.
-            self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-            self._db.executescript(_SCHEMA)
+            self._db = open_store(path, "local hub", f"mmap_size={MMAP_BYTES}", schema=_SCHEMA)
+        except StoreError as exc:
+            raise LocalHubUnusable(str(exc)) from None
+        try:
             self.partition_count = self._partition_count(partitions)
-        except (sqlite3.Error, StoreError, LocalHubError, ValueError) as exc:
+        except (sqlite3.Error, LocalHubError, ValueError) as exc:
             self._db.close()
             if isinstance(exc, sqlite3.Error):
                 raise LocalHubUnusable(str(store_error(path, "local hub", exc))) from None
-            if isinstance(exc, StoreError):
-                raise LocalHubUnusable(str(exc)) from None
             if isinstance(exc, ValueError):
                 raise LocalHubUnusable(
                     f"local hub {path}: its partition count is not a number; move the hub "

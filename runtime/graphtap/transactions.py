@@ -33,6 +33,31 @@ class StoreError(RuntimeError):
     The message names the file, what went wrong and what to do; nothing was written."""
 
 
+def open_store(path: Path, what: str, *pragmas: str, schema: str = "") -> sqlite3.Connection:
+    """A local store's connection: its folder made, the file checked (`check_store`), WAL
+    with FULL synchronous commits, then `pragmas` and `schema`. Any failure closes it again
+    and is one `StoreError` naming the file and what to do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise store_error(path, what, exc) from None
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        check_store(db, path, what)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the checkpoint that depends on it moves.
+        db.execute("PRAGMA synchronous=FULL")
+        for pragma in pragmas:
+            db.execute(f"PRAGMA {pragma}")
+        db.executescript(schema)
+    except BaseException as exc:
+        db.close()
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(path, what, exc) from None
+        raise
+    return db
+
+
 def check_store(db: sqlite3.Connection, path: Path, what: str) -> None:
     """Refuse a damaged or read-only store at open, at bounded cost: the header and schema,
     `PRAGMA quick_check` (every page) for files up to `QUICK_CHECK_MAX_BYTES`, and one write

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graphtap.transactions import check_store, store_error, write_transaction
+from graphtap.transactions import open_store, store_error, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +95,7 @@ class LifecycleQueue:
     def __init__(self, path: Path) -> None:
         """Open (or create) the queue; a damaged or unwritable file is a `StoreError`."""
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise store_error(path, QUEUE, exc) from None
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        try:
-            check_store(self._db, path, QUEUE)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except BaseException as exc:
-            self._db.close()
-            if isinstance(exc, sqlite3.Error):
-                raise store_error(path, QUEUE, exc) from None
-            raise
+        self._db = open_store(path, QUEUE, schema=_SCHEMA)
 
     def close(self) -> None:
         self._db.close()

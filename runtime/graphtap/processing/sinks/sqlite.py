@@ -10,7 +10,7 @@ import orjson
 
 from graphtap.processing.deadletters import DeadLetter, remove_client_states
 from graphtap.processing.verdicts import Verdict
-from graphtap.transactions import check_store, store_error, write_transaction
+from graphtap.transactions import open_store, store_error, write_transaction
 
 STORE = "verdict store"
 
@@ -142,20 +142,12 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Move WAL pages into the main file every ~40 MB rather than every 4 MB: a batch's
+        # commit rewrites many of the same index pages, which are then copied once.
+        self._db = open_store(
+            path, STORE, f"wal_autocheckpoint={WAL_CHECKPOINT_PAGES}", schema=_SCHEMA
+        )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise store_error(path, STORE, exc) from None
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        try:
-            check_store(self._db, path, STORE)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk before the checkpoint that depends on it moves.
-            self._db.execute("PRAGMA synchronous=FULL")
-            # Move WAL pages into the main file every ~40 MB rather than every 4 MB: a batch's
-            # commit rewrites many of the same index pages, which are then copied once.
-            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-            self._db.executescript(_SCHEMA)
             self._upgrade()
         except BaseException as exc:
             self._db.close()
