@@ -80,7 +80,12 @@ class Scenario:
 
 @pytest.fixture
 def scenario(cert_a: CertificateFiles) -> Scenario:
-    rng = random.Random(42)
+    return new_scenario(cert_a, seed=42)
+
+
+def new_scenario(cert_a: CertificateFiles, *, seed: int) -> Scenario:
+    """A synthetic tenant and Graph's emitter for it, encrypting to `cert_a`."""
+    rng = random.Random(seed)
     tenant = SyntheticTenant.create(rng, start=DEFAULT_START)
     emitter = NotificationEmitter.for_certificate(
         rng,

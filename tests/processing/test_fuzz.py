@@ -20,11 +20,10 @@ from hypothesis import strategies as st
 from graphtap.notifications import crypto
 from graphtap.processing.pipeline import EventResult, Pipeline
 from graphtap.processing.sources import SourceEvent
-from graphtap.simulation.emitter import DEFAULT_START, NotificationEmitter, collection
-from graphtap.simulation.tenant import SyntheticTenant
-from graphtap.subscriptions.certificates import CertificateFiles, load_certificate
+from graphtap.simulation.emitter import collection
+from graphtap.subscriptions.certificates import CertificateFiles
 
-from .conftest import CLIENT_STATE
+from .conftest import new_scenario
 
 FUZZ = settings(
     max_examples=60,
@@ -64,16 +63,8 @@ JSON_VALUES = st.recursive(
 @pytest.fixture(scope="module")
 def items(cert_a: CertificateFiles) -> list[dict[str, Any]]:
     """Genuine items as Graph shapes them: created, updated, deleted, lifecycle, validation."""
-    rng = random.Random(11)
-    tenant = SyntheticTenant.create(rng, start=DEFAULT_START)
-    emitter = NotificationEmitter.for_certificate(
-        rng,
-        tenant_id=tenant.tenant_id,
-        certificate=load_certificate(cert_a.certificate_path),
-        certificate_id="cert-a",
-        client_state=CLIENT_STATE,
-        start=DEFAULT_START,
-    )
+    scenario = new_scenario(cert_a, seed=11)
+    tenant, emitter = scenario.tenant, scenario.emitter
     made = [emitter.change(tenant.post(sensitive=n % 2 == 0), "created") for n in range(6)]
     made.append(emitter.change(tenant.post(sensitive=False), "deleted"))
     made.append(emitter.lifecycle(next(iter(emitter.subscriptions.values())), "missed"))

@@ -18,7 +18,7 @@ from graphtap.notifications.crypto import encrypt_content
 from graphtap.notifications.keyring import KeyRing
 from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
 from graphtap.processing.deadletters import ClientStateMask
-from graphtap.processing.pipeline import Pipeline
+from graphtap.processing.pipeline import EventResult, Pipeline
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.verdicts import DELETED, INSPECTED, NOT_INCLUDED
 from tests.conftest import GraphVector
@@ -301,9 +301,14 @@ def test_an_edit_is_a_new_verdict(pipeline: Pipeline, scenario: Scenario) -> Non
     assert created.verdicts[0].key != updated.verdicts[0].key
 
 
-def test_graph_vector_through_the_whole_pipeline(
-    graph_vector: GraphVector, inspector: Inspector, tmp_path: Path
-) -> None:
+def graph_vector_item(
+    graph_vector: GraphVector,
+    inspector: Inspector,
+    tmp_path: Path,
+    resource: str,
+    resource_data: dict[str, str],
+) -> EventResult:
+    """Graph's own encrypted payload under a notification with `resource`, processed."""
     bundle = tmp_path / "custom-id-for-testing.pfx"
     bundle.write_bytes(graph_vector.pkcs12)
     pipeline = Pipeline.build(
@@ -316,12 +321,22 @@ def test_graph_vector_through_the_whole_pipeline(
         "changeType": "created",
         "tenantId": "bb0ef4a5-0f50-4f1d-9e39-df1aa1d70e3f",
         "clientState": CLIENT_STATE,
-        "resource": GRAPH_VECTOR_RESOURCE,
-        "resourceData": {"id": "1625126194597", "@odata.type": "#Microsoft.Graph.chatMessage"},
+        "resource": resource,
+        "resourceData": resource_data,
         "encryptedContent": graph_vector.content,
     }
-    [verdict] = pipeline.process(
-        SourceEvent("0", 0, json.dumps({"value": [item]}).encode())
+    return pipeline.process(SourceEvent("0", 0, json.dumps({"value": [item]}).encode()))
+
+
+def test_graph_vector_through_the_whole_pipeline(
+    graph_vector: GraphVector, inspector: Inspector, tmp_path: Path
+) -> None:
+    [verdict] = graph_vector_item(
+        graph_vector,
+        inspector,
+        tmp_path,
+        GRAPH_VECTOR_RESOURCE,
+        {"id": "1625126194597", "@odata.type": "#Microsoft.Graph.chatMessage"},
     ).verdicts
     assert verdict.version == graph_vector.expected["etag"]
     assert verdict.content == INSPECTED
@@ -351,23 +366,7 @@ def test_graph_vector_through_the_whole_pipeline(
 def test_graphs_content_under_another_notification_is_a_resource_mismatch(
     graph_vector: GraphVector, inspector: Inspector, tmp_path: Path, resource: str, resource_id: str
 ) -> None:
-    bundle = tmp_path / "custom-id-for-testing.pfx"
-    bundle.write_bytes(graph_vector.pkcs12)
-    pipeline = Pipeline.build(
-        keys=KeyRing.load([bundle], password=graph_vector.password),
-        client_states=[CLIENT_STATE],
-        inspector=inspector,
-    )
-    item = {
-        "subscriptionId": "10493aa0-4d29-4df5-bc0c-ef742cc6cd7f",
-        "changeType": "created",
-        "tenantId": "bb0ef4a5-0f50-4f1d-9e39-df1aa1d70e3f",
-        "clientState": CLIENT_STATE,
-        "resource": resource,
-        "resourceData": {"id": resource_id},
-        "encryptedContent": graph_vector.content,
-    }
-    result = pipeline.process(SourceEvent("0", 0, json.dumps({"value": [item]}).encode()))
+    result = graph_vector_item(graph_vector, inspector, tmp_path, resource, {"id": resource_id})
     assert result.verdicts == []
     [letter] = result.dead_letters
     assert letter.reason == "resource_mismatch"
