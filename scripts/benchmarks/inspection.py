@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from graphtap.inspection import InspectionSettings, Inspector, Policy, hyperscan_available
-from graphtap.inspection.quality import QualityReport, load_examples, measure
 from graphtap.inspection.text import html_to_text
 from graphtap.simulation.corpus import NAMES, LabeledMessage, labeled_corpus, labeled_message
+from graphtap.simulation.quality import QualityReport, load_examples, measure
 
 KEY = bytes(range(32))
 EXAMPLES = (

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from graphtap.inspection import Inspector
-from graphtap.inspection.quality import load_examples, measure
 from graphtap.inspection.rules import TYPES
 from graphtap.simulation.corpus import LabeledMessage
+from graphtap.simulation.quality import load_examples, measure
 from tests.inspection.conftest import KEY
 
 EXAMPLES = Path(__file__).parent / "examples" / "independent.toml"

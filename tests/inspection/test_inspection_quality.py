@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from graphtap.inspection import Inspector
-from graphtap.inspection.quality import measure
 from graphtap.simulation.corpus import LabeledMessage, labeled_corpus
+from graphtap.simulation.quality import measure
 from tests.inspection.conftest import KEY
 
 PRECISION_FLOOR = 0.97
