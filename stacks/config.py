@@ -9,10 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 from graphtap.clouds import CLOUDS, DEFAULT_CLOUD, PUBLIC, Cloud
 from stacks.naming import CLOUD_REGIONS, REGIONS, Names
@@ -153,10 +153,92 @@ def load(path: Path) -> EnvironmentConfig:
 
 
 T = TypeVar("T")
+Check = Callable[[Any], str | None]
+#: A key without a default: the file must give it.
+REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of an environment file: its type, its default and the rule its value obeys."""
+
+    kind: type
+    default: Any = REQUIRED
+    rule: Check | None = None
+    each: Check | None = None  # lists: the rule every item obeys
+    optional: bool = False  # may be left out: None (a rule in `RULES` may then supply it)
+
+
+def _schema() -> dict[str, dict[str, Key]]:
+    """Every key of an environment file, table by table ("" is the top level). A new key is
+    one line here and its field in the dataclass the table builds; a rule that needs another
+    key's value is in `RULES`."""
+    guid_object = _matches(GUID, "a lowercase GUID (object id)")
+    return {
+        "": {
+            "prefix": Key(str, rule=_matches(PREFIX, "2-12 lowercase letters/digits")),
+            "cloud": Key(str, DEFAULT_CLOUD, _one_of(tuple(CLOUDS), "cloud profile")),
+            "region": Key(str),  # one of the cloud's regions: `_region`
+            "tenant_domain": Key(str, rule=_matches(DOMAIN, "a DNS domain, e.g. contoso.com")),
+            "subscription_id": Key(str, optional=True, rule=_matches(GUID, "a lowercase GUID")),
+            "log_retention_days": Key(int, 30, _between(30, 730, "Log Analytics retention")),
+            "tags": Key(dict, {}, _string_table),
+        },
+        "eventhubs": {
+            "sku": Key(str, "Standard", _one_of(EVENTHUB_SKUS, "SKU")),
+            "capacity": Key(int, 1, _between(1, 40, "throughput units")),
+            "auto_inflate_max": Key(int, 0, _between(0, 40, "units")),  # and `_auto_inflate`
+            "partitions": Key(int, 4, _between(1, 32, "partitions")),
+            "retention_hours": Key(int, 24),  # its ceiling is the SKU's: `_retention`
+        },
+        "hosting": {
+            "processor": Key(str, "webapp", _one_of(PROCESSORS, "value")),
+            "app_service_sku": Key(str, "B1", _one_of(APP_SERVICE_SKUS, "App Service SKU")),
+            "python_version": Key(str, "3.11", _one_of(PYTHON_VERSIONS, "Python version")),
+            "function_max_instances": Key(int, 40, _between(40, 1000, "instances")),
+            "function_memory_mb": Key(int, 2048, _one_of(FUNCTION_MEMORY_MB, "size")),
+        },
+        "graph": {
+            "endpoint": Key(str, optional=True),  # the cloud's by default: `_graph_endpoint`
+            "permissions": Key(
+                list, ["Chat.Read.All", "ChannelMessage.Read.All"], _permissions, _permission
+            ),
+        },
+        "network": {
+            "address_space": Key(str, "10.42.0.0/24", _cidr(24)),
+            "operator_ip_ranges": Key(list, [], each=_public_cidr),
+        },
+        "access": {
+            "status_readers_group": Key(str, optional=True, rule=guid_object),
+            "metrics_scraper": Key(str, optional=True, rule=guid_object),
+        },
+        "backend": {
+            "resource_group": Key(str),
+            "storage_account": Key(
+                str, rule=_matches(re.compile(r"[a-z0-9]{3,24}"), "3-24 lowercase letters/digits")
+            ),
+            "container": Key(
+                str,
+                "tfstate",
+                _matches(re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]"), "container name"),
+            ),
+            "key": Key(str, optional=True),  # graphtap-<env>.tfstate by default: `_state`
+            "use_azuread_auth": Key(
+                bool,
+                True,
+                lambda on: None if on else "must be true: state is read with Entra ID, no keys",
+            ),
+        },
+    }
+
+
+#: A file's values as read: table -> key -> value ("" is the top level).
+Values = dict[str, dict[str, Any]]
 
 
 class _Reader:
-    """Pulls typed values out of the TOML tables and records every rule broken on the way."""
+    """Reads every key the schema declares, records every rule broken on the way, then runs
+    the rules that relate keys (`RULES`) and builds the typed configuration."""
 
     def __init__(self, path: Path, raw: dict[str, Any]) -> None:
         self.path = path
@@ -166,230 +248,171 @@ class _Reader:
     def fail(self, key: str, rule: str) -> None:
         self.problems.append((key, rule))
 
-    def table(self, name: str, allowed: set[str]) -> dict[str, Any]:
-        value = self.raw.get(name, {})
-        if not isinstance(value, dict):
-            self.fail(name, "must be a table")
-            return {}
-        for key in sorted(set(value) - allowed):
-            self.fail(f"{name}.{key}", f"unknown key (known: {', '.join(sorted(allowed))})")
+    def read(self, schema: Mapping[str, Mapping[str, Key]]) -> Values:
+        tables = [name for name in schema if name]
+        known = {*schema[""], *tables}
+        for key in sorted(set(self.raw) - known):
+            self.fail(key, f"unknown key (known: {', '.join(sorted(known))})")
+        values: Values = {"": self._table("", self.raw, schema[""])}
+        for name in tables:
+            table = self.raw.get(name, {})
+            if not isinstance(table, dict):
+                self.fail(name, "must be a table")
+                table = {}
+            for key in sorted(set(table) - set(schema[name])):
+                self.fail(
+                    f"{name}.{key}", f"unknown key (known: {', '.join(sorted(schema[name]))})"
+                )
+            values[name] = self._table(name, table, schema[name])
+        return values
+
+    def _table(
+        self, name: str, table: Mapping[str, Any], keys: Mapping[str, Key]
+    ) -> dict[str, Any]:
+        return {
+            key: self._value(f"{name}.{key}" if name else key, table.get(key, spec.default), spec)
+            for key, spec in keys.items()
+        }
+
+    def _value(self, where: str, value: Any, key: Key) -> Any:
+        if value is None or value is REQUIRED:
+            if key.optional:
+                return None
+            self.fail(where, f"is required ({key.kind.__name__})")
+            return _placeholder(key.kind)
+        if key.kind is list:
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                self.fail(where, "must be a list of strings")
+                return ()
+            for item in value:
+                if key.each is not None and (problem := key.each(item)):
+                    self.fail(where, problem)
+            value = tuple(value)
+        elif not isinstance(value, key.kind) or (key.kind is int and isinstance(value, bool)):
+            self.fail(where, f"must be {key.kind.__name__}, got {type(value).__name__} {value!r}")
+            return _placeholder(key.kind)
+        if key.rule is not None and (problem := key.rule(value)):
+            self.fail(where, problem)
         return value
-
-    def get(
-        self,
-        table: dict[str, Any],
-        key: str,
-        kind: type[T],
-        default: T | None = None,
-        check: Callable[[T], str | None] | None = None,
-    ) -> T:
-        value = table.get(key.rsplit(".", 1)[-1], default)
-        if value is None:
-            self.fail(key, f"is required ({kind.__name__})")
-            return cast(T, _placeholder(kind))
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(key, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-            return cast(T, _placeholder(kind))
-        if check is not None and (problem := check(value)):
-            self.fail(key, problem)
-        return value
-
-    def optional(
-        self, table: dict[str, Any], key: str, check: Callable[[str], str | None]
-    ) -> str | None:
-        """A string key that may be left out; when given, it must pass `check`."""
-        if key.rsplit(".", 1)[-1] not in table:
-            return None
-        return self.get(table, key, str, check=check)
-
-    def strings(self, table: dict[str, Any], key: str, default: list[str]) -> tuple[str, ...]:
-        value = table.get(key.rsplit(".", 1)[-1], default)
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            self.fail(key, "must be a list of strings")
-            return ()
-        return tuple(value)
 
     def build(self) -> EnvironmentConfig | None:
         name = self.path.stem
         if not ENVIRONMENT_NAME.fullmatch(name):
             self.fail("(file name)", "the environment name must be 2-8 lowercase letters/digits")
-
-        top_keys = {
-            "prefix",
-            "cloud",
-            "region",
-            "tenant_domain",
-            "subscription_id",
-            "log_retention_days",
-            "eventhubs",
-            "hosting",
-            "graph",
-            "network",
-            "access",
-            "backend",
-            "tags",
-        }
-        for key in sorted(set(self.raw) - top_keys):
-            self.fail(key, f"unknown key (known: {', '.join(sorted(top_keys))})")
-
-        root = self.raw
-        prefix = self.get(
-            root, "prefix", str, check=_matches(PREFIX, "2-12 lowercase letters/digits")
-        )
-        cloud_name = self.get(
-            root, "cloud", str, DEFAULT_CLOUD, _one_of(tuple(CLOUDS), "cloud profile")
-        )
-        cloud = CLOUDS.get(cloud_name, PUBLIC)
-        regions = CLOUD_REGIONS[cloud.name] if cloud_name in CLOUDS else REGIONS
-        region = self.get(
-            root,
-            "region",
-            str,
-            check=_one_of(tuple(regions), f"Azure region of the {cloud_name} cloud"),
-        )
-        tenant_domain = self.get(
-            root, "tenant_domain", str, check=_matches(DOMAIN, "a DNS domain, e.g. contoso.com")
-        )
-        subscription_id = root.get("subscription_id")
-        if subscription_id is not None:
-            self.get(root, "subscription_id", str, check=_matches(GUID, "a lowercase GUID"))
-        retention = self.get(
-            root, "log_retention_days", int, 30, _between(30, 730, "Log Analytics retention")
-        )
-
-        eh = self.table(
-            "eventhubs", {"sku", "capacity", "auto_inflate_max", "partitions", "retention_hours"}
-        )
-        sku = self.get(eh, "eventhubs.sku", str, "Standard", _one_of(EVENTHUB_SKUS, "SKU"))
-        capacity = self.get(eh, "eventhubs.capacity", int, 1, _between(1, 40, "throughput units"))
-        inflate = self.get(eh, "eventhubs.auto_inflate_max", int, 0, _between(0, 40, "units"))
-        if inflate and inflate < capacity:
-            self.fail("eventhubs.auto_inflate_max", "must be 0 (off) or at least capacity")
-        if inflate and sku != "Standard":
-            self.fail("eventhubs.auto_inflate_max", "auto-inflate exists on Standard only")
-        partitions = self.get(eh, "eventhubs.partitions", int, 4, _between(1, 32, "partitions"))
-        hours_max = 168 if sku == "Standard" else 2160
-        retention_hours = self.get(
-            eh, "eventhubs.retention_hours", int, 24, _between(1, hours_max, f"{sku} retention")
-        )
-
-        ho = self.table(
-            "hosting",
-            {
-                "processor",
-                "app_service_sku",
-                "python_version",
-                "function_max_instances",
-                "function_memory_mb",
-            },
-        )
-        processor = self.get(ho, "hosting.processor", str, "webapp", _one_of(PROCESSORS, "value"))
-        app_sku = self.get(
-            ho, "hosting.app_service_sku", str, "B1", _one_of(APP_SERVICE_SKUS, "App Service SKU")
-        )
-        python = self.get(
-            ho, "hosting.python_version", str, "3.11", _one_of(PYTHON_VERSIONS, "Python version")
-        )
-        max_instances = self.get(
-            ho, "hosting.function_max_instances", int, 40, _between(40, 1000, "instances")
-        )
-        memory = self.get(
-            ho, "hosting.function_memory_mb", int, 2048, _one_of(FUNCTION_MEMORY_MB, "size")
-        )
-
-        gr = self.table("graph", {"endpoint", "permissions"})
-        endpoint = self.get(gr, "graph.endpoint", str, cloud.graph_endpoint, _graph_origin(cloud))
-        permissions = self.strings(
-            gr, "graph.permissions", ["Chat.Read.All", "ChannelMessage.Read.All"]
-        )
-        for permission in permissions:
-            if not GRAPH_PERMISSION.fullmatch(permission):
-                self.fail("graph.permissions", f"{permission!r} is not a Graph permission name")
-            elif WRITE_OR_SHARED.search(permission):
-                self.fail(
-                    "graph.permissions",
-                    f"{permission!r}: grant the .Read variant; Graph subscriptions reject "
-                    "write-only and .Shared grants",
-                )
-        if not permissions:
-            self.fail("graph.permissions", "must name at least one permission")
-        if len(set(permissions)) != len(permissions):
-            self.fail("graph.permissions", "lists a permission twice")
-
-        nw = self.table("network", {"address_space", "operator_ip_ranges"})
-        address_space = self.get(nw, "network.address_space", str, "10.42.0.0/24", _cidr(24))
-        operator_ranges = self.strings(nw, "network.operator_ip_ranges", [])
-        for cidr in operator_ranges:
-            if problem := _public_cidr(cidr):
-                self.fail("network.operator_ip_ranges", problem)
-
-        ac = self.table("access", {"status_readers_group", "metrics_scraper"})
-        access = AccessConfig(
-            status_readers_group=self.optional(
-                ac, "access.status_readers_group", _matches(GUID, "a lowercase GUID (object id)")
-            ),
-            metrics_scraper=self.optional(
-                ac, "access.metrics_scraper", _matches(GUID, "a lowercase GUID (object id)")
-            ),
-        )
-
-        be = self.table(
-            "backend", {"resource_group", "storage_account", "container", "key", "use_azuread_auth"}
-        )
-        backend = BackendConfig(
-            resource_group=self.get(be, "backend.resource_group", str),
-            storage_account=self.get(
-                be,
-                "backend.storage_account",
-                str,
-                check=_matches(re.compile(r"[a-z0-9]{3,24}"), "3-24 lowercase letters/digits"),
-            ),
-            container=self.get(
-                be,
-                "backend.container",
-                str,
-                "tfstate",
-                _matches(re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]"), "container name"),
-            ),
-            key=self.get(be, "backend.key", str, f"graphtap-{name}.tfstate", _state_key(name)),
-            use_azuread_auth=self.get(
-                be,
-                "backend.use_azuread_auth",
-                bool,
-                True,
-                lambda on: None if on else "must be true: state is read with Entra ID, no keys",
-            ),
-        )
-
-        tags = self.raw.get("tags", {})
-        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-            self.fail("tags", "must be a table of strings")
-            tags = {}
-
+        values = self.read(_schema())
+        for rule in RULES:
+            for key, problem in rule(values, name):
+                self.fail(key, problem)
+        top = values[""]
         if not self.problems:
-            for problem in Names.derive(prefix, name, region).violations():
+            for problem in Names.derive(top["prefix"], name, top["region"]).violations():
                 self.fail("prefix", problem)
         if self.problems:
             return None
+        tables = {t: v for t, v in values.items() if t}
         return EnvironmentConfig(
             name=name,
             source=self.path,
-            prefix=prefix,
-            cloud=cloud,
-            region=region,
-            tenant_domain=tenant_domain,
-            subscription_id=subscription_id,
-            log_retention_days=retention,
-            eventhubs=EventHubsConfig(sku, capacity, inflate, partitions, retention_hours),
-            hosting=HostingConfig(
-                cast(Processor, processor), app_sku, python, max_instances, memory
-            ),
-            graph=GraphConfig(endpoint.rstrip("/"), permissions),
-            network=NetworkConfig(address_space, operator_ranges),
-            access=access,
-            backend=backend,
-            tags=dict(tags),
+            prefix=top["prefix"],
+            cloud=CLOUDS[top["cloud"]],
+            region=top["region"],
+            tenant_domain=top["tenant_domain"],
+            subscription_id=top["subscription_id"],
+            log_retention_days=top["log_retention_days"],
+            eventhubs=EventHubsConfig(**tables["eventhubs"]),
+            hosting=HostingConfig(**tables["hosting"]),
+            graph=GraphConfig(**tables["graph"]),
+            network=NetworkConfig(**tables["network"]),
+            access=AccessConfig(**tables["access"]),
+            backend=BackendConfig(**tables["backend"]),
+            tags=dict(top["tags"]),
         )
+
+
+def _cloud(values: Values) -> Cloud | None:
+    return CLOUDS.get(values[""]["cloud"])
+
+
+def _region(values: Values, name: str) -> Iterator[tuple[str, str]]:
+    """The region must be one of the file's cloud's (any known region if the cloud is bad)."""
+    cloud_name = values[""]["cloud"]
+    cloud = _cloud(values)
+    regions = CLOUD_REGIONS[cloud.name] if cloud is not None else REGIONS
+    check = _one_of(tuple(regions), f"Azure region of the {cloud_name} cloud")
+    region = values[""]["region"]
+    if region and (problem := check(region)):
+        yield "region", problem
+
+
+def _auto_inflate(values: Values, name: str) -> Iterator[tuple[str, str]]:
+    hubs = values["eventhubs"]
+    inflate = hubs["auto_inflate_max"]
+    if inflate and inflate < hubs["capacity"]:
+        yield "eventhubs.auto_inflate_max", "must be 0 (off) or at least capacity"
+    if inflate and hubs["sku"] != "Standard":
+        yield "eventhubs.auto_inflate_max", "auto-inflate exists on Standard only"
+
+
+def _retention(values: Values, name: str) -> Iterator[tuple[str, str]]:
+    hubs = values["eventhubs"]
+    ceiling = 168 if hubs["sku"] == "Standard" else 2160
+    if problem := _between(1, ceiling, f"{hubs['sku']} retention")(hubs["retention_hours"]):
+        yield "eventhubs.retention_hours", problem
+
+
+def _graph_endpoint(values: Values, name: str) -> Iterator[tuple[str, str]]:
+    """Defaults to the cloud's Graph; one given must belong to the cloud."""
+    graph = values["graph"]
+    cloud = _cloud(values) or PUBLIC
+    if graph["endpoint"] is None:
+        graph["endpoint"] = cloud.graph_endpoint
+    elif problem := _graph_origin(cloud)(graph["endpoint"]):
+        yield "graph.endpoint", problem
+    graph["endpoint"] = graph["endpoint"].rstrip("/")
+
+
+def _state(values: Values, name: str) -> Iterator[tuple[str, str]]:
+    """One state key per environment: `graphtap-<env>.tfstate` unless the file names one."""
+    backend = values["backend"]
+    if backend["key"] is None:
+        backend["key"] = f"graphtap-{name}.tfstate"
+    elif problem := _state_key(name)(backend["key"]):
+        yield "backend.key", problem
+
+
+#: The rules that relate keys, run once every key has been read on its own.
+RULES: tuple[Callable[[Values, str], Iterator[tuple[str, str]]], ...] = (
+    _region,
+    _auto_inflate,
+    _retention,
+    _graph_endpoint,
+    _state,
+)
+
+
+def _permission(permission: str) -> str | None:
+    if not GRAPH_PERMISSION.fullmatch(permission):
+        return f"{permission!r} is not a Graph permission name"
+    if WRITE_OR_SHARED.search(permission):
+        return (
+            f"{permission!r}: grant the .Read variant; Graph subscriptions reject write-only "
+            "and .Shared grants"
+        )
+    return None
+
+
+def _permissions(permissions: tuple[str, ...]) -> str | None:
+    if not permissions:
+        return "must name at least one permission"
+    if len(set(permissions)) != len(permissions):
+        return "lists a permission twice"
+    return None
+
+
+def _string_table(value: dict[str, Any]) -> str | None:
+    if all(isinstance(v, str) for v in value.values()):
+        return None
+    return "must be a table of strings"
 
 
 def _placeholder(kind: type[Any]) -> Any:
