@@ -39,7 +39,8 @@ EXCLUDED_SUFFIXES = (
     ".sqlite-shm",
     ".jsonl",
 )
-EXCLUDED_NAMES = frozenset({"local.settings.json", ".env", ".DS_Store"})
+# stack.toml is the stack's half of an environment folder: the apps get its facts as settings.
+EXCLUDED_NAMES = frozenset({"local.settings.json", ".env", ".DS_Store", "stack.toml"})
 
 
 def included(relative: Path) -> bool:

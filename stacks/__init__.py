@@ -1,4 +1,5 @@
-"""graphtap's infrastructure: one CDKTF stack per environment file in `stacks/environments/`.
+"""graphtap's infrastructure: one CDKTF stack per environment folder in
+`runtime/environments/` (its `stack.toml`).
 
 Kept free of CDK imports so that `python -m stacks` controls when the heavy bindings load.
 """

@@ -18,7 +18,7 @@ from stacks.config import ENVIRONMENTS_DIR, ConfigError, load_all  # noqa: E402
 
 
 def main() -> int:
-    # A fork can synthesize a directory of environment files kept elsewhere.
+    # A fork can synthesize a directory of environment folders kept elsewhere.
     directory = Path(os.environ.get("GRAPHTAP_STACKS_ENVIRONMENTS", ENVIRONMENTS_DIR))
     try:
         configs = load_all(directory)

@@ -1,4 +1,6 @@
-"""One typed, validated configuration per environment, read from `stacks/environments/<env>.toml`.
+"""One typed, validated configuration per environment, read from
+`runtime/environments/<env>/stack.toml`: an environment is one folder, its stack settings beside
+the runtime's policy and subscriptions.
 
 Every rule is checked before any construct exists, so a bad file stops synth with a message
 naming the file, the key and the rule, and all problems of a file are reported together.
@@ -17,7 +19,8 @@ from typing import Any, Literal, TypeVar
 from graphtap.clouds import CLOUDS, DEFAULT_CLOUD, PUBLIC, Cloud
 from stacks.naming import CLOUD_REGIONS, REGIONS, Names
 
-ENVIRONMENTS_DIR = Path(__file__).resolve().parent / "environments"
+ENVIRONMENTS_DIR = Path(__file__).resolve().parents[1] / "runtime" / "environments"
+STACK_FILE = "stack.toml"
 
 ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9]{1,7}")
 PREFIX = re.compile(r"[a-z][a-z0-9]{1,11}")
@@ -131,11 +134,17 @@ class EnvironmentConfig:
 
 
 def load_all(directory: Path = ENVIRONMENTS_DIR) -> list[EnvironmentConfig]:
-    """Every environment file in `directory`, sorted by name; adding a file adds a stack."""
-    paths = sorted(directory.glob("*.toml"))
+    """Every environment folder's `stack.toml` in `directory`, sorted by name; adding a
+    folder adds a stack."""
+    paths = sorted(directory.glob(f"*/{STACK_FILE}"))
     if not paths:
-        raise FileNotFoundError(f"no environment files (*.toml) in {directory}")
+        raise FileNotFoundError(f"no environments (*/{STACK_FILE}) in {directory}")
     return [load(path) for path in paths]
+
+
+def environment_name(path: Path) -> str:
+    """`<env>/stack.toml` names its environment by its folder (any other file by its stem)."""
+    return path.parent.name if path.name == STACK_FILE else path.stem
 
 
 def load(path: Path) -> EnvironmentConfig:
@@ -296,7 +305,7 @@ class _Reader:
         return value
 
     def build(self) -> EnvironmentConfig | None:
-        name = self.path.stem
+        name = environment_name(self.path)
         if not ENVIRONMENT_NAME.fullmatch(name):
             self.fail("(file name)", "the environment name must be 2-8 lowercase letters/digits")
         values = self.read(_schema())

@@ -29,8 +29,10 @@ def test_the_zip_holds_the_app_and_nothing_secret_or_cached(tmp_path: Path) -> N
         "graphtap/py.typed",
         "graphtap/inspection/default_policy.toml",
         "environments/dev/policy.toml",
+        "environments/dev/subscriptions.toml",
     ]
     dropped = [
+        "environments/dev/stack.toml",  # the stack's settings: the apps get them as settings
         "graphtap/__pycache__/__init__.cpython-311.pyc",
         "graphtap.egg-info/PKG-INFO",
         "graphtap/tests/test_x.py",

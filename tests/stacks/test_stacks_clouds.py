@@ -14,8 +14,8 @@ from graphtap.clouds import CLOUDS
 from stacks.config import ENVIRONMENTS_DIR, ConfigError, load, load_all
 from stacks.naming import CLOUD_REGIONS
 
-GOV = (ENVIRONMENTS_DIR / "gov.toml").read_text()
-DEV = (ENVIRONMENTS_DIR / "dev.toml").read_text()
+GOV = (ENVIRONMENTS_DIR / "gov" / "stack.toml").read_text()
+DEV = (ENVIRONMENTS_DIR / "dev" / "stack.toml").read_text()
 #: Host names only the public cloud has.
 PUBLIC_HOSTS = re.compile(
     r"windows\.net|vault\.azure\.net|microsoftonline\.com|azurewebsites\.net"
@@ -24,7 +24,8 @@ PUBLIC_HOSTS = re.compile(
 
 
 def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / f"{name}.toml"
+    path = directory / name / "stack.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
 

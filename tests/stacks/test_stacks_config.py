@@ -14,11 +14,12 @@ import pytest
 from stacks.config import ENVIRONMENTS_DIR, AccessConfig, ConfigError, load, load_all
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV = (ENVIRONMENTS_DIR / "dev.toml").read_text()
+DEV = (ENVIRONMENTS_DIR / "dev" / "stack.toml").read_text()
 
 
 def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / f"{name}.toml"
+    path = directory / name / "stack.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
 
