@@ -10,6 +10,7 @@ import click
 from graphtap import __version__
 from graphtap.hosts.commands import (
     bootstrap,
+    deadletters,
     demo,
     doctor,
     findings,
@@ -26,6 +27,7 @@ COMMANDS: tuple[click.Command, ...] = (
     process.process,
     demo.demo,
     findings.findings,
+    deadletters.deadletters,
     inspect.inspect,
     inspect.edm_hash,
     serve.serve,

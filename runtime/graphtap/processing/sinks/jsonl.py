@@ -98,10 +98,11 @@ class JsonlVerdictSink:
 
 class JsonlDeadLetters:
     """Each event's body once (a record with `event_key` and `body`), before the letters
-    (records with `dead_letter_key`) that refer to it."""
+    (records with `dead_letter_key`) that refer to it; `graphtap deadletters replay` appends
+    a record with `replay_key` for each letter it replayed."""
 
     def __init__(self, path: Path) -> None:
-        self._log = JsonlLog(path, "dead_letter_key", "event_key")
+        self._log = JsonlLog(path, "dead_letter_key", "event_key", "replay_key")
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
         events = {d.event.key: d.event for d in letters}
