@@ -70,23 +70,10 @@ def run_replay(
     sink: Path,
 ) -> ReplayReport:
     async def scenario() -> ReplayReport:
-        store = SqliteStore(sink)
-        queue = LifecycleQueue(sink)
-        try:
-            letters = await reader.letters(
-                LetterFilter(reason="unknown_certificate", include_replayed=False)
-            )
-            return await replay(
-                reader,
-                letters,
-                settings=settings,
-                sink=BlockingVerdicts(store),
-                dead_letters=BlockingDeadLetters(store),
-                lifecycle=queue,
-            )
-        finally:
-            store.close()
-            queue.close()
+        letters = await reader.letters(
+            LetterFilter(reason="unknown_certificate", include_replayed=False)
+        )
+        return await _replay_all(reader, letters, settings, sink)
 
     return asyncio.run(scenario())
 

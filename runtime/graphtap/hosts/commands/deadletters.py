@@ -23,6 +23,7 @@ from rich.text import Text
 
 from graphtap.hosts.commands.options import (
     HASH_KEY_ENV,
+    decryption_options,
     finding_hash_key,
     hash_key_file_option,
 )
@@ -269,28 +270,7 @@ def _item_rows(body: str, items: str | None, limit: int = 5) -> list[tuple[str, 
 @click.option("--reason", required=True, help="The reason code whose letters to replay.")
 @since_option
 @click.option("--again", is_flag=True, help="Also replay letters a replay already fixed.")
-@click.option(
-    "--keys",
-    "key_paths",
-    required=True,
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Key file or folder of them (ID.key.pem, PKCS#12); repeat for rotation.",
-)
-@click.option(
-    "--key-password",
-    envvar="GRAPHTAP_KEY_PASSWORD",
-    help="Password of encrypted PEM or PKCS#12 keys [env: GRAPHTAP_KEY_PASSWORD].",
-)
-@click.option(
-    "--client-state",
-    "client_states",
-    required=True,
-    multiple=True,
-    envvar="GRAPHTAP_CLIENT_STATES",
-    help="Accepted clientState; repeat during rotation [env: GRAPHTAP_CLIENT_STATES, "
-    "space-separated].",
-)
+@decryption_options
 @click.option("--sink", required=True, help="The verdict store: sqlite:FILE or jsonl:FILE.")
 @click.option(
     "--dead-letter",

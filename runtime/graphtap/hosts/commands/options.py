@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,6 +18,33 @@ hash_key_file_option = click.option(
     default=None,
     help=f"File with the environment's finding hash key [env: {HASH_KEY_ENV}, hex].",
 )
+
+
+def decryption_options(function: Any) -> Any:
+    """`--keys`, `--key-password` and `--client-state`, alike for every command that
+    decrypts notifications."""
+    function = click.option(
+        "--client-state",
+        "client_states",
+        required=True,
+        multiple=True,
+        envvar="GRAPHTAP_CLIENT_STATES",
+        help="Accepted clientState; repeat during rotation [env: GRAPHTAP_CLIENT_STATES, "
+        "space-separated].",
+    )(function)
+    function = click.option(
+        "--key-password",
+        envvar="GRAPHTAP_KEY_PASSWORD",
+        help="Password of encrypted PEM or PKCS#12 keys [env: GRAPHTAP_KEY_PASSWORD].",
+    )(function)
+    return click.option(
+        "--keys",
+        "key_paths",
+        required=True,
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="Key file or folder of them (ID.key.pem, PKCS#12); repeat for rotation.",
+    )(function)
 
 
 def finding_hash_key(path: Path | None) -> bytes:

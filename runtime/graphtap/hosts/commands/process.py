@@ -15,7 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graphtap.clouds import CLOUDS, DEFAULT_CLOUD
-from graphtap.hosts.commands.options import finding_hash_key, hash_key_file_option
+from graphtap.hosts.commands.options import (
+    decryption_options,
+    finding_hash_key,
+    hash_key_file_option,
+)
 from graphtap.inspection import Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError, LocalHubUnusable
 from graphtap.notifications.authenticity import TokenPolicy
@@ -43,28 +47,7 @@ from graphtap.transactions import StoreError
 
 @click.command()
 @click.option("--source", "source", required=True, help="jsonl:FILE or local:DIR.")
-@click.option(
-    "--keys",
-    "key_paths",
-    required=True,
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Key file or folder of them (ID.key.pem, PKCS#12); repeat for rotation.",
-)
-@click.option(
-    "--key-password",
-    envvar="GRAPHTAP_KEY_PASSWORD",
-    help="Password of encrypted PEM or PKCS#12 keys [env: GRAPHTAP_KEY_PASSWORD].",
-)
-@click.option(
-    "--client-state",
-    "client_states",
-    required=True,
-    multiple=True,
-    envvar="GRAPHTAP_CLIENT_STATES",
-    help="Accepted clientState; repeat during rotation [env: GRAPHTAP_CLIENT_STATES, "
-    "space-separated].",
-)
+@decryption_options
 @click.option("--sink", "sink", required=True, help="sqlite:FILE or jsonl:FILE.")
 @click.option(
     "--dead-letter",
