@@ -32,3 +32,22 @@ def cli_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("cli-keys")
     graphtap("keys", "create", "--out", directory, "--id", "cli-cert")
     return directory
+
+
+def simulate(
+    cli_keys: Path, client_state: str, count: int, *args: str | Path
+) -> subprocess.CompletedProcess[str]:
+    """`graphtap simulate` encrypting to the session's `cli-cert`, with `args` (the output
+    and any other option) after the common ones."""
+    return graphtap(
+        "simulate",
+        "--cert",
+        cli_keys / "cli-cert.cert.pem",
+        "--cert-id",
+        "cli-cert",
+        "--client-state",
+        client_state,
+        "--count",
+        str(count),
+        *args,
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import graphtap
+from .conftest import graphtap, simulate
 
 CLIENT_STATE = "cli-client-state"
 
@@ -35,16 +35,10 @@ def test_keys_create_prints_id_and_thumbprint(tmp_path: Path) -> None:
 
 def test_simulate_to_jsonl_then_process_to_jsonl(cli_keys: Path, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    out = graphtap(
-        "simulate",
-        "--cert",
-        cli_keys / "cli-cert.cert.pem",
-        "--cert-id",
-        "cli-cert",
-        "--client-state",
+    out = simulate(
+        cli_keys,
         CLIENT_STATE,
-        "--count",
-        "150",
+        150,
         "--out",
         events,
         "--seed",
@@ -124,16 +118,10 @@ def test_simulate_to_jsonl_then_process_to_jsonl(cli_keys: Path, tmp_path: Path)
 
 def test_process_with_workers_on_a_local_hub(cli_keys: Path, tmp_path: Path) -> None:
     hub = tmp_path / "hub"
-    graphtap(
-        "simulate",
-        "--cert",
-        cli_keys / "cli-cert.cert.pem",
-        "--cert-id",
-        "cli-cert",
-        "--client-state",
+    simulate(
+        cli_keys,
         CLIENT_STATE,
-        "--count",
-        "300",
+        300,
         "--hub",
         f"local:{hub}",
         "--partitions",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import graphtap
+from .conftest import graphtap, simulate
 
 STATE = "deadletters-client-state-0123456789"
 HASH_KEY = "6b" * 32
@@ -21,16 +21,10 @@ def late_key(cli_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("deadletters")
     graphtap("keys", "create", "--out", directory / "other", "--id", "other-cert")
     (directory / "hash.key").write_text(HASH_KEY)
-    graphtap(
-        "simulate",
-        "--cert",
-        cli_keys / "cli-cert.cert.pem",
-        "--cert-id",
-        "cli-cert",
-        "--client-state",
+    simulate(
+        cli_keys,
         STATE,
-        "--count",
-        str(COUNT),
+        COUNT,
         "--seed",
         "5",
         "--fault-share",

@@ -16,7 +16,7 @@ import pytest
 
 from graphtap.hosts.findings import FIELDS, parse_since
 
-from .conftest import GRAPHTAP, graphtap
+from .conftest import GRAPHTAP, simulate
 
 STATE = "findings-client-state-0123456789"
 HASH_KEY = "5a" * 32
@@ -33,16 +33,10 @@ class Stores:
 def stores(cli_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Stores:
     directory = tmp_path_factory.mktemp("findings")
     events = directory / "events.jsonl"
-    graphtap(
-        "simulate",
-        "--cert",
-        cli_keys / "cli-cert.cert.pem",
-        "--cert-id",
-        "cli-cert",
-        "--client-state",
+    simulate(
+        cli_keys,
         STATE,
-        "--count",
-        "400",
+        400,
         "--seed",
         "11",
         "--sensitive-share",

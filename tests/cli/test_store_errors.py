@@ -14,7 +14,7 @@ import pytest
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHub
 
 from ..processing.test_store_integrity import checkpointed, damage, read_only
-from .conftest import GRAPHTAP, graphtap
+from .conftest import GRAPHTAP, graphtap, simulate
 
 STATE = "cli-client-state-0123456789"
 
@@ -22,16 +22,10 @@ STATE = "cli-client-state-0123456789"
 @pytest.fixture(scope="module")
 def hub(cli_keys: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("store-errors") / "hub"
-    graphtap(
-        "simulate",
-        "--cert",
-        cli_keys / "cli-cert.cert.pem",
-        "--cert-id",
-        "cli-cert",
-        "--client-state",
+    simulate(
+        cli_keys,
         STATE,
-        "--count",
-        "150",
+        150,
         "--hub",
         f"local:{directory}",
     )
