@@ -205,7 +205,7 @@ class FunctionsHost:
             f"https://{self._settings['AzureWebJobsStorage__accountName']}.blob.core.windows.net"
         )
         service = BlobServiceClient(
-            account, self._azure.credential(RUNTIME), **{"transport": self._azure.blobs.transport()}
+            account, self._azure.credential(RUNTIME), transport=self._azure.blobs.transport()
         )
         async with service:
             deployment = service.get_container_client("function-package")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
+from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters, BlockingVerdicts
 from graphtap.processing.heap import settle_for_throughput
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
@@ -58,12 +59,6 @@ class Processor:
         options: ProcessorOptions = ProcessorOptions(),
         on_progress: ProgressCallback | None = None,
     ) -> None:
-        from graphtap.processing.committer import (
-            BatchCommitter,
-            BlockingDeadLetters,
-            BlockingVerdicts,
-        )
-
         self._source = source
         self._settings = settings
         self._options = options
