@@ -13,6 +13,8 @@ RUNTIME := $(VENV)/.runtime-installed
 STACKS  := $(VENV)/.stacks-installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/.checkov-installed
+# Azurite, the Storage emulator the tests start: pinned in .node/package-lock.json.
+AZURITE := .node/node_modules/.azurite-installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CHECKPOINT_DISABLE := 1
 export DISABLE_VERSION_CHECK := 1
@@ -48,7 +50,7 @@ $(STACKS): pyproject.toml | $(RUNTIME)
 demo: $(RUNTIME)
 	$(BIN)/graphtap demo
 
-test: $(RUNTIME) $(STACKS) $(CHECKOV) browser lint
+test: $(RUNTIME) $(STACKS) $(CHECKOV) $(AZURITE) browser lint
 	$(BIN)/python -m pytest
 
 lint: $(RUNTIME)
@@ -57,6 +59,11 @@ lint: $(RUNTIME)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/actionlint $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
+
+# Azurite 3.35.0 is the newest release that runs on node 20 (3.36 needs 21, 3.37 needs 22).
+$(AZURITE): .node/package.json .node/package-lock.json
+	cd .node && npm ci --no-audit --no-fund --silent
+	@touch $@
 
 bench: $(RUNTIME) $(STACKS)
 	$(BIN)/python scripts/bench.py
@@ -117,4 +124,4 @@ lock: $(RUNTIME)
 	  cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) cdktf.out .demo .bench .artifacts
+	rm -rf $(VENV) $(CHECKOV_VENV) .node/node_modules cdktf.out .demo .bench .artifacts

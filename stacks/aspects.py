@@ -56,11 +56,13 @@ SITES = {
     "azurerm_function_app_flex_consumption",
 }
 TLS_FLOOR = {"1.2", "1.3"}
-# A grant may target one hub, container or Key Vault object (secret or certificate), never
-# anything broader: not even a vault.
+# A grant may target one hub, container, queue, Key Vault object (secret or certificate) or
+# data collection rule, never anything broader: not even a vault.
 NARROW_SCOPE = re.compile(
-    r"\$\{(azurerm_eventhub|azurerm_storage_container)\.[\w-]+\.id\}"
+    r"\$\{(azurerm_eventhub|azurerm_storage_container|azurerm_monitor_data_collection_rule)"
+    r"\.[\w-]+\.id\}"
     r"|\$\{azurerm_key_vault_certificate\.[\w-]+\.resource_manager_versionless_id\}"
+    r"|\$\{azurerm_storage_queue\.[\w-]+\.resource_manager_id\}"
     r"|\$\{azurerm_key_vault\.[\w-]+\.id\}/(secrets|certificates)/[\w-]+"
 )
 BROAD_ROLES = {"Owner", "Contributor", "User Access Administrator"}
@@ -111,8 +113,9 @@ def _role_problems(config: Mapping[str, Any]) -> Iterator[str]:
         yield f"role {role or config.get('role_definition_id')!r} is not a narrow built-in role"
     if not NARROW_SCOPE.fullmatch(scope):
         yield (
-            f"role {role!r} is scoped to {scope!r}: grants must target one hub, container or "
-            "Key Vault object, never a namespace, account, resource group, subscription or vault"
+            f"role {role!r} is scoped to {scope!r}: grants must target one hub, container, "
+            "queue, Key Vault object or data collection rule, never a namespace, account, resource "
+            "group, subscription or vault"
         )
 
 

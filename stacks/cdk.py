@@ -38,6 +38,7 @@ from cdktf import (
     DefaultTokenResolver,
     Fn,
     IAspect,
+    ITerraformDependable,
     Postcondition,
     StringConcat,
     TerraformElement,
@@ -62,6 +63,7 @@ from cdktf_cdktf_provider_azuread.data_azuread_service_principal import (
 from cdktf_cdktf_provider_azuread.provider import AzureadProvider
 from cdktf_cdktf_provider_azuread.service_principal import ServicePrincipal
 from cdktf_cdktf_provider_azurerm.application_insights import ApplicationInsights
+from cdktf_cdktf_provider_azurerm.application_insights_workbook import ApplicationInsightsWorkbook
 from cdktf_cdktf_provider_azurerm.data_azurerm_client_config import DataAzurermClientConfig
 from cdktf_cdktf_provider_azurerm.eventhub import Eventhub
 from cdktf_cdktf_provider_azurerm.eventhub_consumer_group import EventhubConsumerGroup
@@ -95,11 +97,39 @@ from cdktf_cdktf_provider_azurerm.linux_web_app import (
     LinuxWebAppSiteConfig,
     LinuxWebAppSiteConfigApplicationStack,
 )
+from cdktf_cdktf_provider_azurerm.log_analytics_saved_search import LogAnalyticsSavedSearch
 from cdktf_cdktf_provider_azurerm.log_analytics_workspace import LogAnalyticsWorkspace
+from cdktf_cdktf_provider_azurerm.log_analytics_workspace_table_custom_log import (
+    LogAnalyticsWorkspaceTableCustomLog,
+    LogAnalyticsWorkspaceTableCustomLogColumn,
+)
+from cdktf_cdktf_provider_azurerm.monitor_action_group import (
+    MonitorActionGroup,
+    MonitorActionGroupEmailReceiver,
+    MonitorActionGroupWebhookReceiver,
+)
+from cdktf_cdktf_provider_azurerm.monitor_data_collection_endpoint import (
+    MonitorDataCollectionEndpoint,
+)
+from cdktf_cdktf_provider_azurerm.monitor_data_collection_rule import (
+    MonitorDataCollectionRule,
+    MonitorDataCollectionRuleDataFlow,
+    MonitorDataCollectionRuleDestinations,
+    MonitorDataCollectionRuleDestinationsLogAnalytics,
+    MonitorDataCollectionRuleStreamDeclaration,
+    MonitorDataCollectionRuleStreamDeclarationColumn,
+)
 from cdktf_cdktf_provider_azurerm.monitor_diagnostic_setting import (
     MonitorDiagnosticSetting,
     MonitorDiagnosticSettingEnabledLog,
     MonitorDiagnosticSettingEnabledMetric,
+)
+from cdktf_cdktf_provider_azurerm.monitor_scheduled_query_rules_alert_v2 import (
+    MonitorScheduledQueryRulesAlertV2,
+    MonitorScheduledQueryRulesAlertV2Action,
+    MonitorScheduledQueryRulesAlertV2Criteria,
+    MonitorScheduledQueryRulesAlertV2CriteriaDimension,
+    MonitorScheduledQueryRulesAlertV2CriteriaFailingPeriods,
 )
 from cdktf_cdktf_provider_azurerm.network_security_group import NetworkSecurityGroup
 from cdktf_cdktf_provider_azurerm.provider import (
@@ -109,6 +139,18 @@ from cdktf_cdktf_provider_azurerm.provider import (
 )
 from cdktf_cdktf_provider_azurerm.resource_group import ResourceGroup
 from cdktf_cdktf_provider_azurerm.role_assignment import RoleAssignment
+from cdktf_cdktf_provider_azurerm.sentinel_alert_rule_scheduled import (
+    SentinelAlertRuleScheduled,
+    SentinelAlertRuleScheduledAlertDetailsOverride,
+    SentinelAlertRuleScheduledEntityMapping,
+    SentinelAlertRuleScheduledEntityMappingFieldMapping,
+    SentinelAlertRuleScheduledEventGrouping,
+    SentinelAlertRuleScheduledIncident,
+    SentinelAlertRuleScheduledIncidentGrouping,
+)
+from cdktf_cdktf_provider_azurerm.sentinel_log_analytics_workspace_onboarding import (
+    SentinelLogAnalyticsWorkspaceOnboarding,
+)
 from cdktf_cdktf_provider_azurerm.service_plan import ServicePlan
 from cdktf_cdktf_provider_azurerm.storage_account import (
     StorageAccount,
@@ -118,6 +160,14 @@ from cdktf_cdktf_provider_azurerm.storage_account import (
     StorageAccountNetworkRules,
 )
 from cdktf_cdktf_provider_azurerm.storage_container import StorageContainer
+from cdktf_cdktf_provider_azurerm.storage_management_policy import (
+    StorageManagementPolicy,
+    StorageManagementPolicyRule,
+    StorageManagementPolicyRuleActions,
+    StorageManagementPolicyRuleActionsBaseBlob,
+    StorageManagementPolicyRuleFilters,
+)
+from cdktf_cdktf_provider_azurerm.storage_queue import StorageQueue
 from cdktf_cdktf_provider_azurerm.subnet import (
     Subnet,
     SubnetDelegation,
@@ -137,6 +187,7 @@ __all__ = [
     "ApplicationAppRole",
     "ApplicationIdentifierUri",
     "ApplicationInsights",
+    "ApplicationInsightsWorkbook",
     "ApplicationRedirectUris",
     "ApplicationRegistration",
     "Aspects",
@@ -159,6 +210,7 @@ __all__ = [
     "FunctionAppFlexConsumptionSiteConfig",
     "IAspect",
     "IConstruct",
+    "ITerraformDependable",
     "KeyVault",
     "KeyVaultCertificate",
     "KeyVaultCertificateCertificatePolicy",
@@ -177,14 +229,40 @@ __all__ = [
     "LinuxWebAppIdentity",
     "LinuxWebAppSiteConfig",
     "LinuxWebAppSiteConfigApplicationStack",
+    "LogAnalyticsSavedSearch",
     "LogAnalyticsWorkspace",
+    "LogAnalyticsWorkspaceTableCustomLog",
+    "LogAnalyticsWorkspaceTableCustomLogColumn",
+    "MonitorActionGroup",
+    "MonitorActionGroupEmailReceiver",
+    "MonitorActionGroupWebhookReceiver",
+    "MonitorDataCollectionEndpoint",
+    "MonitorDataCollectionRule",
+    "MonitorDataCollectionRuleDataFlow",
+    "MonitorDataCollectionRuleDestinations",
+    "MonitorDataCollectionRuleDestinationsLogAnalytics",
+    "MonitorDataCollectionRuleStreamDeclaration",
+    "MonitorDataCollectionRuleStreamDeclarationColumn",
     "MonitorDiagnosticSetting",
     "MonitorDiagnosticSettingEnabledLog",
     "MonitorDiagnosticSettingEnabledMetric",
+    "MonitorScheduledQueryRulesAlertV2",
+    "MonitorScheduledQueryRulesAlertV2Action",
+    "MonitorScheduledQueryRulesAlertV2Criteria",
+    "MonitorScheduledQueryRulesAlertV2CriteriaDimension",
+    "MonitorScheduledQueryRulesAlertV2CriteriaFailingPeriods",
     "NetworkSecurityGroup",
     "Postcondition",
     "ResourceGroup",
     "RoleAssignment",
+    "SentinelAlertRuleScheduled",
+    "SentinelAlertRuleScheduledAlertDetailsOverride",
+    "SentinelAlertRuleScheduledEntityMapping",
+    "SentinelAlertRuleScheduledEntityMappingFieldMapping",
+    "SentinelAlertRuleScheduledEventGrouping",
+    "SentinelAlertRuleScheduledIncident",
+    "SentinelAlertRuleScheduledIncidentGrouping",
+    "SentinelLogAnalyticsWorkspaceOnboarding",
     "ServicePlan",
     "ServicePrincipal",
     "StorageAccount",
@@ -193,6 +271,12 @@ __all__ = [
     "StorageAccountBlobPropertiesDeleteRetentionPolicy",
     "StorageAccountNetworkRules",
     "StorageContainer",
+    "StorageManagementPolicy",
+    "StorageManagementPolicyRule",
+    "StorageManagementPolicyRuleActions",
+    "StorageManagementPolicyRuleActionsBaseBlob",
+    "StorageManagementPolicyRuleFilters",
+    "StorageQueue",
     "StringConcat",
     "Subnet",
     "SubnetDelegation",

@@ -11,12 +11,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from graphtap.clouds import CLOUDS, DEFAULT_CLOUD, PUBLIC, Cloud
+from graphtap.deployment import DESTINATIONS, FINDINGS_HUB, LOG_ANALYTICS
 from stacks.naming import CLOUD_REGIONS, REGIONS, Names
 
 ENVIRONMENTS_DIR = Path(__file__).resolve().parents[1] / "runtime" / "environments"
@@ -25,6 +27,7 @@ STACK_FILE = "stack.toml"
 ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9]{1,7}")
 PREFIX = re.compile(r"[a-z][a-z0-9]{1,11}")
 DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}")
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 GRAPH_PERMISSION = re.compile(r"[A-Z][A-Za-z]*(\.[A-Z][A-Za-z]*)+")
 STATE_KEY = re.compile(r"[A-Za-z0-9._/-]+\.tfstate")
@@ -35,6 +38,8 @@ APP_SERVICE_SKUS = ("B1", "B2", "B3", "S1", "S2", "S3", "P0v3", "P1v3", "P2v3", 
 PYTHON_VERSIONS = ("3.11", "3.12")
 PROCESSORS = ("webapp", "function", "both")
 FUNCTION_MEMORY_MB = (512, 2048, 4096)
+#: The windows Azure Monitor allows a log alert, in minutes (15 and up).
+ALERT_WINDOWS = (15, 30, 45, 60, 120, 180, 240, 300, 360, 1440)
 # Graph rejects write-only grants for subscriptions; `.Shared` variants cannot subscribe.
 WRITE_OR_SHARED = re.compile(r"\.(ReadWrite|Write|Shared)\b")
 
@@ -58,6 +63,11 @@ class EventHubsConfig:
     auto_inflate_max: int  # 0 turns auto-inflate off
     partitions: int
     retention_hours: int
+
+    @property
+    def retention_days(self) -> int:
+        """Whole days an event can still be read (a partial day counts)."""
+        return -(-self.retention_hours // 24)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,33 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class FindingsConfig:
+    """Where verdicts go: the findings hub, Log Analytics (the verdict table), or both."""
+
+    destinations: tuple[str, ...]
+
+    @property
+    def log_analytics(self) -> bool:
+        return LOG_ANALYTICS in self.destinations
+
+    @property
+    def findings_hub(self) -> bool:
+        return FINDINGS_HUB in self.destinations
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Who the operator alerts reach and when they fire (README "Sentinel and alerts")."""
+
+    emails: tuple[str, ...]
+    webhook_url: str | None  # https, and no token in it: it is kept in the repo and the state
+    expiry_hours: int  # a subscription this close to expiry (the control plane renews earlier)
+    lag_events: int  # a partition at least this far behind for a whole window
+    dead_letter_percent: float  # of the items of the last hour
+    silence_minutes: int  # this long without a verdict while the hub receives
+
+
+@dataclass(frozen=True)
 class BackendConfig:
     resource_group: str
     storage_account: str
@@ -118,7 +155,10 @@ class EnvironmentConfig:
     graph: GraphConfig
     network: NetworkConfig
     access: AccessConfig
+    findings: FindingsConfig
+    alerts: AlertsConfig
     backend: BackendConfig
+    sentinel: bool = False  # Microsoft Sentinel on the workspace: analytics rule, workbook
     tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -192,6 +232,7 @@ def _schema() -> dict[str, dict[str, Key]]:
             "subscription_id": Key(str, optional=True, rule=_matches(GUID, "a lowercase GUID")),
             "log_retention_days": Key(int, 30, _between(30, 730, "Log Analytics retention")),
             "tags": Key(dict, {}, _string_table),
+            "sentinel": Key(bool, False),  # needs the verdict table: `_sentinel`
         },
         "eventhubs": {
             "sku": Key(str, "Standard", _one_of(EVENTHUB_SKUS, "SKU")),
@@ -220,6 +261,17 @@ def _schema() -> dict[str, dict[str, Key]]:
         "access": {
             "status_readers_group": Key(str, optional=True, rule=guid_object),
             "metrics_scraper": Key(str, optional=True, rule=guid_object),
+        },
+        "findings": {
+            "destinations": Key(list, [FINDINGS_HUB], _destinations, _destination),
+        },
+        "alerts": {  # at least one receiver: `_receivers`
+            "emails": Key(list, [], each=_matches(EMAIL, "an email address")),
+            "webhook_url": Key(str, optional=True, rule=_webhook),
+            "expiry_hours": Key(int, 6, _between(1, 12, "hours before a subscription expires")),
+            "lag_events": Key(int, 10_000, _between(100, 10_000_000, "events behind")),
+            "dead_letter_percent": Key(float, 5.0, _percent),
+            "silence_minutes": Key(int, 60, _one_of(ALERT_WINDOWS, "log alert window (minutes)")),
         },
         "backend": {
             "resource_group": Key(str),
@@ -297,6 +349,8 @@ class _Reader:
                 if key.each is not None and (problem := key.each(item)):
                     self.fail(where, problem)
             value = tuple(value)
+        elif key.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # TOML writes 5 for 5.0
         elif not isinstance(value, key.kind) or (key.kind is int and isinstance(value, bool)):
             self.fail(where, f"must be {key.kind.__name__}, got {type(value).__name__} {value!r}")
             return _placeholder(key.kind)
@@ -333,7 +387,10 @@ class _Reader:
             graph=GraphConfig(**tables["graph"]),
             network=NetworkConfig(**tables["network"]),
             access=AccessConfig(**tables["access"]),
+            findings=FindingsConfig(**tables["findings"]),
+            alerts=AlertsConfig(**tables["alerts"]),
             backend=BackendConfig(**tables["backend"]),
+            sentinel=top["sentinel"],
             tags=dict(top["tags"]),
         )
 
@@ -389,6 +446,22 @@ def _state(values: Values, name: str) -> Iterator[tuple[str, str]]:
         yield "backend.key", problem
 
 
+def _sentinel(values: Values, name: str) -> Iterator[tuple[str, str]]:
+    """Sentinel's analytics rule and workbook read the verdict table."""
+    if values[""]["sentinel"] and LOG_ANALYTICS not in values["findings"]["destinations"]:
+        yield (
+            "sentinel",
+            f'needs findings.destinations to include "{LOG_ANALYTICS}": the analytics rule and '
+            "the workbook read the verdict table",
+        )
+
+
+def _receivers(values: Values, name: str) -> Iterator[tuple[str, str]]:
+    alerts = values["alerts"]
+    if not alerts["emails"] and alerts["webhook_url"] is None:
+        yield "alerts", "name at least one receiver: alerts.emails or alerts.webhook_url"
+
+
 #: The rules that relate keys, run once every key has been read on its own.
 RULES: tuple[Callable[[Values, str], Iterator[tuple[str, str]]], ...] = (
     _region,
@@ -396,6 +469,8 @@ RULES: tuple[Callable[[Values, str], Iterator[tuple[str, str]]], ...] = (
     _retention,
     _graph_endpoint,
     _state,
+    _sentinel,
+    _receivers,
 )
 
 
@@ -410,12 +485,46 @@ def _permission(permission: str) -> str | None:
     return None
 
 
+def _destination(destination: str) -> str | None:
+    if destination in DESTINATIONS:
+        return None
+    return f"{destination!r} is not a verdict destination (one of: {', '.join(DESTINATIONS)})"
+
+
+def _destinations(destinations: tuple[str, ...]) -> str | None:
+    if not destinations:
+        return "must name at least one destination: verdicts have to go somewhere"
+    if len(set(destinations)) != len(destinations):
+        return "lists a destination twice"
+    return None
+
+
 def _permissions(permissions: tuple[str, ...]) -> str | None:
     if not permissions:
         return "must name at least one permission"
     if len(set(permissions)) != len(permissions):
         return "lists a permission twice"
     return None
+
+
+def _webhook(url: str) -> str | None:
+    """An https endpoint with nothing secret in the URL: the URL is kept in the repo and in
+    Terraform state, so a token in its query or user part would leak there."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return f"{url!r} must be an https URL"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return (
+            f"{url!r} must carry no credentials, query or fragment: the URL is kept in the repo "
+            "and the Terraform state (authenticate the endpoint otherwise)"
+        )
+    return None
+
+
+def _percent(value: float) -> str | None:
+    return (
+        None if 0 < value <= 100 else f"a percentage must be above 0 and at most 100, got {value}"
+    )
 
 
 def _string_table(value: dict[str, Any]) -> str | None:
@@ -425,7 +534,7 @@ def _string_table(value: dict[str, Any]) -> str | None:
 
 
 def _placeholder(kind: type[Any]) -> Any:
-    return {str: "", int: 0, bool: False}.get(kind)
+    return {str: "", int: 0, float: 0.0, bool: False}.get(kind)
 
 
 def _matches(pattern: re.Pattern[str], what: str) -> Callable[[str], str | None]:

@@ -7,6 +7,7 @@ name here carries its rule so that a config error names the rule it breaks befor
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, fields
 
 # Azure regions and the short codes used in names (Cloud Adoption Framework abbreviations),
@@ -114,6 +115,13 @@ RULES: dict[str, NameRule] = {
     "network_security_group": _rule(
         "network security group", _HYPHENATED, 1, 80, "letters, digits, -"
     ),
+    "data_collection_endpoint": _rule(
+        "data collection endpoint", _HYPHENATED, 3, 44, "letters, digits, -"
+    ),
+    "data_collection_rule": _rule("data collection rule", _HYPHENATED, 3, 64, "letters, digits, -"),
+    "action_group": _rule("action group", _HYPHENATED, 1, 260, "letters, digits, -"),
+    # The longest rule name adds "-subscription-expiry" (20 characters) to this stem.
+    "alert_rule": _rule("alert rule", _HYPHENATED, 1, 240, "letters, digits, -"),
 }
 
 
@@ -134,6 +142,11 @@ class Names:
     runtime_identity: str
     virtual_network: str
     network_security_group: str
+    data_collection_endpoint: str  # where the runtime sends verdict rows (Logs Ingestion API)
+    data_collection_rule: str
+    action_group: str  # who the operator alerts reach
+    alert_rule: str  # the stem of each alert rule's name: `<stem>-<condition>`
+    workbook: str  # Azure names a workbook by a GUID: derived, so it is stable
     # Names inside a parent resource: fixed, so the runtime and operators can rely on them.
     notifications_hub: str = "notifications"
     findings_hub: str = "findings"
@@ -142,6 +155,10 @@ class Names:
     function_consumer_group: str = "graphtap-processor-functions"
     checkpoint_container: str = "checkpoints"
     dead_letter_container: str = "dead-letters"
+    verdict_ledger_container: str = "verdict-ledger"
+    control_plane_container: str = "control-plane"  # the leader lease's blob
+    lifecycle_queue: str = "lifecycle"
+    lifecycle_poison_queue: str = "lifecycle-poison"
     function_package_container: str = "function-package"
     certificate: str = "graphtap-notifications"
     # Key Vault secrets `make bootstrap` creates and the runtime only reads.
@@ -166,6 +183,11 @@ class Names:
             runtime_identity=f"id-{stem}",
             virtual_network=f"vnet-{stem}",
             network_security_group=f"nsg-{stem}",
+            data_collection_endpoint=f"dce-{stem}",
+            data_collection_rule=f"dcr-{stem}",
+            action_group=f"ag-{stem}",
+            alert_rule=f"alr-{stem}",
+            workbook=str(uuid.uuid5(uuid.NAMESPACE_URL, f"graphtap:workbook:{stem}")),
         )
 
     def violations(self) -> list[str]:

@@ -23,11 +23,13 @@ from stacks.cdk import (
 )
 from stacks.config import EnvironmentConfig
 from stacks.constructs import Placement
+from stacks.constructs.alerts import Alerts, AlertsProps
 from stacks.constructs.eventhubs import EventHubs, EventHubsProps
 from stacks.constructs.graph_permissions import (
     RESYNC_PERMISSIONS,
     GraphPermissions,
     GraphPermissionsProps,
+    enforcement_permissions,
 )
 from stacks.constructs.hosting import FunctionAppProps, Hosting, HostingProps, WebAppAuthProps
 from stacks.constructs.identity import (
@@ -37,8 +39,10 @@ from stacks.constructs.identity import (
     RuntimeIdentityProps,
 )
 from stacks.constructs.keyvault import KeyVaultProps, NotificationKeyVault
+from stacks.constructs.log_ingestion import NO_LOG_INGESTION, LogIngestion, LogIngestionProps
 from stacks.constructs.monitoring import Monitoring, MonitoringProps
 from stacks.constructs.network import Network, NetworkProps
+from stacks.constructs.sentinel import Sentinel, SentinelProps
 from stacks.constructs.status_access import (
     METRICS_READ,
     STATUS_READ,
@@ -132,11 +136,17 @@ class GraphtapStack(TerraformStack):
                 names.storage_account,
                 names.checkpoint_container,
                 names.dead_letter_container,
+                names.verdict_ledger_container,
+                # The hub's retention plus a day for a resync of the oldest gap.
+                config.eventhubs.retention_days + 1,
                 names.function_package_container,
                 self.network.subnet_ids,
                 config.network.operator_ip_ranges,
                 function_containers=function_app,
                 cloud=cloud,
+                control_plane_container=names.control_plane_container,
+                lifecycle_queue=names.lifecycle_queue,
+                lifecycle_poison_queue=names.lifecycle_poison_queue,
             ),
         )
         self.keyvault = NotificationKeyVault(
@@ -165,6 +175,10 @@ class GraphtapStack(TerraformStack):
                 findings_hub_id=self.eventhubs.findings.id,
                 checkpoint_container_id=self.storage.checkpoints.id,
                 dead_letter_container_id=self.storage.dead_letters.id,
+                verdict_ledger_container_id=self.storage.verdict_ledger.id,
+                control_plane_container_id=self.storage.control_plane.id,
+                lifecycle_queue_id=self.storage.lifecycle_queue.resource_manager_id,
+                lifecycle_poison_queue_id=self.storage.lifecycle_poison_queue.resource_manager_id,
                 certificate_id=self.keyvault.certificate.resource_manager_versionless_id,
                 certificate_secret_id=self.keyvault.certificate_secret_scope,
                 secret_ids={
@@ -187,8 +201,34 @@ class GraphtapStack(TerraformStack):
             "graph_permissions",
             GraphPermissionsProps(
                 principal_object_id=self.runtime.service_principal.object_id,
-                permissions=tuple(dict.fromkeys((*config.graph.permissions, *RESYNC_PERMISSIONS))),
+                permissions=tuple(
+                    dict.fromkeys(
+                        (
+                            *config.graph.permissions,
+                            *RESYNC_PERMISSIONS,
+                            *enforcement_permissions(
+                                config.source, processor=config.hosting.processor
+                            ),
+                        )
+                    )
+                ),
             ),
+        )
+        self.log_ingestion = (
+            LogIngestion(
+                self,
+                "log_ingestion",
+                LogIngestionProps(
+                    where,
+                    workspace_id=self.monitoring.workspace.id,
+                    endpoint_name=names.data_collection_endpoint,
+                    rule_name=names.data_collection_rule,
+                    runtime_principal_id=self.runtime.identity.principal_id,
+                    retention_days=config.log_retention_days,
+                ),
+            )
+            if config.findings.log_analytics
+            else None
         )
 
         identity = self.runtime.identity
@@ -204,19 +244,21 @@ class GraphtapStack(TerraformStack):
             "notification_url": self.eventhubs.notification_url(config.tenant_domain),
             "graph_endpoint": config.graph.endpoint,
             "cloud": cloud.name,
+            "findings_destinations": ",".join(config.findings.destinations),
             "web_app_name": names.web_app,
             "function_app_name": names.function_app if function_app else Token.null_value(),
             **self.eventhubs.deployment,
             **self.storage.deployment,
             **self.keyvault.deployment,
             **self.runtime.deployment,
+            **(self.log_ingestion.deployment if self.log_ingestion else NO_LOG_INGESTION),
         }
         if missing := set(Deployment.field_names()) ^ set(self.deployment):
             raise ValueError(f"the stack and graphtap.deployment.Deployment disagree on {missing}")
         settings = {
             APP_SETTINGS[fact]: value
             for fact, value in self.deployment.items()
-            if fact in APP_SETTINGS
+            if fact in APP_SETTINGS and value is not None
         }
         settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] = (
             self.monitoring.app_insights.connection_string
@@ -286,7 +328,34 @@ class GraphtapStack(TerraformStack):
         if self.hosting.function_app is not None:
             monitor("function_app", self.hosting.function_app.id)
 
+        self.alerts = Alerts(
+            self,
+            "alerts",
+            AlertsProps(
+                where,
+                action_group_name=names.action_group,
+                rule_stem=names.alert_rule,
+                short_name=f"{config.prefix}-{config.name}",
+                workspace_id=self.monitoring.workspace.id,
+                config=config.alerts,
+            ),
+        )
+        self.sentinel = None
+        if config.sentinel:
+            assert self.log_ingestion is not None, "config: sentinel needs the verdict table"
+            self.sentinel = Sentinel(
+                self,
+                "sentinel",
+                SentinelProps(
+                    where,
+                    workspace_id=self.monitoring.workspace.id,
+                    environment=config.name,
+                    workbook_name=names.workbook,
+                    verdicts=(self.log_ingestion.table, self.log_ingestion.function),
+                ),
+            )
+
         for name, value in self.deployment.items():
-            TerraformOutput(self, name, value=value)
+            TerraformOutput(self, name, value=Token.null_value() if value is None else value)
 
         Aspects.of(self).add(SecurityInvariants())

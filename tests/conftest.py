@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from graphtap.notifications.model import EncryptedContent
+from tests.fakes.azurite import Azurite, AzuriteStorage, running
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -60,3 +62,18 @@ def graph_vector(shared_dir: Path) -> GraphVector:
     assert isinstance(key, rsa.RSAPrivateKey)
     assert certificate is not None
     return GraphVector(key, certificate, bundle, password, raw["encryptedContent"], raw["expected"])
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite for the session, on loopback with free ports, stopped at the end."""
+    with running(tmp_path_factory.mktemp("azurite")) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def azurite_storage(azurite: Azurite) -> AzuriteStorage:
+    """An empty storage account for one test, served by Azurite (no authorization set)."""
+    storage = AzuriteStorage(azurite)
+    storage.reset()
+    return storage

@@ -59,6 +59,8 @@ class Cloud:
     issuer_v1_host: str
     #: The azurerm provider's (and the azurerm state backend's) name for this cloud.
     azurerm_environment: str
+    #: Whom Logs Ingestion API tokens are for (`https://monitor.azure.com` in the public cloud).
+    monitor_audience: str
 
     @property
     def graph_endpoint(self) -> str:
@@ -120,6 +122,7 @@ PUBLIC = Cloud(
     issuer_host="login.microsoftonline.com",
     issuer_v1_host="sts.windows.net",
     azurerm_environment="public",
+    monitor_audience="https://monitor.azure.com",
 )
 
 US_GOVERNMENT = Cloud(
@@ -139,6 +142,7 @@ US_GOVERNMENT = Cloud(
     issuer_host="login.microsoftonline.us",
     issuer_v1_host="sts.windows.net",
     azurerm_environment="usgovernment",
+    monitor_audience="https://monitor.azure.us",
 )
 
 CHINA = Cloud(
@@ -155,6 +159,7 @@ CHINA = Cloud(
     issuer_host="login.partner.microsoftonline.cn",
     issuer_v1_host="sts.chinacloudapi.cn",
     azurerm_environment="china",
+    monitor_audience="https://monitor.azure.cn",
 )
 
 CLOUDS: Mapping[str, Cloud] = {cloud.name: cloud for cloud in (PUBLIC, US_GOVERNMENT, CHINA)}

@@ -44,9 +44,23 @@ APP_SETTINGS: Mapping[str, str] = {
     "checkpoint_account_url": "GRAPHTAP_CHECKPOINT_ACCOUNT_URL",
     "checkpoint_container": "GRAPHTAP_CHECKPOINT_CONTAINER",
     "dead_letter_container": "GRAPHTAP_DEAD_LETTER_CONTAINER",
+    "verdict_ledger_container": "GRAPHTAP_VERDICT_LEDGER_CONTAINER",
+    "control_plane_container": "GRAPHTAP_CONTROL_PLANE_CONTAINER",
+    "lifecycle_queue_account_url": "GRAPHTAP_LIFECYCLE_QUEUE_ACCOUNT_URL",
+    "lifecycle_queue": "GRAPHTAP_LIFECYCLE_QUEUE",
+    "lifecycle_poison_queue": "GRAPHTAP_LIFECYCLE_POISON_QUEUE",
     "graph_endpoint": "GRAPHTAP_GRAPH_ENDPOINT",
     "cloud": "GRAPHTAP_CLOUD",
+    "findings_destinations": "GRAPHTAP_FINDINGS_DESTINATIONS",
+    "logs_ingestion_endpoint": "GRAPHTAP_LOGS_INGESTION_ENDPOINT",
+    "logs_dcr_id": "GRAPHTAP_LOGS_DCR_ID",
+    "logs_stream": "GRAPHTAP_LOGS_STREAM",
 }
+
+#: Where verdicts can go (`[findings] destinations` in an environment's stack.toml).
+FINDINGS_HUB = "findings_hub"
+LOG_ANALYTICS = "log_analytics"
+DESTINATIONS = (FINDINGS_HUB, LOG_ANALYTICS)
 
 
 class DeploymentError(ValueError):
@@ -71,6 +85,17 @@ class Deployment:
     #: Where dead letters are kept, in the checkpoint storage account; None keeps them on the
     #: instance's own disk (deployments from before the stack created the container).
     dead_letter_container: str | None = None
+    #: Where the hosts agree on one sender per verdict key (`sinks.ledger`), in the same
+    #: account; None sends every verdict each host produces (deployments from before it).
+    verdict_ledger_container: str | None = None
+    #: Holds the leader lease that lets one web host at a time run the control plane, in the
+    #: same account; None: every web host runs it (deployments from before the lease).
+    control_plane_container: str | None = None
+    #: The Storage queue the hosts share for lifecycle events, and where events that keep
+    #: failing are set aside; None keeps them in each instance's SQLite queue.
+    lifecycle_queue_account_url: str | None = None
+    lifecycle_queue: str | None = None
+    lifecycle_poison_queue: str | None = None
     subscription_id: str | None = None
     resource_group: str | None = None
     eventhub_namespace_name: str | None = None
@@ -84,6 +109,20 @@ class Deployment:
     #: Key Vault secrets `graphtap bootstrap` creates and the runtime may only read.
     client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET
     finding_hash_key_secret: str = DEFAULT_FINDING_HASH_KEY_SECRET
+    #: Where verdicts go, comma-separated `DESTINATIONS`: the findings hub, Log Analytics or
+    #: both (deployments from before the choice send to the hub).
+    findings_destinations: str = FINDINGS_HUB
+    #: Log Analytics through the Logs Ingestion API: the data collection endpoint, the
+    #: rule's immutable id and its stream; set when `log_analytics` is a destination.
+    logs_ingestion_endpoint: str | None = None
+    logs_dcr_id: str | None = None
+    logs_stream: str | None = None
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        """The verdict destinations, in `DESTINATIONS` order (checked when read)."""
+        named = {d.strip() for d in self.findings_destinations.split(",")}
+        return tuple(d for d in DESTINATIONS if d in named)
 
     @property
     def profile(self) -> Cloud:
@@ -125,6 +164,7 @@ class Deployment:
             raise DeploymentError(f"{source}: {exc}") from None
         # Outputs from before the cloud fact carry their Graph endpoint; else the cloud's.
         values.setdefault("graph_endpoint", profile.graph_endpoint)
+        _check_destinations(values, source)
         if not values["notification_url"].startswith("EventHub:https://"):
             raise DeploymentError(
                 f"{source}: notification_url {values['notification_url']!r} is not an "
@@ -159,6 +199,24 @@ class Deployment:
                 str(outputs["tenant_domain"]),
             )
         return cls.from_outputs(outputs, source="app settings")
+
+
+def _check_destinations(values: Mapping[str, Any], source: str) -> None:
+    """Known destinations only, at least one, and Log Analytics only with its three facts."""
+    named = [d.strip() for d in str(values.get("findings_destinations", FINDINGS_HUB)).split(",")]
+    unknown = [d for d in named if d not in DESTINATIONS]
+    if unknown or not named:
+        raise DeploymentError(
+            f"{source}: findings_destinations {values.get('findings_destinations')!r} must name "
+            f"one or more of: {', '.join(DESTINATIONS)}"
+        )
+    if LOG_ANALYTICS in named:
+        facts = ("logs_ingestion_endpoint", "logs_dcr_id", "logs_stream")
+        if missing := [fact for fact in facts if not values.get(fact)]:
+            raise DeploymentError(
+                f"{source}: findings_destinations names {LOG_ANALYTICS} but "
+                f"{', '.join(missing)} is missing"
+            )
 
 
 def notification_url(namespace_host: str, hub: str, tenant_domain: str) -> str:

@@ -17,7 +17,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from opentelemetry import metrics, trace
 
@@ -98,27 +99,76 @@ def configure_azure_monitor(
 Observations = Callable[[], Iterable[tuple[str, float, Mapping[str, str]]]]
 
 
-def observe_counters(
+@dataclass(frozen=True)
+class Metric:
+    """One instrument graphtap exports, as `graphtap.<name>` (Application Insights' `AppMetrics`
+    `Name`, its attributes in `Properties`). The stack's alerts and workbook query exactly these
+    names and attributes; a stack test holds every query to this list."""
+
+    name: str
+    kind: Literal["counter", "gauge"]  # counters: running totals (exported as deltas)
+    attributes: tuple[str, ...]
+    description: str
+
+    @property
+    def exported_name(self) -> str:
+        return f"{SERVICE_NAME}.{self.name}"
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("events", "counter", (), "events committed"),
+    Metric("notifications", "counter", (), "notifications processed"),
+    Metric("verdicts", "counter", (), "new verdicts committed"),
+    Metric("findings", "counter", ("type",), "findings committed, by type"),
+    Metric("dead_letters", "counter", ("reason",), "items dead-lettered, by reason"),
+    Metric(
+        "partition.lag",
+        "gauge",
+        ("partition",),
+        "events enqueued after the last committed one, per partition this instance owns",
+    ),
+    Metric(
+        "subscription.expiry_seconds",
+        "gauge",
+        ("resource",),
+        "seconds until a Graph subscription expires (negative: expired)",
+    ),
+    Metric(
+        "subscription.renewal_failures",
+        "counter",
+        ("action",),
+        "failed writes that keep a subscription alive (renew, rekey, create)",
+    ),
+)
+
+
+def observe_metrics(
     read: Observations, *, meter_provider: metrics.MeterProvider | None = None
 ) -> None:
-    """OpenTelemetry observable counters read from the processor's own bookkeeping.
+    """OpenTelemetry observable instruments for every `METRICS` entry, read from the hosts'
+    own bookkeeping at each collection.
 
-    `read` yields (name, value, attributes); values are running totals, as `Summary` keeps
-    them, so nothing is counted twice.
+    `read` yields (name, value, attributes): counters as running totals, as `Summary` keeps
+    them, so nothing is counted twice; gauges as their current value. Only a metric's declared
+    attributes are exported, so a query built on `METRICS` never meets another.
     """
     meter = metrics.get_meter(SERVICE_NAME, meter_provider=meter_provider)
-    names = ("events", "notifications", "verdicts", "findings", "dead_letters")
-    for name in names:
+    for metric in METRICS:
 
         def callback(
-            options: metrics.CallbackOptions, name: str = name
+            options: metrics.CallbackOptions, metric: Metric = metric
         ) -> Iterable[metrics.Observation]:
             return [
-                metrics.Observation(value, dict(attributes))
-                for metric, value, attributes in read()
-                if metric == name
+                metrics.Observation(
+                    value, {key: attributes[key] for key in metric.attributes if key in attributes}
+                )
+                for name, value, attributes in read()
+                if name == metric.name
             ]
 
-        meter.create_observable_counter(
-            f"graphtap.{name}", callbacks=[callback], description=f"{name} processed"
+        create = (
+            meter.create_observable_counter
+            if metric.kind == "counter"
+            else meter.create_observable_gauge
         )
+        create(metric.exported_name, callbacks=[callback], description=metric.description)

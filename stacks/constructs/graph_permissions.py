@@ -6,13 +6,43 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from graphtap.inspection import load_policy
 from stacks.cdk import AppRoleAssignment, Construct, DataAzureadServicePrincipal
 
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 #: Gap resync reads messages back through the export APIs, which take a user or a team:
 #: it lists users (`GET /users`) and teams (`GET /teams`) with the least that allows each.
 RESYNC_PERMISSIONS = ("User.Read.All", "Team.ReadBasic.All")
+#: Setting a message's policyViolation (DLP enforcement), chats and channels: granted only to
+#: an environment whose policy enforces.
+ENFORCEMENT_PERMISSIONS = (
+    "Chat.UpdatePolicyViolation.All",
+    "ChannelMessage.UpdatePolicyViolation.All",
+)
+POLICY_FILE = "policy.toml"
+
+
+def enforcement_permissions(stack_file: Path, *, processor: str = "webapp") -> tuple[str, ...]:
+    """The enforcement roles when the environment's `policy.toml` (beside its `stack.toml`)
+    says `[enforcement] mode = "enforce"`; none otherwise (no file: the packaged default,
+    which only reports). An invalid policy fails the synth, naming the file and the key, as
+    does enforcing where only the Function App processes: the actor runs in the web app."""
+    path = stack_file.parent / POLICY_FILE
+    if not path.is_file():
+        return ()
+    policy = load_policy(path)
+    assert policy is not None
+    if policy.enforcement.mode != "enforce":
+        return ()
+    if processor == "function":
+        raise ValueError(
+            f'{path} [enforcement] mode: "enforce" needs the web app to process notifications'
+            f' (the actor runs there); set hosting.processor = "webapp" or "both" in'
+            f' {stack_file}, or mode = "dry_run"'
+        )
+    return ENFORCEMENT_PERMISSIONS
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ GRAPH_CHANGE_TRACKING_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 EVENT_HUBS_DATA_SENDER = "Azure Event Hubs Data Sender"
 EVENT_HUBS_DATA_RECEIVER = "Azure Event Hubs Data Receiver"
 BLOB_DATA_CONTRIBUTOR = "Storage Blob Data Contributor"
+QUEUE_DATA_SENDER = "Storage Queue Data Message Sender"
+QUEUE_DATA_PROCESSOR = "Storage Queue Data Message Processor"
 KEY_VAULT_SECRETS_USER = "Key Vault Secrets User"
 KEY_VAULT_CERTIFICATE_USER = "Key Vault Certificate User"
 
@@ -37,6 +39,10 @@ class RuntimeIdentityProps:
     findings_hub_id: str
     checkpoint_container_id: str
     dead_letter_container_id: str
+    verdict_ledger_container_id: str
+    control_plane_container_id: str  # the leader lease (`graphtap.subscriptions.leadership`)
+    lifecycle_queue_id: str  # resource-manager ids of the two queues
+    lifecycle_poison_queue_id: str
     certificate_id: str  # versionless resource-manager id
     certificate_secret_id: str  # the certificate's PFX secret as an RBAC scope
     #: Secret name -> its RBAC scope: the runtime reads each one (clientState, hash key).
@@ -82,6 +88,14 @@ class RuntimeIdentity(Construct):
             "send_findings": (EVENT_HUBS_DATA_SENDER, props.findings_hub_id),
             "checkpoints": (BLOB_DATA_CONTRIBUTOR, props.checkpoint_container_id),
             "dead_letters": (BLOB_DATA_CONTRIBUTOR, props.dead_letter_container_id),
+            "verdict_ledger": (BLOB_DATA_CONTRIBUTOR, props.verdict_ledger_container_id),
+            "control_plane": (BLOB_DATA_CONTRIBUTOR, props.control_plane_container_id),
+            # Processors enqueue; the leader receives and deletes, and moves poison aside,
+            # whose messages the status page peeks.
+            "lifecycle_send": (QUEUE_DATA_SENDER, props.lifecycle_queue_id),
+            "lifecycle_process": (QUEUE_DATA_PROCESSOR, props.lifecycle_queue_id),
+            "lifecycle_poison_send": (QUEUE_DATA_SENDER, props.lifecycle_poison_queue_id),
+            "lifecycle_poison_read": (QUEUE_DATA_PROCESSOR, props.lifecycle_poison_queue_id),
             "read_certificate": (KEY_VAULT_CERTIFICATE_USER, props.certificate_id),
             "read_certificate_key": (KEY_VAULT_SECRETS_USER, props.certificate_secret_id),
         }

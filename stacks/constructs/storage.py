@@ -1,5 +1,6 @@
-"""The runtime's storage account: checkpoints and dead letters (and the Function App's
-containers), blob only, Entra ID only (no shared keys, no local users)."""
+"""The runtime's storage account: checkpoints, dead letters, the verdict ledger and the
+leader lease (and the Function App's containers), Entra ID only (no shared keys, no local
+users)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ from stacks.cdk import (
     StorageAccountBlobPropertiesDeleteRetentionPolicy,
     StorageAccountNetworkRules,
     StorageContainer,
+    StorageManagementPolicy,
+    StorageManagementPolicyRule,
+    StorageManagementPolicyRuleActions,
+    StorageManagementPolicyRuleActionsBaseBlob,
+    StorageManagementPolicyRuleFilters,
+    StorageQueue,
 )
 from stacks.constructs import DeploymentFacts, Placement
 
@@ -33,11 +40,20 @@ class StorageProps:
     account_name: str
     checkpoint_container: str
     dead_letter_container: str
+    verdict_ledger_container: str
+    #: Days a verdict key is remembered: past the hub's retention no event comes again.
+    verdict_ledger_days: int
     function_package_container: str
     subnet_ids: Sequence[str]
     operator_ip_ranges: Sequence[str]
     function_containers: bool
     cloud: Cloud  # the blob endpoint's host name is the cloud's
+    #: Holds the `leader` blob whose lease elects the one control plane that writes to Graph.
+    control_plane_container: str
+    #: The lifecycle events every host's processor enqueues and the leader drains, and where
+    #: those that keep failing are set aside.
+    lifecycle_queue: str
+    lifecycle_poison_queue: str
 
 
 class CheckpointStorage(Construct):
@@ -80,6 +96,41 @@ class CheckpointStorage(Construct):
         self.checkpoints = self._container("checkpoints", props.checkpoint_container)
         # Outlives every instance, so a dead letter is never lost once its batch is checkpointed.
         self.dead_letters = self._container("dead_letters", props.dead_letter_container)
+        # One small blob per verdict key: which host sends it (`graphtap.processing.sinks.ledger`).
+        self.verdict_ledger = self._container("verdict_ledger", props.verdict_ledger_container)
+        self.control_plane = self._container("control_plane", props.control_plane_container)
+        # Created through Resource Manager (storage_account_id): shared keys stay disabled.
+        self.lifecycle_queue = StorageQueue(
+            self, "lifecycle_queue", name=props.lifecycle_queue, storage_account_id=self.account.id
+        )
+        self.lifecycle_poison_queue = StorageQueue(
+            self,
+            "lifecycle_poison_queue",
+            name=props.lifecycle_poison_queue,
+            storage_account_id=self.account.id,
+        )
+        self.lifecycle = StorageManagementPolicy(
+            self,
+            "lifecycle",
+            storage_account_id=self.account.id,
+            rule=[
+                StorageManagementPolicyRule(
+                    name="forget-old-verdict-keys",
+                    enabled=True,
+                    filters=StorageManagementPolicyRuleFilters(
+                        blob_types=["blockBlob"],
+                        prefix_match=[f"{props.verdict_ledger_container}/"],
+                    ),
+                    actions=StorageManagementPolicyRuleActions(
+                        base_blob=StorageManagementPolicyRuleActionsBaseBlob(
+                            delete_after_days_since_modification_greater_than=(
+                                props.verdict_ledger_days
+                            )
+                        )
+                    ),
+                )
+            ],
+        )
         self.function_containers: dict[str, StorageContainer] = {}
         if props.function_containers:
             for name in (*FUNCTION_HOST_CONTAINERS, props.function_package_container):
@@ -89,6 +140,13 @@ class CheckpointStorage(Construct):
             "checkpoint_account_url": self.blob_endpoint,
             "checkpoint_container": props.checkpoint_container,
             "dead_letter_container": props.dead_letter_container,
+            "verdict_ledger_container": props.verdict_ledger_container,
+            "control_plane_container": props.control_plane_container,
+            "lifecycle_queue_account_url": props.cloud.storage_endpoint(
+                props.account_name, "queue"
+            ),
+            "lifecycle_queue": props.lifecycle_queue,
+            "lifecycle_poison_queue": props.lifecycle_poison_queue,
         }
 
     def _container(self, id_: str, name: str) -> StorageContainer:

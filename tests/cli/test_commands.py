@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -179,6 +180,17 @@ def test_demo_runs_the_whole_local_path(tmp_path: Path) -> None:
     assert "graphtap processor summary" in result.stdout
     assert "finding: " in result.stdout
     assert "dead letter: " in result.stdout
+    # Enforcement in dry run: what would have been done, recorded on the verdicts only.
+    assert "enforcement in dry run" in result.stdout
+    with sqlite3.connect(tmp_path / "demo" / "verdicts.sqlite") as db:
+        states = {
+            (json.loads(row[0])["action"], json.loads(row[0])["state"])
+            for row in db.execute("SELECT action FROM verdicts WHERE action IS NOT NULL")
+        }
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert ("block", "dry_run") in states
+    assert {state for _, state in states} == {"dry_run"}
+    assert "actions" not in tables  # nothing was queued for Graph
     again = graphtap("demo", "--workdir", tmp_path / "demo", "--count", "50")
     assert again.returncode == 0
 

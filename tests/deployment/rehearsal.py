@@ -15,55 +15,58 @@ the identity that performs it in Azure:
 5. mid-stream, `graphtap keys rotate` issues a new certificate version (the deploying
    identity); the control planes hand its key to the processors and re-key the subscriptions.
 
-What each host runs is the code App Service and the Functions host run (`open_azure_host`,
-`build_app`, `open_handler`); only the Functions host itself is modelled (`FunctionsHost`).
+Each web app instance is `graphtap serve` in a process of its own, as App Service runs it
+(`tests.deployment.serve_process`), calling the fakes this process serves it
+(`tests.fakes.remote`) as the runtime identity, and read over loopback HTTP as App Service's
+front end reads it. The Function App runs its handler (`open_handler`) in this process; only
+the Functions host around it is modelled (`FunctionsHost`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
+import inspect
 import json
-import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from azure.eventhub.exceptions import ConnectionLostError
 from azure.keyvault.certificates import CertificatePolicy
 from azure.keyvault.certificates.aio import CertificateClient
 from azure.storage.blob.aio import BlobServiceClient
 
 from graphtap.deployment import Deployment
-from graphtap.hosts.azure import AzureServiceOptions, environment_policy, open_azure_host
-from graphtap.hosts.commands.serve import build_app
+from graphtap.hosts.azure import AzureServiceOptions, deployed_policy
 from graphtap.hosts.function import FunctionHandler, open_handler
+from graphtap.processing.sinks.loganalytics import VERDICT_TABLE
 from graphtap.processing.sources import eventhubs as eventhubs_source
 from graphtap.simulation.tenant import SyntheticTenant
 from graphtap.subscriptions.bootstrap import BootstrapResult, bootstrap
 from graphtap.subscriptions.clock import SystemClock
-from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
+from graphtap.subscriptions.desired import load_desired
 from graphtap.subscriptions.keyvault import KeyVault
+from tests.deployment.instances import ServeInstance
+from tests.deployment.serve_process import POLLS
 from tests.fakes.authorization import CHANGE_TRACKING, DEPLOYER, RUNTIME, Authority, Estate
 from tests.fakes.blobs import FakeBlobService
 from tests.fakes.eventhub_mgmt import FakeEventHubManagement
 from tests.fakes.eventhub_mgmt import FakeNamespace as ManagedNamespace
-from tests.fakes.eventhubs import FakeNamespace, install
+from tests.fakes.eventhubs import FakeNamespace, Installed, install
 from tests.fakes.graph import FakeGraph
 from tests.fakes.keyvault import FakeKeyVault
+from tests.fakes.logs_ingestion import FakeLogsIngestion
+from tests.fakes.remote import Exposed, FakesServer
 
 EVENTHUBS_SCOPE = "https://eventhubs.azure.net/.default"
 NOTIFICATION_URL = re.compile(r"EventHub:https://([^/]+)/eventhubname/([^?]+)\?tenantId=.+")
-#: Control-plane loops at test speed; the order of events is the production one.
-FAST = ControlPlaneSettings(
-    renewal_check=0.5, reconcile_interval=1.0, lifecycle_poll=0.1, rotation_check=0.2, jitter=0.1
-)
 
 
 class Refused(AssertionError):
@@ -83,7 +86,11 @@ class Azure:
     graph: FakeGraph
     outputs: dict[str, Any]
     mocker: Any
+    #: The Event Hubs clients `install` patched in, bound to `namespace`.
+    eventhubs: Installed | None = None
     undelivered: list[str] = field(default_factory=list)
+    #: The Logs Ingestion API with the stack's rule and verdict table (none without them).
+    logs: FakeLogsIngestion = field(default_factory=FakeLogsIngestion)
 
     @classmethod
     def deploy(cls, estate: Estate, mocker: Any) -> Azure:
@@ -119,7 +126,9 @@ class Azure:
             namespace.consumer_groups[hub] = {"$Default"}
         for group in estate.resources("azurerm_eventhub_consumer_group").values():
             namespace.consumer_groups[group["eventhub_name"]].add(group["name"])
-        install(mocker, namespace, account_ids={outputs["checkpoint_account_url"]: account_id})
+        eventhubs = install(
+            mocker, namespace, account_ids={outputs["checkpoint_account_url"]: account_id}
+        )
         management = FakeEventHubManagement(
             {
                 (estate.subscription_id, outputs["resource_group"], namespace_config["name"]): (
@@ -149,6 +158,8 @@ class Azure:
             mocker,
         )
         azure.graph.deliver = azure.deliver
+        azure.eventhubs = eventhubs
+        azure.logs = FakeLogsIngestion.from_estate(estate, authority)
         # Graph keeps encrypting to the old certificate for a while after a re-key.
         azure.graph.certificate_lag = 1.0
         return azure
@@ -272,16 +283,6 @@ class TriggerEvent:
         return self.body
 
 
-@dataclass
-class WebApp:
-    """One App Service instance running `graphtap serve`."""
-
-    control_plane: ControlPlane
-    client: httpx.AsyncClient
-    service: Any
-    stop: Callable[[], Any]
-
-
 @dataclass(frozen=True)
 class Outcome:
     bootstrap: BootstrapResult
@@ -291,75 +292,72 @@ class Outcome:
     live_subscriptions: dict[str, float]  # resource -> expiry, in Graph at the end
     declared: set[str]
     dead_letters: dict[str, int]  # by reason, across the web apps
+    refused: str  # the subscription whose reauthorization Graph refused
+    poisoned: list[dict[str, Any]]  # lifecycle events set aside, as the status page lists them
 
 
 async def rehearse(
     estate: Estate, mocker: Any, state: Path, *, seed: int = 11, traffic: int = 40
 ) -> tuple[Azure, Outcome]:
     """Deploy, bootstrap, serve and rotate as the module says; `Refused` names what was
-    denied when any step fails."""
+    denied when any step fails, and quotes the end of each web app instance's log."""
     azure = Azure.deploy(estate, mocker)
+    webs: list[ServeInstance] = []
     try:
-        return await _rehearse(azure, state, seed=seed, traffic=traffic)
-    except Refused:
-        raise
+        return await _rehearse(azure, state, webs, seed=seed, traffic=traffic)
+    except Refused as refused:
+        raise Refused(f"{refused}{_tails(webs)}") from refused
     except Exception as error:
-        raise Refused(f"{type(error).__name__}: {error}; denied: {_denied(azure)}") from error
+        raise Refused(
+            f"{type(error).__name__}: {error}; denied: {_denied(azure)}{_tails(webs)}"
+        ) from error
 
 
-async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tuple[Azure, Outcome]:
+async def _rehearse(
+    azure: Azure, state: Path, webs: list[ServeInstance], *, seed: int, traffic: int
+) -> tuple[Azure, Outcome]:
     web_settings = _without_telemetry(azure.estate.app_settings("azurerm_linux_web_app"))
-    # What App Service puts in the web app's environment (the gate reads its roles there).
-    azure.mocker.patch.dict(
-        os.environ, {k: v for k, v in web_settings.items() if k.endswith("_ROLE")}
-    )
     await create_certificate(azure)
     deployment = Deployment.from_outputs(azure.outputs, source="stack outputs")
     function_kinds = azure.estate.resources("azurerm_function_app_flex_consumption")
     options: dict[str, Any] = {
         "keyvault_options": azure.transports(),
         "blob_options": {"transport": azure.blobs.transport()},
-        "secret_poll_seconds": 0.05,
-        "certificate_check_seconds": 0.2,
+        "ingestion_options": {"transport": azure.logs.transport()},
+        **POLLS,  # the web app's instances poll as often (`serve_process`)
         "max_batch_size": 64,
     }
 
-    async def start_web_app(name: str) -> WebApp:
-        app_deployment = Deployment.from_app_settings(web_settings)
-        service, plane = await open_azure_host(
-            app_deployment,
-            azure.credential(RUNTIME),
-            AzureServiceOptions(
-                policy=environment_policy(app_deployment.environment),
-                state_dir=state / name,
-                **options,
-            ),
-            process_notifications=web_settings["GRAPHTAP_PROCESS_NOTIFICATIONS"] == "true",
-            control_plane_settings=FAST,
-            graph_transport=azure.graph,
-        )
-        app = build_app(service, plane)
-        lifespan = app.router.lifespan_context(app)
-        await lifespan.__aenter__()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app")
+    # The web app's instances are processes of their own, lent every fake transport the hosts
+    # here use, Microsoft Graph, the Event Hubs clients and the runtime identity's tokens.
+    lent = {
+        name: value["transport"]
+        for name, value in options.items()
+        if isinstance(value, dict) and "transport" in value
+    }
+    fakes = FakesServer(
+        Exposed(azure.authority, RUNTIME, {**lent, "graph_transport": azure.graph}, azure.eventhubs)
+    )
 
-        async def stop() -> None:
-            await client.aclose()
-            await lifespan.__aexit__(None, None, None)
+    def start_web_app(name: str) -> ServeInstance:
+        webs.append(ServeInstance.start(name, web_settings, fakes.environment(), state))
+        return webs[-1]
 
-        return WebApp(plane, client, service, stop)
+    async def stop_web_apps() -> None:
+        await asyncio.gather(*(web.stop() for web in webs))
 
-    stops: list[Callable[[], Any]] = []
+    stops: list[Callable[[], Awaitable[None]]] = [fakes.close, stop_web_apps]
+    await fakes.start()
     try:
         # 2. The web app is up before anyone ran bootstrap: it waits for its secrets.
-        first = asyncio.create_task(start_web_app("web-1"))
+        first = start_web_app("web-1")
         await _until(
-            lambda: "graph-client-state" in azure.vault.secret_reads or first.done(),
+            lambda: "graph-client-state" in azure.vault.secret_reads or first.exited,
             "web-1 to ask for its secrets",
             azure,
         )
-        if first.done():
-            await first  # it failed to start: its error (and the denial) surfaces here
+        if first.exited:
+            raise first.failure("exited before it asked for its secrets")
         # 3. The operator runs `make bootstrap` as the deploying identity.
         result = await bootstrap(
             deployment,
@@ -369,10 +367,8 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
         )
         if not result.ok:
             raise Refused(f"bootstrap failed: {result}; denied: {_denied(azure)}")
-        webs = [await asyncio.wait_for(first, 10)]
-        stops.append(webs[0].stop)
-        webs.append(await start_web_app("web-2"))
-        stops.append(webs[1].stop)
+        await first.ready()
+        await start_web_app("web-2").ready()
         functions: FunctionsHost | None = None
         if function_kinds:
             function_settings = _without_telemetry(
@@ -382,7 +378,7 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
                 function_settings,
                 credential=azure.credential(RUNTIME),
                 options=AzureServiceOptions(
-                    policy=environment_policy(deployment.environment),
+                    policy=deployed_policy(function_settings, deployment.environment),
                     state_dir=state / "function",
                     **options,
                 ),
@@ -399,12 +395,28 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
             stops.append(stop_host)
 
         # 4. The control planes create the subscriptions as the runtime identity.
-        declared = {s.resource for s in webs[0].control_plane.desired.subscriptions}
+        declared = {s.resource for s in load_desired(deployment.environment).subscriptions}
         await _until(
             lambda: {s.resource for s in azure.graph.active()} >= declared,
             "the control planes to create every declared subscription",
             azure,
         )
+        # The status page as App Service serves it: Easy Auth in front (the principal header
+        # for a reader holding the app role), the app checking the role itself.
+        reader = {"X-MS-CLIENT-PRINCIPAL": _principal(web_settings["GRAPHTAP_STATUS_ROLE"])}
+
+        async def statuses_now() -> list[dict[str, Any]]:
+            return [(await w.client.get("/status.json", headers=reader)).json() for w in webs]
+
+        async def tracking() -> bool:
+            """Each instance's control plane is past its first reconcile (so its rotation
+            check runs): it tracks every declared subscription."""
+            return all(
+                {s["resource"] for s in status["subscriptions"]} >= declared
+                for status in await statuses_now()
+            )
+
+        await _until(tracking, "each control plane to track every declared subscription", azure)
         tenant = SyntheticTenant.create(
             random.Random(seed), start=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20), users=8
         )
@@ -432,6 +444,10 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
         damaged = azure.graph.publish(tenant.post(sensitive=True), damage=_break_signature)
         changes += damaged
         # Lifecycle events: Graph asks for reauthorization and reports missed notifications.
+        # The app lost access to one subscription: its reauthorization keeps failing, and
+        # the event is set aside in the poison queue for an operator.
+        refused = azure.graph.active()[0].id
+        azure.graph.lost_access.add(refused)
         for subscription in azure.graph.active():
             azure.graph.reauthorization_required(subscription.id)
             azure.graph.missed(subscription.id)
@@ -441,32 +457,52 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
             azure,
             timeout=60,
         )
+        if azure.logs.rules:
+            await _until(
+                lambda: len({r["VerdictKey"] for r in azure.logs.rows(VERDICT_TABLE)}) >= changes,
+                "every change to reach the Log Analytics table",
+                azure,
+            )
         await _until(
             lambda: len(azure.blobs.containers[deployment.dead_letter_container or ""]) >= damaged,
             "the damaged event's dead letter",
             azure,
         )
+
+        async def resynced() -> bool:
+            jobs = [job for status in await statuses_now() for job in status["resyncs"] or ()]
+            return any(job["state"] == "finished" for job in jobs)
+
+        await _until(resynced, "the missed notifications to be resynced", azure)
+
+        async def poisoned() -> list[dict[str, Any]]:
+            return [
+                p
+                for status in await statuses_now()
+                for p in (status["control_plane"] or {}).get("lifecycle_poisoned", ())
+            ]
+
+        async def set_aside() -> bool:
+            return bool(await poisoned())
+
+        # After the resyncs the `missed` events started: the leader drains one event at a time.
         await _until(
-            lambda: sum(w.control_plane.status().resyncs for w in webs) >= 1,
-            "the missed notifications to be resynced",
-            azure,
+            set_aside, "the refused reauthorization to reach the poison queue", azure, timeout=90
         )
-        # The status page as App Service serves it: Easy Auth in front (the principal header
-        # for a reader holding the app role), the app checking the role itself.
+        azure.graph.lost_access.clear()
         anonymous = [
             (await w.client.get(path)).status_code
             for w in webs
             for path in ("/", "/status.json", "/metrics", "/healthz")
         ]
-        reader = {"X-MS-CLIENT-PRINCIPAL": _principal(web_settings["GRAPHTAP_STATUS_ROLE"])}
-        statuses = [(await w.client.get("/status.json", headers=reader)).json() for w in webs]
+        statuses = await statuses_now()
+        poison = await poisoned()
         dead_letters: dict[str, int] = {}
         for status in statuses:
             for reason, count in status["summary"]["dead_letters_by_reason"].items():
                 dead_letters[reason] = dead_letters.get(reason, 0) + count
     finally:
-        for stop in reversed(stops):
-            await stop()
+        await _stop_all(stops)
     findings = [json.loads(b) for b in azure.namespace.bodies(deployment.findings_hub)]
     return azure, Outcome(
         result,
@@ -476,6 +512,8 @@ async def _rehearse(azure: Azure, state: Path, *, seed: int, traffic: int) -> tu
         {s.resource: s.expiration for s in azure.graph.active()},
         declared,
         dead_letters,
+        refused,
+        poison,
     )
 
 
@@ -518,11 +556,28 @@ def _denied(azure: Azure) -> str:
     return "; ".join(str(d) for d in azure.authority.denied) or "none"
 
 
+def _tails(webs: list[ServeInstance]) -> str:
+    return "".join(web.tail() for web in webs)
+
+
+async def _stop_all(stops: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run every stop, the last added first, even after one of them failed (then raise)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for stop in stops:
+            stack.push_async_callback(stop)
+
+
 async def _until(
-    condition: Callable[[], bool], what: str, azure: Azure | None = None, *, timeout: float = 20
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    azure: Azure | None = None,
+    *,
+    timeout: float = 20,
 ) -> None:
+    """Wait for `condition` (checked every 50 ms; it may be a coroutine), failing at once on
+    a denial."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not await _holds(condition):
         if azure is not None and azure.authority.denied:
             raise Refused(f"{what}: refused: {_denied(azure)}")
         if time.monotonic() > deadline:
@@ -530,3 +585,8 @@ async def _until(
                 f"timed out waiting for {what}; denied: {_denied(azure) if azure else '?'}"
             )
         await asyncio.sleep(0.05)
+
+
+async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
+    outcome = condition()
+    return await outcome if inspect.isawaitable(outcome) else outcome

@@ -14,15 +14,12 @@ from typing import Any
 import pytest
 
 from graphtap.processing import compose
-from graphtap.processing.committer import (
-    AsyncDeadLetterStore,
-    BatchCommitter,
-    BlockingDeadLetters,
-)
+from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
+from graphtap.processing.sinks import AsyncDeadLetterStore
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, RetryPolicy
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources import SourceEvent

@@ -1,4 +1,7 @@
-"""Dead letters in Blob Storage on the Event Hubs path: stored before the checkpoint moves."""
+"""Dead letters in Blob Storage on the Event Hubs path: stored before the checkpoint moves.
+
+The blobs live in Azurite; the checkpoints in the Event Hubs fake's store.
+"""
 
 from __future__ import annotations
 
@@ -20,14 +23,14 @@ from tests.eventhubs.conftest import (
     wait_for,
 )
 from tests.fakes.azure_transport import TokenCredential
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import AzuriteStorage
 from tests.fakes.eventhubs import Installed
 
 CONTAINER = "dead-letters"
 POISON = [b"\xff\xfe not json", b'{"value": 7}', b"[]"]
 
 
-def blob_store(service: FakeBlobService) -> BlobDeadLetters:
+def blob_store(service: AzuriteStorage) -> BlobDeadLetters:
     return BlobDeadLetters(
         service.account_url, CONTAINER, credential=TokenCredential(), transport=service.transport()
     )
@@ -38,10 +41,11 @@ def test_a_dead_letter_storage_outage_holds_the_checkpoint_and_loses_nothing(
     make_instance: InstanceFactory,
     traffic: list[SimulatedEvent],
     pipeline_settings: PipelineSettings,
+    azurite_storage: AzuriteStorage,
 ) -> None:
     good = [e.body for e in traffic if e.changes and not e.faults][:4]
     bodies = [good[0], *POISON, *good[1:]]
-    service = FakeBlobService()  # the container is not there yet: every write is refused
+    service = azurite_storage  # the container is not there yet: every write is refused
 
     async def scenario() -> None:
         hubs.namespace.publish(NOTIFICATIONS, bodies, partition_key="poison")
@@ -75,9 +79,9 @@ def test_a_dead_letter_storage_outage_holds_the_checkpoint_and_loses_nothing(
 
 
 def test_a_replayed_batch_adds_no_dead_letter_blob(
-    hubs: Installed, make_instance: InstanceFactory
+    hubs: Installed, make_instance: InstanceFactory, azurite_storage: AzuriteStorage
 ) -> None:
-    service = FakeBlobService()
+    service = azurite_storage
     service.create_container(CONTAINER)
 
     async def scenario() -> None:

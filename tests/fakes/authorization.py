@@ -122,6 +122,9 @@ GRAPH_USERS = ("User.Read.All", "User.ReadWrite.All", "Directory.Read.All")
 GRAPH_TEAMS = ("Team.ReadBasic.All", "TeamSettings.Read.All", "TeamSettings.ReadWrite.All")
 GRAPH_CHATS = ("Chat.Read.All", "Chat.ReadWrite.All")
 GRAPH_CHANNELS = ("ChannelMessage.Read.All",)
+#: Setting a message's policyViolation (DLP enforcement): chats, and channel messages.
+GRAPH_CHAT_DLP = ("Chat.UpdatePolicyViolation.All",)
+GRAPH_CHANNEL_DLP = ("ChannelMessage.UpdatePolicyViolation.All",)
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,15 @@ class Estate:
             return self.resource_id(kind, name)
         if attribute in ("principal_id", "client_id", "object_id", "tenant_id"):
             return self._guid(kind, name, attribute)
+        if attribute == "immutable_id":  # a data collection rule's, in its ingestion URLs
+            return "dcr-" + self._guid(kind, name, attribute).replace("-", "")
+        if attribute == "logs_ingestion_endpoint":  # a data collection endpoint's host
+            resolved = self.resolve(body)
+            suffix = self._guid(kind, name, attribute)[:4]
+            return (
+                f"https://{resolved['name']}-{suffix}.{resolved['location']}-1"
+                ".ingest.monitor.azure.com"
+            )
         if attribute in body:
             return self.resolve(body[attribute])
         return f"<{expression}>"  # known only after apply and not needed by any fake
@@ -326,6 +338,11 @@ class Estate:
             "azurerm_key_vault": "Microsoft.KeyVault/vaults",
             "azurerm_storage_account": "Microsoft.Storage/storageAccounts",
             "azurerm_user_assigned_identity": "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "azurerm_log_analytics_workspace": "Microsoft.OperationalInsights/workspaces",
+            "azurerm_monitor_data_collection_endpoint": (
+                "Microsoft.Insights/dataCollectionEndpoints"
+            ),
+            "azurerm_monitor_data_collection_rule": "Microsoft.Insights/dataCollectionRules",
         }
         provider = providers.get(kind, f"terraform/{kind}")
         return f"{group}/providers/{provider}/{name}"

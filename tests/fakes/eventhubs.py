@@ -38,7 +38,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from azure.core.exceptions import HttpResponseError
 from azure.eventhub import EventData, EventDataBatch
@@ -48,6 +48,10 @@ from azure.eventhub.exceptions import ConnectionLostError, EventDataSendError
 from tests.fakes.authorization import Authority
 
 MAX_EVENT_BYTES = 1024 * 1024  # Standard tier
+#: Where the adapters import the SDK's clients: the names `install` patches.
+CONSUMER_SEAM = "graphtap.processing.sources.eventhubs.EventHubConsumerClient"
+CHECKPOINT_SEAM = "graphtap.processing.sources.eventhubs.BlobCheckpointStore"
+PRODUCER_SEAM = "graphtap.processing.sinks.eventhubs.EventHubProducerClient"
 
 _SEQUENCE = b"x-opt-sequence-number"
 _OFFSET = b"x-opt-offset"
@@ -219,7 +223,22 @@ class FakeStorage:
     fail_checkpoint_updates: bool = False
 
 
-class FakeCheckpointStore(CheckpointStore):
+class ClosingCheckpointStore(CheckpointStore):
+    """Closes as `BlobCheckpointStore` does, also as an async context manager."""
+
+    closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeCheckpointStore(ClosingCheckpointStore):
     """`BlobCheckpointStore`'s contract on an in-memory container."""
 
     storages: dict[tuple[str, str], FakeStorage] = defaultdict(FakeStorage)
@@ -258,15 +277,6 @@ class FakeCheckpointStore(CheckpointStore):
             error.status_code = 403
             error.error_code = "AuthorizationPermissionMismatch"  # type: ignore[attr-defined]  # as storage sets it
             raise error
-
-    async def __aenter__(self) -> FakeCheckpointStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        self.closed = True
 
     async def list_ownership(
         self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **_: Any
@@ -546,10 +556,14 @@ class FakeProducerClient(EventHubProducerClient):
 
 @dataclass
 class Installed:
-    """What `install` patched in: the namespace and the checkpoint containers."""
+    """What `install` patched in: the namespace, the checkpoint containers, and the client
+    classes bound to them (which a bridge to another process calls on its behalf)."""
 
     namespace: FakeNamespace
     storages: dict[tuple[str, str], FakeStorage]
+    consumer: type[FakeConsumerClient] = FakeConsumerClient
+    producer: type[FakeProducerClient] = FakeProducerClient
+    checkpoint_store: type[FakeCheckpointStore] = FakeCheckpointStore
 
     def storage(self, account_url: str, container: str) -> FakeStorage:
         return self.storages[(account_url, container)]
@@ -582,7 +596,7 @@ def install(
             "account_ids": dict(account_ids or {}),
         },
     )
-    mocker.patch("graphtap.processing.sources.eventhubs.EventHubConsumerClient", consumer)
-    mocker.patch("graphtap.processing.sources.eventhubs.BlobCheckpointStore", store)
-    mocker.patch("graphtap.processing.sinks.eventhubs.EventHubProducerClient", producer)
-    return Installed(namespace, storages)
+    mocker.patch(CONSUMER_SEAM, consumer)
+    mocker.patch(CHECKPOINT_SEAM, store)
+    mocker.patch(PRODUCER_SEAM, producer)
+    return Installed(namespace, storages, consumer, producer, store)

@@ -4,7 +4,12 @@ The real msgraph-sdk client talks to it. It keeps subscriptions, enforces the do
 rules (maximum lifetimes, the Teams lifecycle URL, 409 on duplicates, 404 once expired,
 permission / protected-API / publishing / quota / licence errors, 500 writes and 25 lists
 per 20 s with Retry-After), injects faults on demand, raises lifecycle events, and writes
-encrypted change notifications into the local hub for its subscriptions.
+encrypted change notifications into the local hub for its subscriptions. The export APIs
+page with `@odata.nextLink` and are throttled at 200 requests in any second and 83 % of that
+over 20 s; `unit_reads` counts how often each user's or team's export was started.
+A Teams message's policyViolation is read and set (GET and PATCH on the message) under
+Chat/ChannelMessage.UpdatePolicyViolation.All and the DLP licence, and the PATCH is followed,
+as in Graph, by an `updated` notification carrying the violation.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import math
 import random
 import re
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from cryptography import x509
@@ -33,7 +39,9 @@ from graphtap.simulation.emitter import change_item
 from graphtap.simulation.tenant import Message
 from graphtap.subscriptions.clock import Clock
 from tests.fakes.authorization import (
+    GRAPH_CHANNEL_DLP,
     GRAPH_CHANNELS,
+    GRAPH_CHAT_DLP,
     GRAPH_CHATS,
     GRAPH_TEAMS,
     GRAPH_USERS,
@@ -101,6 +109,24 @@ class StoredSubscription:
         }
 
 
+@dataclass(frozen=True)
+class Write:
+    writer: str
+    at: float  # the service's monotonic clock
+    method: str
+    path: str
+    status: int
+
+
+class _Writer(httpx.AsyncBaseTransport):
+    def __init__(self, graph: FakeGraph, name: str) -> None:
+        self.graph = graph
+        self.name = name
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.graph.handle_async_request(request, self.name)
+
+
 @dataclass
 class FakeGraph(httpx.AsyncBaseTransport):
     clock: Clock
@@ -123,6 +149,11 @@ class FakeGraph(httpx.AsyncBaseTransport):
     page_size: int = 100
     writes_per_window: int = 500
     lists_per_window: int = 25
+    #: Export APIs: messages per page, requests in any second, and the sustained share of
+    #: that rate allowed over a 20-second window.
+    export_page_size: int = 50
+    exports_per_second: int = 200
+    export_sustained_share: float = 0.83
     seed: int = 0
     #: With an authority, calls are decided by the token's `roles` (the app roles the stack
     #: assigns) instead of `permissions`; refusals carry Graph's 403 bodies.
@@ -130,6 +161,11 @@ class FakeGraph(httpx.AsyncBaseTransport):
     #: Where notifications go instead of `hub`: (notificationUrl, event body), e.g. an
     #: Event Hubs fake that Graph's Change Tracking principal sends to.
     deliver: Callable[[str, bytes], bool] | None = None
+    #: The tenant holds a licence with the Microsoft Communications DLP service plan, which
+    #: setting a policyViolation requires (402 without it).
+    dlp_licensed: bool = True
+    #: The next this many message writes are throttled (429 with Retry-After).
+    throttle_message_writes: int = 0
 
     APP_ID = "aaaaaaaa-0000-0000-0000-000000000001"
 
@@ -137,14 +173,32 @@ class FakeGraph(httpx.AsyncBaseTransport):
     expired: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     reauth_patch_conflicts: list[str] = field(default_factory=list)
+    #: Subscriptions the app lost access to: Graph refuses to renew or reauthorize them.
+    lost_access: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
+    #: Every subscription write (create, PATCH, delete, reauthorize), whatever Graph answered.
+    writes: list[Write] = field(default_factory=list)
     rejected_for_rate: int = 0
     faults_injected: int = 0
     users: list[str] = field(default_factory=list)
     teams: list[str] = field(default_factory=list)
     messages: list[tuple[dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
+    #: Export reads started from their first page, by "user:ID" / "team:ID".
+    unit_reads: Counter[str] = field(default_factory=Counter)
+    #: Every export page served, by (unit, offset).
+    page_reads: Counter[tuple[str, int]] = field(default_factory=Counter)
     _writes: deque[float] = field(default_factory=deque)
     _lists: deque[float] = field(default_factory=deque)
+    _exports_second: deque[float] = field(default_factory=deque)
+    _exports_window: deque[float] = field(default_factory=deque)
+    _link_generation: int = 0
+    _index: dict[str, list[tuple[float, dict[str, Any]]]] = field(default_factory=dict)
+    _index_of: list[tuple[dict[str, Any], tuple[str, ...]]] | None = None
+    _index_size: int = 0
+    #: The tenant's messages by id, as last published (for the notifications a PATCH sends).
+    published: dict[str, Message] = field(default_factory=dict)
+    #: Every policyViolation PATCH that took effect: (message id, dlpAction).
+    violations_set: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -175,6 +229,10 @@ class FakeGraph(httpx.AsyncBaseTransport):
         `damage` alters each notification on its way, as a corrupted or forged event would
         arrive in the hub (the change itself stays stored for export)."""
         graph = message.to_graph()
+        previous = self._message(message.id)
+        if previous is not None and change_type == "updated":  # an edit keeps its violation
+            graph["policyViolation"] = previous.get("policyViolation")
+        self.published[message.id] = message
         members = tuple(u.id for u in message.conversation.members)
         self.messages = [(m, ids) for m, ids in self.messages if m["id"] != message.id]
         self.messages.append((graph, members))
@@ -197,15 +255,30 @@ class FakeGraph(httpx.AsyncBaseTransport):
         self._purge()
         return list(self.subscriptions.values())
 
+    def expire_page_links(self) -> None:
+        """Every `@odata.nextLink` handed out so far stops working (an expired skiptoken)."""
+        self._link_generation += 1
+
     # -- HTTP ---------------------------------------------------------------------------------
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(
+        self, request: httpx.Request, writer: str = ""
+    ) -> httpx.Response:
         await request.aread()
         path = request.url.path.removeprefix("/v1.0")
         method = request.method
         response = self._handle(method, path, request)
         self.requests.append((method, path, response.status_code))
+        if method in ("POST", "PATCH", "DELETE") and path.startswith("/subscriptions"):
+            self.writes.append(
+                Write(writer, self.clock.monotonic(), method, path, response.status_code)
+            )
         return response
+
+    def as_writer(self, name: str) -> httpx.AsyncBaseTransport:
+        """This service as one named host reaches it: its subscription writes are recorded
+        with its name in `writes` (which host wrote what, and when)."""
+        return _Writer(self, name)
 
     def _handle(self, method: str, path: str, request: httpx.Request) -> httpx.Response:
         if not request.headers.get("Authorization", "").startswith("Bearer "):
@@ -242,6 +315,14 @@ class FakeGraph(httpx.AsyncBaseTransport):
                 return _error(
                     404, "ResourceNotFound", f"The object was not found: {match.group(1)}"
                 )
+            if stored.id in self.lost_access and (match.group(2) or method == "PATCH"):
+                operation = "Reauthorize" if match.group(2) else "Update"
+                return _error(
+                    403,
+                    "ExtensionError",
+                    f"Operation: {operation}; Exception: [Status Code: Forbidden; Reason: "
+                    "The caller no longer has access to the resource]",
+                )
             if match.group(2):
                 if stored.last_patch is not None and now - stored.last_patch < 600:
                     self.reauth_patch_conflicts.append(stored.id)
@@ -254,14 +335,19 @@ class FakeGraph(httpx.AsyncBaseTransport):
                 return httpx.Response(204)
             if method == "PATCH":
                 return self._patch(stored, json.loads(request.content))
-        if method == "GET" and path == "/users":
-            return httpx.Response(200, json={"value": [{"id": u} for u in self.users]})
-        if method == "GET" and path == "/teams":
-            return httpx.Response(200, json={"value": [{"id": t} for t in self.teams]})
+        if method == "GET" and path in ("/users", "/teams"):
+            return self._directory(path, request)
+        if single := _single_message(path):
+            return self._message_call(method, single, request)
         export = re.fullmatch(
             r"/(users|teams)/([^/]+)/(chats|channels)/getAllMessages(\(\))?", path
         )
         if method == "GET" and export:
+            second = self._limit(self._exports_second, self.exports_per_second, now, span=1.0)
+            sustained = self.exports_per_second * self.export_sustained_share * WINDOW
+            window = second or self._limit(self._exports_window, int(sustained), now)
+            if window is not None:
+                return window
             return self._export(export.group(1), export.group(2), request)
         return _error(400, "BadRequest", f"Unsupported request {method} {path}")
 
@@ -277,6 +363,13 @@ class FakeGraph(httpx.AsyncBaseTransport):
             needed, code = GRAPH_USERS, "Authorization_RequestDenied"
         elif method == "GET" and path == "/teams":
             needed, code = GRAPH_TEAMS, "Forbidden"
+        elif single := _single_message(path):
+            chat = single[0] == "chats"
+            if method == "PATCH":
+                needed = GRAPH_CHAT_DLP if chat else GRAPH_CHANNEL_DLP
+            else:
+                needed = GRAPH_CHATS if chat else GRAPH_CHANNELS
+            code = "Forbidden"
         elif export := re.fullmatch(
             r"/(users|teams)/[^/]+/(chats|channels)/getAllMessages.*", path
         ):
@@ -294,12 +387,14 @@ class FakeGraph(httpx.AsyncBaseTransport):
         )
         return _error(403, code, message)
 
-    def _limit(self, window: deque[float], limit: int, now: float) -> httpx.Response | None:
-        while window and window[0] <= now - WINDOW:
+    def _limit(
+        self, window: deque[float], limit: int, now: float, *, span: float = WINDOW
+    ) -> httpx.Response | None:
+        while window and window[0] <= now - span:
             window.popleft()
         if len(window) >= limit:
             self.rejected_for_rate += 1
-            wait = max(1, math.ceil(window[0] + WINDOW - now))
+            wait = max(1, math.ceil(window[0] + span - now))
             return _error(429, "TooManyRequests", "Too many requests", {"Retry-After": str(wait)})
         window.append(now)
         return None
@@ -464,25 +559,156 @@ class FakeGraph(httpx.AsyncBaseTransport):
         stored.last_patch = now
         return httpx.Response(200, json=stored.to_json())
 
+    def _missing_role(self, needed: tuple[str, ...]) -> httpx.Response | None:
+        """Graph's 403 for an app granted none of the roles; an authority, when set, decides."""
+        if self.authority is not None or self.permissions & set(needed):
+            return None
+        return _error(
+            403,
+            "Forbidden",
+            f"Missing role permissions on the request. API requires one of "
+            f"'{', '.join(needed)}'. Roles on the request "
+            f"'{', '.join(sorted(self.permissions))}'.",
+        )
+
+    def _directory(self, path: str, request: httpx.Request) -> httpx.Response:
+        ids = self.users if path == "/users" else self.teams
+        start = int(request.url.params.get("$skiptoken", "0"))
+        body: dict[str, Any] = {"value": [{"id": i} for i in ids[start : start + self.page_size]]}
+        if start + self.page_size < len(ids):
+            body["@odata.nextLink"] = f"{GRAPH}/v1.0{path}?$skiptoken={start + self.page_size}"
+        return httpx.Response(200, json=body)
+
     def _export(self, kind: str, owner: str, request: httpx.Request) -> httpx.Response:
+        needed = GRAPH_CHATS if kind == "users" else GRAPH_CHANNELS
+        if (missing := self._missing_role(needed)) is not None:
+            return missing
+        if owner not in (self.users if kind == "users" else self.teams):
+            what = "User" if kind == "users" else "Team"
+            return _error(404, "NotFound", f"{what} '{owner}' was not found.")
+        text = request.url.params.get("$filter", "")
         window = re.fullmatch(
-            r"lastModifiedDateTime gt (\S+) and lastModifiedDateTime lt (\S+)",
-            request.url.params.get("$filter", ""),
+            r"lastModifiedDateTime gt (\S+) and lastModifiedDateTime lt (\S+)", text
         )
         if window is None:
             return _error(400, "BadRequest", "export needs a lastModifiedDateTime window")
+        offset = 0
+        if token := request.url.params.get("$skiptoken"):
+            generation, _, position = token.partition("-")
+            if int(generation) != self._link_generation:
+                return _error(400, "BadRequest", "The $skiptoken is invalid or has expired.")
+            offset = int(position)
+        unit = f"{kind.removesuffix('s')}:{owner}"
+        if offset == 0:
+            self.unit_reads[unit] += 1
+        self.page_reads[(unit, offset)] += 1
         start, end = _parse(window.group(1)), _parse(window.group(2))
-        found = []
-        for graph, members in self.messages:
-            modified = _parse(graph["lastModifiedDateTime"])
-            if not start < modified < end:
-                continue
-            channel = graph.get("channelIdentity")
-            if (kind == "users" and graph.get("chatId") and owner in members) or (
-                kind == "teams" and channel and channel.get("teamId") == owner
-            ):
-                found.append(graph)
-        return httpx.Response(200, json={"value": found})
+        found = [graph for modified, graph in self._exported(unit) if start < modified < end]
+        body: dict[str, Any] = {"value": found[offset : offset + self.export_page_size]}
+        following = offset + self.export_page_size
+        if following < len(found):
+            body["@odata.nextLink"] = (
+                f"{GRAPH}/v1.0{request.url.path.removeprefix('/v1.0')}?$filter={quote(text)}"
+                f"&$skiptoken={self._link_generation}-{following}"
+            )
+        return httpx.Response(200, json=body)
+
+    def _exported(self, unit: str) -> list[tuple[float, dict[str, Any]]]:
+        """A user's chat messages or a team's channel messages, in the order stored (indexed
+        once per state of `messages`: thousands of users each read their own)."""
+        if self._index_of is not self.messages or self._index_size != len(self.messages):
+            index: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+            for graph, members in self.messages:
+                entry = (_parse(graph["lastModifiedDateTime"]), graph)
+                channel = graph.get("channelIdentity")
+                if graph.get("chatId"):
+                    for member in members:
+                        index.setdefault(f"user:{member}", []).append(entry)
+                elif channel and channel.get("teamId"):
+                    index.setdefault(f"team:{channel['teamId']}", []).append(entry)
+            self._index, self._index_of, self._index_size = index, self.messages, len(self.messages)
+        return self._index.get(unit, [])
+
+    # -- Teams messages: policyViolation ------------------------------------------------------
+
+    def override(self, message_id: str, justification: str) -> None:
+        """The sender overrides the violation in Teams, giving a justification; Graph then
+        notifies the change. Only a violation that allows it can be overridden."""
+        graph = self._message(message_id)
+        violation = (graph or {}).get("policyViolation") or {}
+        if "allowoverride" not in str(violation.get("verdictDetails", "")).lower():
+            raise ValueError(f"message {message_id} has no violation the sender may override")
+        if not justification.strip():
+            raise ValueError("an override needs a justification")
+        violation |= {"userAction": "override", "justificationText": justification}
+        self._changed(message_id)
+
+    def violation_of(self, message_id: str) -> dict[str, Any] | None:
+        graph = self._message(message_id)
+        return graph.get("policyViolation") if graph is not None else None
+
+    def _message(self, message_id: str) -> dict[str, Any] | None:
+        return next((m for m, _ in self.messages if m["id"] == message_id), None)
+
+    def _message_call(
+        self, method: str, single: tuple[str, str, str], request: httpx.Request
+    ) -> httpx.Response:
+        kind, container, message_id = single
+        graph = self._message(message_id)
+        if graph is None or graph.get("deletedDateTime") or not _contains(graph, kind, container):
+            return _error(404, "NotFound", f"Message {message_id} not found.")
+        if method == "GET":
+            return httpx.Response(200, json=graph)
+        if method != "PATCH":
+            return _error(405, "MethodNotAllowed", f"{method} is not supported on a message")
+        needed = GRAPH_CHAT_DLP if kind == "chats" else GRAPH_CHANNEL_DLP
+        if (missing := self._missing_role(needed)) is not None:
+            return missing
+        if self.throttle_message_writes > 0:
+            self.throttle_message_writes -= 1
+            self.rejected_for_rate += 1
+            return _error(429, "TooManyRequests", "Too many requests", {"Retry-After": "2"})
+        body = json.loads(request.content)
+        violation = body.get("policyViolation")
+        if set(body) != {"policyViolation"} or not isinstance(violation, dict):
+            return _error(
+                400,
+                "BadRequest",
+                "An application can only update the policyViolation property of a message.",
+            )
+        action = str(violation.get("dlpAction", "")).lower()
+        if action not in {"none", "notifysender", "blockaccess", "blockaccessexternal"}:
+            return _error(400, "BadRequest", f"Invalid dlpAction '{violation.get('dlpAction')}'.")
+        if not self.dlp_licensed:
+            return _error(
+                402,
+                "PaymentRequired",
+                "The tenant needs a valid license to access this API. Setting policyViolation "
+                "requires the Microsoft Communications DLP service plan.",
+            )
+        graph["policyViolation"] = {k: v for k, v in violation.items() if v is not None}
+        self.violations_set.append((message_id, action))
+        self._changed(message_id)
+        return httpx.Response(204)
+
+    def _changed(self, message_id: str) -> None:
+        """A PATCH or a user's action changed the message: its version moves, and live
+        subscriptions are sent an `updated` notification carrying the message as it is."""
+        graph = self._message(message_id)
+        message = self.published.get(message_id)
+        assert graph is not None
+        if message is None:
+            return  # known only from an export: no subscription ever saw it
+        moment = max(_parse(graph["lastModifiedDateTime"]) + 0.001, self.clock.time())
+        graph["lastModifiedDateTime"] = _iso(moment)
+        graph["etag"] = str(int(moment * 1000))
+        resource = (
+            "/teams/getAllMessages" if message.conversation.is_channel else "/chats/getAllMessages"
+        )
+        for stored in self.subscriptions.values():
+            if stored.resource.lower() == resource.lower() and "updated" in stored.change_type:
+                item = self._change(stored, message, graph, "updated")
+                self._send([item], stored.notification_url)
 
     # -- notifications ------------------------------------------------------------------------
 
@@ -546,6 +772,28 @@ class FakeGraph(httpx.AsyncBaseTransport):
         if self.hub is not None:
             self.hub.send([body])
         return True
+
+
+def _single_message(path: str) -> tuple[str, str, str] | None:
+    """("chats", chat id, message id) or ("teams", "team/channel", message id) for a path
+    naming one message (or a channel reply), else None."""
+    chat = re.fullmatch(r"/chats/([^/]+)/messages/([^/]+)", path)
+    if chat:
+        return "chats", chat.group(1), chat.group(2)
+    channel = re.fullmatch(
+        r"/teams/([^/]+)/channels/([^/]+)/messages/([^/]+)(?:/replies/([^/]+))?", path
+    )
+    if channel:
+        message_id = channel.group(4) or channel.group(3)
+        return "teams", f"{channel.group(1)}/{channel.group(2)}", message_id
+    return None
+
+
+def _contains(graph: dict[str, Any], kind: str, container: str) -> bool:
+    if kind == "chats":
+        return bool(graph.get("chatId") == container)
+    channel = graph.get("channelIdentity") or {}
+    return f"{channel.get('teamId')}/{channel.get('channelId')}" == container
 
 
 def _limits(resource: str) -> tuple[str, int, int, set[str]] | None:

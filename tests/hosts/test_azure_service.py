@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -40,7 +41,7 @@ from tests.eventhubs.conftest import (
     wait_for,
 )
 from tests.fakes.azure_transport import TokenCredential
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import Azurite, AzuriteStorage
 from tests.fakes.eventhubs import Installed
 from tests.fakes.keyvault import CertificateVersion, FakeKeyVault
 
@@ -225,12 +226,14 @@ def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: P
 
 
 def test_dead_letters_go_to_the_deployments_blob_container(
-    hubs: Installed, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    hubs: Installed, tmp_path: Path, caplog: pytest.LogCaptureFixture, azurite: Azurite
 ) -> None:
     vault = FakeKeyVault()
     version = vault.add_certificate_version(CERTIFICATE)
     vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
-    blobs = FakeBlobService(ACCOUNT)
+    blobs = AzuriteStorage(azurite, account=urlsplit(ACCOUNT).netloc.split(".")[0])
+    blobs.reset()
+    assert blobs.account_url == ACCOUNT
     blobs.create_container("dead-letters")
     traffic = list(
         simulate(

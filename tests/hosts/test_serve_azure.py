@@ -19,10 +19,12 @@ from graphtap.deployment import Deployment
 from graphtap.hosts.commands import serve as serve_command
 from graphtap.inspection import Policy
 from graphtap.simulation.emitter import SimulationSettings, simulate
+from graphtap.subscriptions.blobcursor import BlobCursorStore
 from graphtap.subscriptions.clock import SystemClock
 from graphtap.subscriptions.control_plane import ControlPlane
 from graphtap.subscriptions.keyvault import KeyVault
 from tests.eventhubs.conftest import wait_for
+from tests.fakes.blobs import FakeBlobService
 from tests.fakes.eventhubs import FakeNamespace, install
 from tests.fakes.graph import FakeGraph
 from tests.fakes.keyvault import FakeKeyVault
@@ -44,6 +46,37 @@ SETTINGS = {
     "GRAPHTAP_CHECKPOINT_ACCOUNT_URL": "https://graphtapdev.blob.core.windows.net",
     "GRAPHTAP_CHECKPOINT_CONTAINER": "checkpoints",
 }
+
+
+def patch_azure_services(
+    mocker: Any, deployment: Deployment, vault: FakeKeyVault, graph: FakeGraph
+) -> None:
+    """Point the host's Key Vault, cursor store and control plane at the fakes, as one
+    app on Azure wires them."""
+    mocker.patch(
+        "graphtap.hosts.azure.KeyVault",
+        lambda url, cred, **_: KeyVault(url, cred, transport=vault.transport()),
+    )
+    # Resync cursors live in the checkpoint container.
+    blobs = FakeBlobService(account_url=deployment.checkpoint_account_url)
+    blobs.create_container(deployment.checkpoint_container)
+    mocker.patch(
+        "graphtap.hosts.azure.BlobCursorStore",
+        lambda url, container, credential, **_: BlobCursorStore(
+            url, container, credential=credential, transport=blobs.transport()
+        ),
+    )
+    from_deployment = ControlPlane.from_deployment
+
+    def control_plane(deployment: Deployment, credential: Any, **options: Any) -> ControlPlane:
+        options.update(
+            desired=desired_state(),
+            graph_transport=graph,
+            keyvault_options={"transport": vault.transport()},
+        )
+        return from_deployment(deployment, credential, **options)
+
+    mocker.patch.object(ControlPlane, "from_deployment", control_plane)
 
 
 @pytest.mark.parametrize(
@@ -76,21 +109,7 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
         return credentials[-1]
 
     mocker.patch("azure.identity.aio.DefaultAzureCredential", credential)
-    mocker.patch(
-        "graphtap.hosts.azure.KeyVault",
-        lambda url, cred, **_: KeyVault(url, cred, transport=vault.transport()),
-    )
-    from_deployment = ControlPlane.from_deployment
-
-    def control_plane(deployment: Deployment, credential: Any, **options: Any) -> ControlPlane:
-        options.update(
-            desired=desired_state(),
-            graph_transport=graph,
-            keyvault_options={"transport": vault.transport()},
-        )
-        return from_deployment(deployment, credential, **options)
-
-    mocker.patch.object(ControlPlane, "from_deployment", control_plane)
+    patch_azure_services(mocker, deployment, vault, graph)
 
     async def scenario() -> tuple[str, dict[str, Any]]:
         service, plane, close = await serve_command._azure_service(

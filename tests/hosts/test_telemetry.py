@@ -111,17 +111,26 @@ def test_opentelemetry_counters_read_the_processor_summary() -> None:
     from collections import Counter
 
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from graphtap.processing.summary import Summary
-    from graphtap.telemetry import observe_counters
+    from graphtap.telemetry import observe_metrics
 
     summary = Summary(events=7, notifications=9, verdicts=8)
     summary.dead_letters_by_reason = Counter({"malformed_event": 1})
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    observe_counters(summary.observations, meter_provider=provider)
+    observe_metrics(summary.observations, meter_provider=provider)
     summary.events = 11  # read at collection time, not copied at registration
+    points = _points(reader)
+    assert points[("graphtap.events", ())] == 11
+    assert points[("graphtap.dead_letters", (("reason", "malformed_event"),))] == 1
+    provider.shutdown()
+
+
+def _points(reader: Any) -> dict[tuple[str, tuple[tuple[str, Any], ...]], float]:
+    from opentelemetry.sdk.metrics.export import NumberDataPoint
+
     data = reader.get_metrics_data()
     assert data is not None
     points: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
@@ -132,6 +141,79 @@ def test_opentelemetry_counters_read_the_processor_summary() -> None:
                     assert isinstance(point, NumberDataPoint)
                     labels = tuple(sorted((point.attributes or {}).items()))
                     points[(metric.name, labels)] = point.value
-    assert points[("graphtap.events", ())] == 11
-    assert points[("graphtap.dead_letters", (("reason", "malformed_event"),))] == 1
+    return points
+
+
+def test_partition_lag_is_a_gauge_of_the_owned_partitions_only() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from graphtap.processing.partitions import PartitionMeter, lag_observations
+    from graphtap.telemetry import observe_metrics
+
+    meter = PartitionMeter()
+    meter.observe("0", last_sequence=9, last_enqueued=120)
+    meter.observe("1", last_sequence=None, last_enqueued=4)  # nothing committed yet: 5 behind
+    meter.observe("2", last_sequence=3, last_enqueued=50)
+    meter.release("2")  # another instance reports it now
+    meter.observe("3", last_sequence=7)  # head unknown: no lag to report
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    observe_metrics(lambda: lag_observations(meter.snapshot()), meter_provider=provider)
+    points = _points(reader)
+    assert {key: value for key, value in points.items() if key[0] == "graphtap.partition.lag"} == {
+        ("graphtap.partition.lag", (("partition", "0"),)): 111,
+        ("graphtap.partition.lag", (("partition", "1"),)): 5,
+    }
+    meter.observe("0", last_sequence=120)  # caught up: a gauge reads the current value
+    assert _points(reader)[("graphtap.partition.lag", (("partition", "0"),))] == 0
     provider.shutdown()
+
+
+def test_only_declared_metrics_and_attributes_are_exported() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from graphtap.telemetry import METRICS, observe_metrics
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    observe_metrics(
+        lambda: [
+            ("dead_letters", 2, {"reason": "malformed_event", "body": "never exported"}),
+            ("undeclared", 1, {}),
+        ],
+        meter_provider=provider,
+    )
+    points = _points(reader)
+    assert points == {("graphtap.dead_letters", (("reason", "malformed_event"),)): 2}
+    assert {metric.exported_name for metric in METRICS} >= {name for name, _ in points}
+    provider.shutdown()
+
+
+def test_the_web_app_exports_processor_partition_and_control_plane_figures() -> None:
+    """`graphtap serve` hands `observe_metrics` all three sources of one instance."""
+    from graphtap.hosts.commands.serve import _observations
+    from graphtap.processing.partitions import PartitionMeter
+    from graphtap.processing.summary import Summary
+
+    meter = PartitionMeter()
+    meter.observe("3", last_sequence=10, last_enqueued=25)
+
+    class Service:
+        def summary(self) -> Summary:
+            return Summary(events=2, notifications=2, verdicts=2)
+
+        def partitions(self) -> Any:
+            return meter.snapshot()
+
+    class Plane:
+        def observations(self) -> Any:
+            yield "subscription.expiry_seconds", 3600.0, {"resource": "/chats/getAllMessages"}
+
+    names = {name: value for name, value, _ in _observations(Service(), Plane())}  # type: ignore[arg-type]
+    assert names["events"] == 2
+    assert names["partition.lag"] == 15
+    assert names["subscription.expiry_seconds"] == 3600.0
+    without_plane = {name for name, _, _ in _observations(Service(), None)}  # type: ignore[arg-type]
+    assert "subscription.expiry_seconds" not in without_plane

@@ -12,8 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from graphtap.hosts.webapp import StatusSources, create_app, render_status_page
+from graphtap.processing.lifecycle import PoisonedEvent
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.summary import Summary
+from graphtap.subscriptions.resync import JobProgress
 
 NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 
@@ -31,6 +33,10 @@ class Subscription:
 class ControlStatus:
     subscriptions: tuple[Subscription, ...]
     errors: tuple[str, ...] = ()
+    resync_jobs: tuple[JobProgress, ...] = ()
+    role: str = "leader"
+    instance: str = "web-1"
+    lifecycle_poisoned: tuple[PoisonedEvent, ...] = ()
 
 
 class Client:
@@ -132,6 +138,69 @@ def test_status_page_lists_subscriptions_and_their_expiry() -> None:
     status = client.get("/status.json").json()
     assert 'graphtap_subscription_expiry_seconds{resource="/chats/getAllMessages"' in metrics
     assert status["subscriptions"][0]["id"] == "sub-1"
+    assert status["control_plane"] == {
+        "role": "leader",
+        "instance": "web-1",
+        "lifecycle_poisoned": [],
+    }
+    assert "web-1 is the control plane's <strong>leader</strong>" in page
+
+
+def test_a_standby_says_so_and_who_renews() -> None:
+    standby = ControlStatus((), role="standby", instance="web-2")
+    page = render_status_page(sources(control=standby), now=NOW)
+    assert "web-2 is the control plane's <strong>standby</strong>" in page
+    assert "another instance renews the subscriptions" in page
+    status = Client(create_app(sources(control=standby))).get("/status.json").json()
+    assert status["control_plane"]["role"] == "standby"
+
+
+def test_poisoned_lifecycle_events_are_listed_with_why() -> None:
+    poisoned = PoisonedEvent("reauthorizationRequired", "sub-9", 5, "Graph said <403>")
+    control = ControlStatus((), lifecycle_poisoned=(poisoned,))
+    page = render_status_page(sources(control=control), now=NOW)
+    assert "reauthorizationRequired for sub-9 after 5 attempts: Graph said &lt;403&gt;" in page
+    status = Client(create_app(sources(control=control))).get("/status.json").json()
+    assert status["control_plane"]["lifecycle_poisoned"] == [
+        {
+            "event": "reauthorizationRequired",
+            "subscription_id": "sub-9",
+            "attempts": 5,
+            "last_error": "Graph said <403>",
+        }
+    ]
+
+
+def test_status_page_and_json_show_resync_progress_without_content() -> None:
+    job = JobProgress(
+        id="3f2a",
+        reason="subscription recreated",
+        start=NOW - dt.timedelta(hours=2),
+        end=NOW,
+        state="running",
+        units_total=5008,
+        units_done=2411,
+        units_failed=1,
+        in_flight=4,
+        messages=912,
+        units_per_second=38.456,
+        messages_per_second=7.5,
+        last_error="user:u-9: 404 ResourceNotFound <gone>",
+    )
+    control = ControlStatus((), resync_jobs=(job,))
+    page = render_status_page(sources(control=control), now=NOW)
+    assert "<section id='resyncs'>" in page
+    assert "2411 / 5008" in page
+    assert "38.5" in page
+    assert "&lt;gone&gt;" in page
+    status = Client(create_app(sources(control=control))).get("/status.json").json()
+    (shown,) = status["resyncs"]
+    assert shown["units_done"] == 2411
+    assert shown["units_total"] == 5008
+    assert shown["units_per_second"] == 38.46
+    assert shown["last_error"].startswith("user:u-9")
+    idle = render_status_page(sources(control=ControlStatus(())), now=NOW)
+    assert "No resync has run in this process." in idle
 
 
 def test_status_json_has_no_subscriptions_without_a_control_plane() -> None:

@@ -1,4 +1,9 @@
-"""Dead letters in Blob Storage, through the real azure-storage-blob client and a fake service."""
+"""Dead letters in Blob Storage, through the real azure-storage-blob client and Azurite.
+
+Azurite serves the Blob rules the store relies on (conditional create, missing container);
+the bearer-token check is the authorizing transport's (`tests.fakes.azurite`), since Azurite
+takes no Entra ID tokens over plain HTTP.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from graphtap.processing.sinks.blob import (
     event_blob_name,
 )
 from tests.fakes.azure_transport import TokenCredential
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import AzuriteStorage
 
 CONTAINER = "dead-letters"
 NOV_26_2026 = 1_795_700_000.0  # 2026-11-26 10:13:20 UTC
@@ -43,7 +48,7 @@ def letter(
     )
 
 
-def store(service: FakeBlobService, **options: Any) -> BlobDeadLetters:
+def store(service: AzuriteStorage, **options: Any) -> BlobDeadLetters:
     return BlobDeadLetters(
         service.account_url,
         CONTAINER,
@@ -53,7 +58,7 @@ def store(service: FakeBlobService, **options: Any) -> BlobDeadLetters:
     )
 
 
-def write(service: FakeBlobService, letters: list[DeadLetter], **options: Any) -> int:
+def write(service: AzuriteStorage, letters: list[DeadLetter], **options: Any) -> int:
     async def scenario() -> int:
         blobs = store(service, **options)
         try:
@@ -64,8 +69,10 @@ def write(service: FakeBlobService, letters: list[DeadLetter], **options: Any) -
     return asyncio.run(scenario())
 
 
-def test_each_dead_letter_lands_as_one_json_blob_named_by_reason_and_key() -> None:
-    service = FakeBlobService()
+def test_each_dead_letter_lands_as_one_json_blob_named_by_reason_and_key(
+    azurite_storage: AzuriteStorage,
+) -> None:
+    service = azurite_storage
     service.create_container(CONTAINER)
     letters = [
         letter(b"not json"),
@@ -83,11 +90,13 @@ def test_each_dead_letter_lands_as_one_json_blob_named_by_reason_and_key() -> No
         assert json.loads(stored[blob_name(x)]) == x.to_dict()
         assert json.loads(stored[blob_name(x)])["event_key"] == x.event.key
         assert json.loads(stored[event_blob_name(x.event)]) == x.event.to_dict()  # kept once
-    assert {b.content_type for b in service.containers[CONTAINER].values()} == {"application/json"}
+    assert {service.blob_properties(CONTAINER, n)["Content-Type"] for n in stored} == {
+        "application/json"
+    }
 
 
-def test_a_replayed_batch_adds_no_blob_and_keeps_the_first() -> None:
-    service = FakeBlobService()
+def test_a_replayed_batch_adds_no_blob_and_keeps_the_first(azurite_storage: AzuriteStorage) -> None:
+    service = azurite_storage
     service.create_container(CONTAINER)
     letters = [letter(b"one"), letter(b"two"), letter(b"one")]  # a key twice in one batch
     assert write(service, letters) == 2
@@ -100,37 +109,34 @@ def test_a_replayed_batch_adds_no_blob_and_keeps_the_first() -> None:
     assert service.refused.count("BlobAlreadyExists") == 4
 
 
-def test_a_missing_container_raises_and_names_it() -> None:
-    service = FakeBlobService()
+def test_a_missing_container_raises_and_names_it(azurite_storage: AzuriteStorage) -> None:
+    service = azurite_storage
     with pytest.raises(DeadLettersUnavailable, match=f"2 of 2 .*/{CONTAINER}: ResourceNotFound"):
         write(service, [letter(b"one"), letter(b"two")])
-    assert service.containers == {}  # the runtime never creates its container
+    assert service.containers() == []  # the runtime never creates its container
 
 
-def test_a_partly_failed_batch_raises_after_the_other_writes_finish() -> None:
-    service = FakeBlobService()
+def test_a_partly_failed_batch_raises_after_the_other_writes_finish(
+    azurite_storage: AzuriteStorage,
+) -> None:
+    service = azurite_storage
     service.create_container(CONTAINER)
-    handle = service.handle
     poisoned = blob_name(letter(b"refused"))
-
-    def refuse_one(request: Any) -> Any:
-        if request.url.endswith(poisoned):
-            return 403, None, {"x-ms-error-code": "AuthorizationPermissionMismatch"}
-        return handle(request)
-
-    service.handle = refuse_one  # type: ignore[method-assign]
+    service.fault = lambda request: (
+        (403, "AuthorizationPermissionMismatch") if request.url.endswith(poisoned) else None
+    )
     letters = [letter(b"ok-1"), letter(b"refused"), letter(b"ok-2")]
     with pytest.raises(DeadLettersUnavailable, match="1 of 3"):
         write(service, letters)
     assert set(service.blobs(CONTAINER)) == {blob_name(letters[0]), blob_name(letters[2])} | {
         event_blob_name(x.event) for x in letters
     }
-    service.handle = handle  # type: ignore[method-assign]
+    service.fault = None
     assert write(service, letters) == 1  # the replay stores only what was missing
 
 
-def test_writes_run_concurrently_up_to_the_bound() -> None:
-    service = FakeBlobService()
+def test_writes_run_concurrently_up_to_the_bound(azurite_storage: AzuriteStorage) -> None:
+    service = azurite_storage
     service.create_container(CONTAINER)
     in_flight = peak = 0
     transport = service.transport()
@@ -166,8 +172,10 @@ def test_writes_run_concurrently_up_to_the_bound() -> None:
     assert peak == 4
 
 
-def test_fake_service_enforces_the_rules_the_store_relies_on() -> None:
-    service = FakeBlobService()
+def test_the_service_enforces_the_rules_the_store_relies_on(
+    azurite_storage: AzuriteStorage,
+) -> None:
+    service = azurite_storage
 
     async def scenario() -> None:
         def blob(name: str, credential: Any = None) -> BlobClient:
@@ -180,7 +188,7 @@ def test_fake_service_enforces_the_rules_the_store_relies_on() -> None:
             )
 
         def stored(name: str) -> bytes:
-            return service.containers[CONTAINER][name].content
+            return service.blobs(CONTAINER)[name]
 
         async with blob("a.json", TokenCredential()) as client:
             with pytest.raises(ResourceNotFoundError):
@@ -203,14 +211,14 @@ def test_fake_service_enforces_the_rules_the_store_relies_on() -> None:
         async with blob("b.json") as anonymous:
             with pytest.raises(ClientAuthenticationError):
                 await anonymous.upload_blob(b"{}")
-        assert "b.json" not in service.containers[CONTAINER]
+        assert "b.json" not in service.blobs(CONTAINER)
 
     asyncio.run(scenario())
 
 
-def test_a_replay_on_another_day_adds_nothing() -> None:
+def test_a_replay_on_another_day_adds_nothing(azurite_storage: AzuriteStorage) -> None:
     """The name carries no date: a batch redelivered after midnight is still a no-op."""
-    service = FakeBlobService()
+    service = azurite_storage
     service.create_container(CONTAINER)
     first = letter(b"not json")
     later = dataclasses.replace(first, occurred_at=first.occurred_at + 3 * 86_400)

@@ -41,7 +41,7 @@ from graphtap.subscriptions.certificates import (
     load_certificate,
 )
 from tests.fakes.azure_transport import TokenCredential
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import AzuriteStorage
 
 from .conftest import CLIENT_STATE, HASH_KEY, Scenario
 
@@ -54,10 +54,13 @@ def flood(items: int = 300_000, size: int = 1_000_000) -> bytes:
     return head + b"x" * (size - len(head) - len(tail)) + tail
 
 
-def write_blobs(service: FakeBlobService, letters: list[DeadLetter]) -> int:
+def write_blobs(service: AzuriteStorage, letters: list[DeadLetter]) -> int:
     async def scenario() -> int:
         blobs = BlobDeadLetters(
-            service.account_url, "dl", credential=TokenCredential(), transport=service.transport()
+            service.account_url,
+            "dead-letters",
+            credential=TokenCredential(),
+            transport=service.transport(),
         )
         try:
             return await blobs.write_dead_letters(letters)
@@ -68,7 +71,7 @@ def write_blobs(service: FakeBlobService, letters: list[DeadLetter]) -> int:
 
 
 def test_an_event_of_300000_bad_items_is_stored_once_in_every_store(
-    pipeline: Pipeline, tmp_path: Path
+    pipeline: Pipeline, tmp_path: Path, azurite_storage: AzuriteStorage
 ) -> None:
     body = flood()
     assert len(body) == 1_000_000
@@ -87,10 +90,10 @@ def test_an_event_of_300000_bad_items_is_stored_once_in_every_store(
     jsonl = JsonlDeadLetters(tmp_path / "dl.jsonl")
     assert jsonl.write_dead_letters(result.dead_letters) == 1
     jsonl.close()
-    service = FakeBlobService()
-    service.create_container("dl")
+    service = azurite_storage
+    service.create_container("dead-letters")
     assert write_blobs(service, result.dead_letters) == 1
-    blob_bytes = sum(len(b) for b in service.blobs("dl").values())
+    blob_bytes = sum(len(b) for b in service.blobs("dead-letters").values())
     for stored in (sqlite_bytes, (tmp_path / "dl.jsonl").stat().st_size, blob_bytes):
         assert stored < 2.5 * len(body)  # before: the body again for every item, 300 GB
 
@@ -237,6 +240,7 @@ def test_the_client_state_reaches_no_store_log_or_status_page(
     cert_a: CertificateFiles,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    azurite_storage: AzuriteStorage,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     source = tmp_path / "events.jsonl"
@@ -267,8 +271,8 @@ def test_the_client_state_reaches_no_store_log_or_status_page(
     pipeline = Pipeline.from_settings(pipeline_settings)
     for line in source.read_bytes().splitlines():
         results.append(pipeline.process(SourceEvent("jsonl", 0, line)))
-    service = FakeBlobService()
-    service.create_container("dl")
+    service = azurite_storage
+    service.create_container("dead-letters")
     write_blobs(service, [d for r in results for d in r.dead_letters])
 
     summary = runs[0]
@@ -291,7 +295,7 @@ def test_the_client_state_reaches_no_store_log_or_status_page(
     )
     stored = {
         **{p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "events.jsonl"},
-        **{f"blob:{name}": body for name, body in service.blobs("dl").items()},
+        **{f"blob:{name}": body for name, body in service.blobs("dead-letters").items()},
         "logs": caplog.text.encode(),
         "status page": page.encode(),
         "summary": json.dumps(summary.to_dict()).encode(),

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
-from graphtap.processing.lifecycle import LifecycleEvent, LifecycleQueue
+from graphtap.processing.lifecycle import (
+    BlockingLifecycle,
+    LifecycleEvent,
+    LifecycleQueue,
+    PoisonedEvent,
+)
 
 
 def _event(name: str, index: int = 0, body: bytes = b"{}") -> LifecycleEvent:
@@ -43,3 +49,21 @@ def test_unknown_events_are_logged_and_kept(
     assert not event.is_known
     queue.put([event])
     assert queue.pending()[0].event == "somethingNew"
+
+
+def test_an_event_that_keeps_failing_is_set_aside_as_poison(tmp_path: Path) -> None:
+    queue = BlockingLifecycle(LifecycleQueue(tmp_path / "q.sqlite"), max_attempts=3)
+
+    async def scenario() -> list[PoisonedEvent]:
+        await queue.put([_event("reauthorizationRequired"), _event("missed", 1)])
+        for attempt in range(3):
+            failing = next(e for e in await queue.pending() if e.event != "missed")
+            await queue.retry_later(failing, f"graph said 403 ({attempt + 1})")
+        assert [e.event for e in await queue.pending()] == ["missed"]  # no longer offered
+        return await queue.poisoned()
+
+    poisoned = asyncio.run(scenario())
+    assert poisoned == [PoisonedEvent("reauthorizationRequired", "sub-1", 3, "graph said 403 (3)")]
+    assert queue.queue.counts() == {"missed/pending": 1, "reauthorizationRequired/poison": 1}
+    with pytest.raises(ValueError, match="max_attempts"):
+        BlockingLifecycle(queue.queue, max_attempts=0)

@@ -33,7 +33,7 @@ from graphtap.processing.sources import SourceEvent
 from graphtap.simulation.emitter import collection
 from graphtap.subscriptions.certificates import create_certificate
 from tests.fakes.azure_transport import TokenCredential
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import AzuriteStorage
 
 from .conftest import CLIENT_STATE, HASH_KEY, Scenario
 
@@ -168,10 +168,13 @@ def test_a_cause_not_fixed_dead_letters_again_under_the_same_key_unmarked(
 
 
 def test_a_blob_container_is_replayed_once_and_marked_with_marker_blobs(
-    scenario: Scenario, tmp_path: Path, pipeline_settings: PipelineSettings
+    scenario: Scenario,
+    tmp_path: Path,
+    pipeline_settings: PipelineSettings,
+    azurite_storage: AzuriteStorage,
 ) -> None:
     letters, _ = letters_without_the_key(scenario, tmp_path)
-    service = FakeBlobService()
+    service = azurite_storage
     service.create_container(CONTAINER)
 
     def container_options() -> dict[str, object]:

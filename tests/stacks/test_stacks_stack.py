@@ -214,6 +214,23 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
         ("Storage Blob Data Contributor", ref(stack, "azurerm_storage_container", "checkpoints")),
         ("Storage Blob Data Contributor", ref(stack, "azurerm_storage_container", "dead_letters")),
         (
+            "Storage Blob Data Contributor",
+            ref(stack, "azurerm_storage_container", "verdict_ledger"),
+        ),
+        # The leader lease, and the shared lifecycle queue and its poison queue.
+        (
+            "Storage Blob Data Contributor",
+            ref(stack, "azurerm_storage_container", "control_plane"),
+        ),
+        *(
+            (role, ref(stack, "azurerm_storage_queue", queue, "resource_manager_id"))
+            for queue in ("lifecycle_queue", "lifecycle_poison_queue")
+            for role in (
+                "Storage Queue Data Message Sender",
+                "Storage Queue Data Message Processor",
+            )
+        ),
+        (
             "Key Vault Certificate User",
             ref(
                 stack,
@@ -233,7 +250,12 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
     }
     if stack.config.hosting.function_app:
         for container in stack.resources("azurerm_storage_container").values():
-            if container["name"] not in ("checkpoints", "dead-letters"):
+            if container["name"] not in (
+                "checkpoints",
+                "dead-letters",
+                "verdict-ledger",
+                "control-plane",
+            ):
                 expected.add(
                     (
                         "Storage Blob Data Contributor",
@@ -242,6 +264,9 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
                         ),
                     )
                 )
+    if stack.config.findings.log_analytics:
+        rule = ref(stack, "azurerm_monitor_data_collection_rule", "rule")
+        expected.add(("Monitoring Metrics Publisher", rule))
     assert grants(stack, principal) == expected
 
 
@@ -385,3 +410,17 @@ def test_only_arguments_azurerm_5_keeps(stack: SynthesizedStack) -> None:
     for kind, removed in REMOVED_IN_AZURERM_5.items():
         for name, config in stack.resources(kind).items():
             assert not removed & set(config), f"{kind}.{name} uses {removed & set(config)}"
+
+
+def test_the_verdict_ledger_forgets_a_key_only_after_no_event_can_come_again(
+    stack: SynthesizedStack,
+) -> None:
+    (policy,) = stack.resources("azurerm_storage_management_policy").values()
+    assert policy["storage_account_id"] == ref(stack, "azurerm_storage_account", "account")
+    (rule,) = policy["rule"]
+    assert rule["enabled"] is True
+    assert rule["filters"]["prefix_match"] == ["verdict-ledger/"]
+    days = rule["actions"]["base_blob"]["delete_after_days_since_modification_greater_than"]
+    # Past the hub's retention (a partial day counts) with a day to spare for a resync.
+    assert days * 24 >= stack.config.eventhubs.retention_hours + 24
+    assert days == stack.config.eventhubs.retention_days + 1

@@ -290,3 +290,60 @@ def test_the_loops_keep_their_interval_when_the_wall_clock_steps() -> None:
 
     asyncio.run(plane._every(stop, 60.0, "renewal", job))
     assert [b - a for a, b in itertools.pairwise(rounds)] == [60.0] * 5
+
+
+def test_observations_report_each_expiry_and_every_failed_renewal(bench: Bench) -> None:
+    """What the expiry and renewal-failure alerts read (`telemetry.METRICS`)."""
+
+    async def scenario() -> None:
+        plane = bench.control_plane()
+        await plane.reconcile()
+        expiries = {
+            attributes["resource"]: seconds
+            for name, seconds, attributes in plane.observations()
+            if name == "subscription.expiry_seconds"
+        }
+        assert set(expiries) == {s.resource for s in plane.status().subscriptions}
+        status = {s.resource: s.expiration for s in plane.status().subscriptions}
+        for resource, seconds in expiries.items():
+            expiration = status[resource]
+            assert expiration is not None
+            assert seconds == (expiration - utcnow(bench.clock)).total_seconds()
+        assert not [o for o in plane.observations() if o[0] == "subscription.renewal_failures"]
+
+        bench.clock.advance(max(expiries.values()) + 60)  # every one has expired meanwhile
+        assert all(
+            seconds < 0
+            for name, seconds, _ in plane.observations()
+            if name == "subscription.expiry_seconds"
+        )
+        bench.graph.fault_rate = 1.0  # Graph answers every write with a 5xx
+        outcomes = await plane.renew_due()
+        assert outcomes
+        assert all(outcome.action == "renew failed" for outcome in outcomes)
+        failures = [
+            (value, attributes)
+            for name, value, attributes in plane.observations()
+            if name == "subscription.renewal_failures"
+        ]
+        assert failures == [(len(outcomes), {"action": "renew"})]
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_create_counts_as_a_failed_renewal(bench: Bench) -> None:
+    bench.graph.protected_api_approved = False  # Teams subscriptions are refused (403)
+
+    async def scenario() -> None:
+        plane = bench.control_plane()
+        await plane.reconcile()
+        failing = [s for s in plane.status().subscriptions if s.state == "failing"]
+        failures = {
+            attributes["action"]: value
+            for name, value, attributes in plane.observations()
+            if name == "subscription.renewal_failures"
+        }
+        assert failures == {"create": len(failing)}
+        assert len(failing) == 2
+
+    asyncio.run(scenario())

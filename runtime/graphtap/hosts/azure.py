@@ -16,36 +16,49 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 
-from graphtap.deployment import Deployment
+from graphtap.deployment import FINDINGS_HUB, LOG_ANALYTICS, Deployment
+from graphtap.enforcement.actor import Enforcer
+from graphtap.enforcement.messages import TeamsMessages
 from graphtap.inspection import Policy, load_policy
 from graphtap.notifications.keyring import KEY_SUFFIX
 from graphtap.processing import compose
-from graphtap.processing.committer import (
-    AsyncDeadLetterStore,
-    BatchCommitter,
-    BlockingDeadLetters,
-)
+from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.handler import BatchHandler
-from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing.lifecycle import BlockingLifecycle, LifecycleQueue, SharedLifecycle
+from graphtap.processing.lifecycle_storage import StorageLifecycleQueue
+from graphtap.processing.outbox import ActionOutbox
 from graphtap.processing.partitions import PartitionStatus
 from graphtap.processing.pipeline import PipelineSettings
+from graphtap.processing.sinks import AsyncDeadLetterStore, AsyncVerdictSink
 from graphtap.processing.sinks.blob import BlobDeadLetters
 from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
+from graphtap.processing.sinks.fanout import FanOutVerdicts
 from graphtap.processing.sinks.jsonl import JsonlDeadLetters
+from graphtap.processing.sinks.ledger import BlobVerdictLedger, LedgeredSink
+from graphtap.processing.sinks.loganalytics import (
+    VERDICT_STREAM,
+    LogAnalyticsVerdictSink,
+    LogsIngestionTarget,
+)
 from graphtap.processing.sources.eventhubs import EventHubsSource, EventHubsSourceSettings
 from graphtap.processing.summary import Summary
+from graphtap.subscriptions.blobcursor import BlobCursorStore
 from graphtap.subscriptions.certificates import write_private_key
+from graphtap.subscriptions.clock import SystemClock
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
+from graphtap.subscriptions.cursor import CursorStore, SqliteCursorStore
+from graphtap.subscriptions.graph import build_client
 from graphtap.subscriptions.keyvault import EncryptionCertificate, KeyVault, SecretMissing
+from graphtap.subscriptions.leadership import BlobLease, Leadership
 from graphtap.subscriptions.resync import ProcessingSubmitter
 
 log = logging.getLogger(__name__)
@@ -64,8 +77,81 @@ def default_state_dir() -> Path:
     configured = os.environ.get(STATE_DIR_ENV)
     if configured:
         return Path(configured)
-    instance = os.environ.get("WEBSITE_INSTANCE_ID") or socket.gethostname()
-    return Path(os.environ.get("HOME", ".")) / "data" / "graphtap" / instance[:64]
+    return Path(os.environ.get("HOME", ".")) / "data" / "graphtap" / instance_name()
+
+
+def instance_name() -> str:
+    """This App Service instance (stable across its restarts), else the host name."""
+    return (os.environ.get("WEBSITE_INSTANCE_ID") or socket.gethostname())[:64]
+
+
+RESYNC_CONCURRENCY_ENV = "GRAPHTAP_RESYNC_CONCURRENCY"
+
+
+def with_resync_concurrency(settings: ControlPlaneSettings) -> ControlPlaneSettings:
+    """`$GRAPHTAP_RESYNC_CONCURRENCY`, when set: how many users or teams a resync reads at
+    once (the export APIs' pacing holds whatever the number)."""
+    value = os.environ.get(RESYNC_CONCURRENCY_ENV)
+    if value is None:
+        return settings
+    limit = settings.resync.throttle.concurrency
+    try:
+        concurrency = int(value)
+    except ValueError:
+        concurrency = 0
+    if not 1 <= concurrency <= limit:
+        raise ValueError(
+            f"{RESYNC_CONCURRENCY_ENV} must be a whole number from 1 to {limit}, got {value!r}"
+        )
+    return replace(settings, resync=replace(settings.resync, concurrency=concurrency))
+
+
+def open_resync_store(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> CursorStore:
+    """Resync cursors in the checkpoint container (the runtime's existing grant there), so
+    another instance can finish a job; without one, in the instance's state folder."""
+    if deployment.checkpoint_account_url and deployment.checkpoint_container:
+        return BlobCursorStore(
+            deployment.checkpoint_account_url,
+            deployment.checkpoint_container,
+            credential=credential,
+            **options.blob_options,
+        )
+    return SqliteCursorStore(options.state_dir / "resync.sqlite")
+
+
+def open_lifecycle(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> SharedLifecycle:
+    """The Storage queue every host's processor fills and the leader drains; without one
+    (deployments from before the stack created it), this instance's own SQLite queue."""
+    if deployment.lifecycle_queue_account_url and deployment.lifecycle_queue:
+        return StorageLifecycleQueue(
+            deployment.lifecycle_queue_account_url,
+            deployment.lifecycle_queue,
+            deployment.lifecycle_poison_queue or f"{deployment.lifecycle_queue}-poison",
+            credential,
+            **options.lifecycle_options,
+            **options.blob_options,
+        )
+    return BlockingLifecycle(LifecycleQueue(options.state_dir / "lifecycle.sqlite"))
+
+
+def open_leadership(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> Leadership | None:
+    """The leader lease in the control-plane container, so one web host at a time writes to
+    Graph; None (every host leads) for deployments from before the stack created it."""
+    if not deployment.control_plane_container:
+        return None
+    lease = BlobLease(
+        deployment.checkpoint_account_url,
+        deployment.control_plane_container,
+        credential,
+        **options.blob_options,
+    )
+    return Leadership(lease, SystemClock(), instance=instance_name())
 
 
 @dataclass(frozen=True)
@@ -87,8 +173,13 @@ class AzureServiceOptions:
     extra_client_states: tuple[str, ...] = field(default=())
     #: Passed to the Key Vault clients (e.g. a transport), as the control plane allows.
     keyvault_options: dict[str, Any] = field(default_factory=dict)
-    #: Passed to the dead-letter container's client (e.g. a transport).
+    #: Passed to the storage account's clients (e.g. a transport): the dead-letter, ledger and
+    #: cursor containers, the leader lease and the lifecycle queues.
     blob_options: dict[str, Any] = field(default_factory=dict)
+    #: `StorageLifecycleQueue` settings (`max_attempts`, `visibility` in seconds).
+    lifecycle_options: dict[str, int] = field(default_factory=dict)
+    #: Passed to the Logs Ingestion client (e.g. a transport).
+    ingestion_options: dict[str, Any] = field(default_factory=dict)
     #: Monotonic seconds for the certificate check's interval, never the wall clock (a step
     #: back would delay a new key by the step); tests give their own.
     clock: Callable[[], float] = time.monotonic
@@ -116,6 +207,16 @@ async def until_present(read: Callable[[], Awaitable[_T]], *, poll: float) -> _T
                 log.warning("%s; waiting for it (checking every %gs)", missing, poll)
                 announced = True
         await asyncio.sleep(poll)
+
+
+#: A policy file that overrides the environment's, for every host (`serve --policy` reads it).
+POLICY_SETTING = "GRAPHTAP_POLICY"
+
+
+def deployed_policy(settings: Mapping[str, str], environment: str) -> Policy:
+    """The policy a host's app settings name, else the environment's: every host of one
+    deployment must decide alike, or the verdict one of them sends for a change differs."""
+    return load_policy(settings.get(POLICY_SETTING)) or environment_policy(environment)
 
 
 def environment_policy(environment: str) -> Policy:
@@ -148,6 +249,55 @@ def open_dead_letters(
     return BlockingDeadLetters(JsonlDeadLetters(path))
 
 
+def open_verdict_sink(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> AsyncVerdictSink:
+    """The environment's destinations, behind the stack's verdict ledger when the deployment
+    names one: every host, consumer group and resync then agrees on one sender per verdict."""
+    destinations = open_destinations(deployment, credential, options)
+    if not deployment.verdict_ledger_container:
+        log.warning(
+            "no verdict ledger configured (GRAPHTAP_VERDICT_LEDGER_CONTAINER): a change "
+            "processed by two hosts or resynced reaches the findings hub more than once"
+        )
+        return destinations
+    ledger = BlobVerdictLedger(
+        deployment.checkpoint_account_url,
+        deployment.verdict_ledger_container,
+        credential=credential,
+        **options.blob_options,
+    )
+    return LedgeredSink(destinations, ledger)
+
+
+def open_destinations(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> AsyncVerdictSink:
+    """The findings hub, the Log Analytics table, or both (`findings_destinations`): with
+    both, each verdict goes once to each, and a batch is durable when both accepted it."""
+    sinks: list[AsyncVerdictSink] = []
+    if FINDINGS_HUB in deployment.destinations:
+        sinks.append(
+            EventHubsVerdictSink(
+                deployment.eventhub_namespace_host, deployment.findings_hub, credential=credential
+            )
+        )
+    if LOG_ANALYTICS in deployment.destinations:
+        assert deployment.logs_ingestion_endpoint, "checked when the deployment was read"
+        assert deployment.logs_dcr_id, "checked when the deployment was read"
+        target = LogsIngestionTarget(
+            deployment.logs_ingestion_endpoint,
+            deployment.logs_dcr_id,
+            environment=deployment.environment,
+            stream=deployment.logs_stream or VERDICT_STREAM,
+            audience=deployment.profile.monitor_audience,
+        )
+        sinks.append(
+            LogAnalyticsVerdictSink(target, credential=credential, **options.ingestion_options)
+        )
+    return sinks[0] if len(sinks) == 1 else FanOutVerdicts(sinks)
+
+
 def private_directory() -> Path:
     """A 0700 folder in memory when the host has one (/dev/shm), else in the temp dir."""
     base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 (tmpfs on purpose)
@@ -162,19 +312,28 @@ class AzureProcessing:
     pipeline: PipelineSettings
     keyvault: KeyVault
     certificate_name: str
-    sink: EventHubsVerdictSink
+    sink: AsyncVerdictSink
     dead_letters: AsyncDeadLetterStore
-    lifecycle: LifecycleQueue
+    lifecycle: SharedLifecycle
     executor: PipelineExecutor
     committer: BatchCommitter
     key_directory: Path
     certificate_check_seconds: float = 300.0
     _next_certificate_check: float = 0.0  # on `clock`
     clock: Callable[[], float] = time.monotonic
+    #: Actions the policy enforces in Teams, beside the lifecycle queue, for the actor.
+    outbox: ActionOutbox | None = None
+    #: The actor that applies them (only where the policy says enforce).
+    enforcer: Enforcer | None = None
 
     @property
     def summary(self) -> Summary:
         return self.committer.summary
+
+    async def act(self, stop: asyncio.Event) -> None:
+        """Apply the outbox's actions until `stop`, beside the processor (where enforcing)."""
+        if self.enforcer is not None:
+            await self.enforcer.run(stop)
 
     @classmethod
     async def open(
@@ -211,14 +370,17 @@ class AzureProcessing:
             policy=options.policy,
         )
         options.state_dir.mkdir(parents=True, exist_ok=True)
-        sink = EventHubsVerdictSink(
-            deployment.eventhub_namespace_host, deployment.findings_hub, credential=credential
-        )
+        sink = open_verdict_sink(deployment, credential, options)
         dead_letters = open_dead_letters(deployment, credential, options)
-        lifecycle = LifecycleQueue(options.state_dir / "lifecycle.sqlite")
+        lifecycle = open_lifecycle(deployment, credential, options)
+        outbox = ActionOutbox(options.state_dir / "lifecycle.sqlite")
         executor = PipelineExecutor(pipeline, workers=options.workers)
         committer = BatchCommitter(
-            sink=sink, dead_letters=dead_letters, lifecycle=lifecycle, summary=Summary()
+            sink=sink,
+            dead_letters=dead_letters,
+            lifecycle=lifecycle,
+            summary=Summary(),
+            outbox=outbox,
         )
         return cls(
             pipeline,
@@ -233,6 +395,7 @@ class AzureProcessing:
             options.certificate_check_seconds,
             options.clock() + options.certificate_check_seconds,
             options.clock,
+            outbox,
         )
 
     def handler(self, *, watch_certificate: bool = False) -> BatchHandler:
@@ -275,7 +438,11 @@ class AzureProcessing:
                 await self.dead_letters.close()
             finally:
                 self.executor.close()
-                self.lifecycle.close()
+                await self.lifecycle.close()
+                if self.outbox is not None:
+                    self.outbox.close()
+                if self.enforcer is not None:
+                    await self.enforcer.close()
                 shutil.rmtree(self.key_directory, ignore_errors=True)
 
 
@@ -289,7 +456,7 @@ class ControlPlaneOnly:
         self.processing = processing
 
     @property
-    def lifecycle(self) -> LifecycleQueue:
+    def lifecycle(self) -> SharedLifecycle:
         return self.processing.lifecycle
 
     def summary(self) -> Summary:
@@ -306,7 +473,9 @@ class ControlPlaneOnly:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await stop.wait()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(stop.wait())
+                tasks.create_task(self.processing.act(stop))
         finally:
             await self.processing.close()
 
@@ -319,7 +488,7 @@ class EventHubsService:
         self.processing = processing
 
     @property
-    def lifecycle(self) -> LifecycleQueue:
+    def lifecycle(self) -> SharedLifecycle:
         return self.processing.lifecycle
 
     @classmethod
@@ -353,7 +522,9 @@ class EventHubsService:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await self.source.run(stop)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.source.run(stop))
+                tasks.create_task(self.processing.act(stop))
         finally:
             await self.processing.close()
             log.info(
@@ -378,16 +549,39 @@ async def open_azure_host(
         service = await EventHubsService.open(deployment, credential, options)
     else:
         service = ControlPlaneOnly(await AzureProcessing.open(deployment, credential, options))
+    processing = service.processing
+    if options.policy.enforcement.mode == "enforce" and processing.outbox is not None:
+        # The actor applies what this instance's commits put in its outbox, through Graph.
+        client = build_client(
+            credential, endpoint=deployment.graph_endpoint, transport=graph_transport
+        )
+        # Instances that wrote the same action agree on one to apply it, in the verdict ledger.
+        claims = (
+            BlobVerdictLedger(
+                deployment.checkpoint_account_url,
+                deployment.verdict_ledger_container,
+                credential=credential,
+                **options.blob_options,
+            )
+            if deployment.verdict_ledger_container
+            else None
+        )
+        processing.enforcer = Enforcer(
+            processing.outbox, TeamsMessages(client), SystemClock(), claims=claims
+        )
     control_plane = ControlPlane.from_deployment(
         deployment,
         credential,
-        settings=control_plane_settings or ControlPlaneSettings(),
+        settings=with_resync_concurrency(control_plane_settings or ControlPlaneSettings()),
         lifecycle_queue=service.lifecycle,
         # Gaps (removals, `missed`, downtime) are read back from Graph and inspected once.
         resync_sink=ProcessingSubmitter(
             service.processing.executor.process, service.processing.committer
         ),
         heartbeat=options.state_dir / "control-plane.heartbeat",
+        resync_store=open_resync_store(deployment, credential, options),
+        instance=instance_name(),
+        leadership=open_leadership(deployment, credential, options),
         graph_transport=graph_transport,
         keyvault_options=options.keyvault_options,
     )

@@ -9,6 +9,7 @@ import click
 
 from graphtap import __version__
 from graphtap.hosts.commands import (
+    actions,
     bootstrap,
     deadletters,
     demo,
@@ -28,6 +29,7 @@ COMMANDS: tuple[click.Command, ...] = (
     demo.demo,
     findings.findings,
     deadletters.deadletters,
+    actions.actions,
     inspect.inspect,
     inspect.edm_hash,
     serve.serve,

@@ -51,6 +51,8 @@ class FindingRow:
     change_type: str
     message_id: str
     verdict_key: str
+    #: What the policy did in Teams, e.g. "block: dry_run" (None: report only).
+    action: str | None = None
 
     @property
     def time(self) -> dt.datetime:
@@ -70,6 +72,7 @@ class FindingRow:
             "change_type": self.change_type,
             "message_id": self.message_id,
             "verdict_key": self.verdict_key,
+            "action": self.action,
         }
 
 
@@ -87,6 +90,7 @@ FIELDS: tuple[str, ...] = (
     "change_type",
     "message_id",
     "verdict_key",
+    "action",
 )
 
 
@@ -185,13 +189,19 @@ SELECT v.processed_at, v.severity,
     json_extract(f.value, '$.type'), json_extract(f.value, '$.confidence'),
     json_extract(f.value, '$.count'), json_extract(f.value, '$.preview'),
     json_extract(f.value, '$.value_hash'),
-    v.conversation_id, v.sender_id, v.change_type, v.message_id, v.verdict_key
-FROM verdicts AS v, json_each(v.findings) AS f
+    v.conversation_id, v.sender_id, v.change_type, v.message_id, v.verdict_key, {action}
+FROM verdicts AS v {join} JOIN json_each(v.findings) AS f
 WHERE v.finding_count > 0 {where}
 ORDER BY v.id DESC
 {limit}
 """
 
+
+#: A verdict's action with the actor's outcome (the outbox's status) as its state, once known.
+_WITH_OUTCOME = (
+    "CASE WHEN v.action IS NULL OR a.status IS NULL OR a.status = 'pending' THEN v.action"
+    " ELSE json_set(v.action, '$.state', a.status) END"
+)
 
 # Newest first is the order rows were stored in, backwards: a scan of the rowid that stops
 # at the limit, with no sort (`json_each` yields a verdict's findings in their order).
@@ -221,8 +231,22 @@ def query_sqlite(db: sqlite3.Connection, query: FindingsQuery, path: Path) -> It
     if query.limit is not None:
         limit = "LIMIT ?"
         parameters.append(query.limit)
-    sql = _SQLITE_QUERY.format(where="".join(f" AND {w}" for w in where), limit=limit)
     try:
+        # A store from before actions has no action column (it is read, never upgraded,
+        # here); where the actor's outbox shares the file, an action shows its outcome.
+        columns = {row[1] for row in db.execute("PRAGMA table_info(verdicts)")}
+        outbox = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'actions'"
+        ).fetchone()
+        action, join = "NULL", ""
+        if "action" in columns:
+            action = "v.action"
+        if "action" in columns and outbox:
+            action = _WITH_OUTCOME
+            join = "LEFT JOIN actions AS a ON a.verdict_key = v.verdict_key"
+        sql = _SQLITE_QUERY.format(
+            where="".join(f" AND {w}" for w in where), limit=limit, action=action, join=join
+        )
         for row in db.execute(sql, parameters):
             yield FindingRow(
                 processed_at=float(row[0]),
@@ -237,6 +261,7 @@ def query_sqlite(db: sqlite3.Connection, query: FindingsQuery, path: Path) -> It
                 change_type=str(row[9]),
                 message_id=str(row[10]),
                 verdict_key=str(row[11]),
+                action=action_summary(json.loads(row[12]) if row[12] else None),
             )
     except sqlite3.Error as exc:
         raise _store_error(path, exc) from None
@@ -296,6 +321,7 @@ def _jsonl_rows(path: Path, line: bytes, query: FindingsQuery) -> Iterator[Findi
             change_type=str(record.get("change_type", "")),
             message_id=str(record.get("message_id", "")),
             verdict_key=str(record["verdict_key"]),
+            action=action_summary(record.get("action")),
         )
         if query.admits(row):
             yield row
@@ -317,9 +343,17 @@ def rows_of(verdict: Verdict) -> list[FindingRow]:
             change_type=verdict.change_type,
             message_id=verdict.message_id,
             verdict_key=verdict.key,
+            action=action_summary(verdict.action.to_dict() if verdict.action else None),
         )
         for finding in verdict.findings
     ]
+
+
+def action_summary(record: Any) -> str | None:
+    """An action record as one cell: "block: dry_run", "lift: pending"."""
+    if not isinstance(record, dict) or not record.get("action"):
+        return None
+    return f"{record['action']}: {record.get('state', '?')}"
 
 
 def latest(kind: str, path: Path, limit: int) -> Sequence[FindingRow]:

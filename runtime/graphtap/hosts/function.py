@@ -90,11 +90,11 @@ async def open_handler(
     """The handler the Function App runs, from its app settings; `credential` defaults to
     the runtime's managed identity, `options` to the environment's policy."""
     from graphtap.deployment import Deployment
-    from graphtap.hosts.azure import AzureProcessing, AzureServiceOptions, environment_policy
+    from graphtap.hosts.azure import AzureProcessing, AzureServiceOptions, deployed_policy
     from graphtap.hosts.commands.options import HASH_KEY_ENV
     from graphtap.telemetry import (
         configure_azure_monitor,
-        observe_counters,
+        observe_metrics,
     )
 
     configure_azure_monitor(settings)
@@ -108,11 +108,11 @@ async def open_handler(
         )
     if options is None:
         options = AzureServiceOptions(
-            policy=environment_policy(deployment.environment),
+            policy=deployed_policy(settings, deployment.environment),
             # Else the environment's key from Key Vault, as every instance reads it.
             hash_key=bytes.fromhex(settings[HASH_KEY_ENV]) if HASH_KEY_ENV in settings else None,
         )
     processing = await AzureProcessing.open(deployment, credential, options)
-    observe_counters(lambda: processing.summary.observations())
+    observe_metrics(lambda: processing.summary.observations())
     # No control plane runs here to announce a rotation: the handler looks for it itself.
     return FunctionHandler(processing.handler(watch_certificate=True))

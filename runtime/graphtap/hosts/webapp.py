@@ -54,11 +54,61 @@ class SubscriptionView(Protocol):
     def state(self) -> str: ...
 
 
+class ResyncJobView(Protocol):
+    """A resync job's progress: counts and times, no content."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def start(self) -> dt.datetime: ...
+    @property
+    def end(self) -> dt.datetime: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def units_total(self) -> int: ...
+    @property
+    def units_done(self) -> int: ...
+    @property
+    def units_failed(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def messages(self) -> int: ...
+    @property
+    def units_per_second(self) -> float: ...
+    @property
+    def messages_per_second(self) -> float: ...
+    @property
+    def last_error(self) -> str | None: ...
+
+
 class ControlPlaneView(Protocol):
     @property
     def subscriptions(self) -> Sequence[SubscriptionView]: ...
     @property
     def errors(self) -> Sequence[str]: ...
+    @property
+    def resync_jobs(self) -> Sequence[ResyncJobView]: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def lifecycle_poisoned(self) -> Sequence[PoisonedView]: ...
+
+
+class PoisonedView(Protocol):
+    @property
+    def event(self) -> str: ...
+    @property
+    def subscription_id(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
 
 
 @dataclass
@@ -207,7 +257,24 @@ class _Metrics(Collector):
 
 def _status(sources: StatusSources) -> dict[str, Any]:
     subscriptions: list[dict[str, Any]] | None = None
+    resyncs: list[dict[str, Any]] | None = None
+    control_plane: dict[str, Any] | None = None
     if sources.control_plane is not None:
+        plane = sources.control_plane()
+        control_plane = {
+            "role": plane.role,
+            "instance": plane.instance,
+            "lifecycle_poisoned": [
+                {
+                    "event": p.event,
+                    "subscription_id": p.subscription_id,
+                    "attempts": p.attempts,
+                    "last_error": p.last_error,
+                }
+                for p in plane.lifecycle_poisoned
+            ],
+        }
+        resyncs = [_resync_json(job) for job in sources.control_plane().resync_jobs]
         subscriptions = [
             {
                 "resource": s.resource,
@@ -234,9 +301,29 @@ def _status(sources: StatusSources) -> dict[str, Any]:
             }
             for p in sources.partitions()
         ],
+        "control_plane": control_plane,
         "subscriptions": subscriptions,
+        "resyncs": resyncs,
         "latest_findings": [row.to_dict() for row in _latest(sources)[0]],
         "series": sources.history.to_dict() if sources.history is not None else None,
+    }
+
+
+def _resync_json(job: ResyncJobView) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "reason": job.reason,
+        "start": job.start.isoformat(),
+        "end": job.end.isoformat(),
+        "state": job.state,
+        "units_total": job.units_total,
+        "units_done": job.units_done,
+        "units_failed": job.units_failed,
+        "in_flight": job.in_flight,
+        "messages": job.messages,
+        "units_per_second": round(job.units_per_second, 2),
+        "messages_per_second": round(job.messages_per_second, 2),
+        "last_error": job.last_error,
     }
 
 
@@ -284,6 +371,7 @@ def render_status_page(sources: StatusSources, *, now: dt.datetime | None = None
         _totals(summary, sources.failed_batches()),
         _latest_findings(sources),
         _subscriptions(sources, now),
+        _resyncs(sources),
         _partitions(sources.partitions()),
         _counts(
             "findings", "Findings by type", "type", summary.findings_by_type, "No findings yet."
@@ -343,6 +431,13 @@ def _subscriptions(sources: StatusSources, now: dt.datetime) -> str:
             "are managed here (the local hub has none).</p></section>"
         )
     status = sources.control_plane()
+    # Only the leader writes to Graph; a standby's rows are what it saw when it last led.
+    role = (
+        f"<p id='control-plane-role' class='{'ok' if status.role == 'leader' else 'muted'}'>"
+        f"{_e(status.instance)} is the control plane's <strong>{_e(status.role)}</strong>"
+        f"{'' if status.role == 'leader' else ': another instance renews the subscriptions'}"
+        ".</p>"
+    )
     if not status.subscriptions:
         table = "<p>The control plane tracks no subscriptions yet.</p>"
     else:
@@ -365,7 +460,60 @@ def _subscriptions(sources: StatusSources, now: dt.datetime) -> str:
     if status.errors:
         items = "".join(f"<li>{_e(e)}</li>" for e in list(status.errors)[-5:])
         errors = f"<p class='bad'>Recent control-plane errors:</p><ul>{items}</ul>"
-    return head + table + errors + "</section>"
+    poisoned = ""
+    if status.lifecycle_poisoned:
+        rows = "".join(
+            f"<li>{_e(p.event)} for {_e(p.subscription_id)} after {p.attempts} attempts: "
+            f"{_e(p.last_error or 'no error recorded')}</li>"
+            for p in status.lifecycle_poisoned
+        )
+        poisoned = (
+            "<p class='bad' id='lifecycle-poison'>Lifecycle events set aside after failing "
+            f"repeatedly (the poison queue):</p><ul>{rows}</ul>"
+        )
+    return head + role + table + errors + poisoned + "</section>"
+
+
+def _resyncs(sources: StatusSources) -> str:
+    """Gap resyncs of this process: running, interrupted (resumed from their cursor) and the
+    last few finished."""
+    if sources.control_plane is None:
+        return ""
+    jobs = sources.control_plane().resync_jobs
+    head = "<section id='resyncs'><h2>Gap resyncs</h2>"
+    if not jobs:
+        return head + "<p>No resync has run in this process.</p></section>"
+    table = _table(
+        (
+            "reason",
+            "window (UTC)",
+            "state",
+            "units done",
+            "failed",
+            "in flight",
+            "messages",
+            "units/s",
+            "messages/s",
+            "last error",
+        ),
+        (
+            (
+                job.reason,
+                f"{job.start:%Y-%m-%d %H:%M} to {job.end:%Y-%m-%d %H:%M}",
+                job.state,
+                f"{job.units_done} / {job.units_total}",
+                job.units_failed,
+                job.in_flight,
+                job.messages,
+                f"{job.units_per_second:.1f}",
+                f"{job.messages_per_second:.1f}",
+                job.last_error or "-",
+            )
+            for job in jobs
+        ),
+        {3, 4, 5, 6, 7, 8},
+    )
+    return head + table + "</section>"
 
 
 def _until(moment: dt.datetime | None, now: dt.datetime) -> str:
@@ -435,7 +583,16 @@ def _latest_findings(sources: StatusSources) -> str:
         return head + f"<p class='muted'>{_e(problem)}</p></section>"
     if not rows:
         return head + "<p>No findings yet.</p></section>"
-    headers = ("time (UTC)", "severity", "type", "confidence", "preview", "conversation", "sender")
+    headers = (
+        "time (UTC)",
+        "severity",
+        "type",
+        "confidence",
+        "preview",
+        "conversation",
+        "sender",
+        "action",
+    )
     cells = (
         (
             f"{row.time:%Y-%m-%d %H:%M:%S}",
@@ -445,6 +602,7 @@ def _latest_findings(sources: StatusSources) -> str:
             row.preview,
             row.conversation_id or "-",
             row.sender_id or "-",
+            row.action or "-",
         )
         for row in rows
     )

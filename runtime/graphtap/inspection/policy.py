@@ -11,6 +11,7 @@ One TOML file per environment (`runtime/environments/<env>/policy.toml`):
     severity = "high"         # unspecified keys are taken from [default]
 
     [custom_types.<name>] and [exact_data.<name>] declare the tenant's own types: see `custom`.
+    [enforcement] says what is done in Teams about a verdict: see `enforcement`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from graphtap.inspection.custom import CustomType, DeclarationError, parse
+from graphtap.inspection.enforcement import Enforcement, EnforcementError, parse_enforcement
 from graphtap.inspection.rules import TYPES, Rule
 
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
@@ -62,6 +64,8 @@ class Policy:
     types: Mapping[str, TypePolicy] = field(default_factory=lambda: MappingProxyType({}))
     # The tenant's own types (patterns and exact-data lists), declared in the same file.
     custom: tuple[CustomType, ...] = ()
+    #: What is done in Teams about a verdict (report only unless the file says otherwise).
+    enforcement: Enforcement = field(default_factory=Enforcement)
 
     def __post_init__(self) -> None:
         known = (*TYPES, *(declared.name for declared in self.custom))
@@ -72,13 +76,18 @@ class Policy:
         object.__setattr__(self, "custom", tuple(self.custom))
 
     def __hash__(self) -> int:
-        return hash((self.fallback, tuple(sorted(self.types.items())), self.custom))
+        return hash(
+            (self.fallback, tuple(sorted(self.types.items())), self.custom, self.enforcement)
+        )
 
     def __reduce__(
         self,
-    ) -> tuple[type[Policy], tuple[TypePolicy, dict[str, TypePolicy], tuple[CustomType, ...]]]:
+    ) -> tuple[
+        type[Policy],
+        tuple[TypePolicy, dict[str, TypePolicy], tuple[CustomType, ...], Enforcement],
+    ]:
         """Picklable (a read-only mapping is not), so settings can go to worker processes."""
-        return (Policy, (self.fallback, dict(self.types), self.custom))
+        return (Policy, (self.fallback, dict(self.types), self.custom, self.enforcement))
 
     def for_type(self, name: str) -> TypePolicy:
         return self.types.get(name, self.fallback)
@@ -127,11 +136,13 @@ _TYPE_KEYS = frozenset(f.name for f in fields(TypePolicy))
 
 
 def _parse(document: dict[str, Any], source: str, path: Path | None = None) -> Policy:
-    extra = sorted(set(document) - {"default", "types", "custom_types", "exact_data"})
+    extra = sorted(
+        set(document) - {"default", "types", "custom_types", "exact_data", "enforcement"}
+    )
     if extra:
         raise PolicyError(
             f"{source}: unknown section(s) {', '.join(extra)}; expected [default],"
-            " [types.<type>], [custom_types.<name>] and [exact_data.<name>]"
+            " [types.<type>], [custom_types.<name>], [exact_data.<name>] and [enforcement]"
         )
     try:
         default = _type_policy(document.get("default", {}), TypePolicy(), f"{source} [default]")
@@ -153,7 +164,13 @@ def _parse(document: dict[str, Any], source: str, path: Path | None = None) -> P
                     f" belong in its own table"
                 )
             types[name] = _type_policy(table, default, f"{source} [{_section(custom, name)}]")
-        return Policy(fallback=default, types=types, custom=custom)
+        try:
+            enforcement = parse_enforcement(
+                document.get("enforcement", {}), (*TYPES, *(c.name for c in custom))
+            )
+        except EnforcementError as exc:
+            raise PolicyError(f"{source} {exc}") from None
+        return Policy(fallback=default, types=types, custom=custom, enforcement=enforcement)
     except PolicyError as exc:
         if str(exc).startswith(source):
             raise

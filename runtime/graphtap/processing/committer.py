@@ -2,43 +2,33 @@
 at-least-once safe. Every path that produces verdicts commits through it: the local runner,
 the Event Hubs consumer, the Function trigger and gap resync.
 
-Verdicts, then dead letters, then lifecycle events, each durable on return; only then the
-checkpoint, and only then the bookkeeping (`Summary.record`) and the per-batch log. If any
-store fails, the exception propagates, the checkpoint stays where it was, and the batch is
-delivered again; the keyed stores absorb what had already been written.
+Verdicts, then dead letters, then lifecycle events, then the actions the policy enforces in
+Teams (the outbox the actor drains), each durable on return; only then the checkpoint, and
+only then the bookkeeping (`Summary.record`) and the per-batch log. If any store fails, the
+exception propagates, the checkpoint stays where it was, and the batch is delivered again;
+the keyed stores absorb what had already been written.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from graphtap.processing.deadletters import DeadLetter
-from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing.lifecycle import LifecycleQueue, SharedLifecycle, shared
+from graphtap.processing.outbox import ActionOutbox, ActionSink, as_sink
 from graphtap.processing.outputs import BatchOutputs
 from graphtap.processing.pipeline import EventResult
-from graphtap.processing.sinks import DeadLetterStore, VerdictSink
+from graphtap.processing.sinks import (
+    AsyncDeadLetterStore,
+    AsyncVerdictSink,
+    DeadLetterStore,
+    VerdictSink,
+)
 from graphtap.processing.summary import Summary
 from graphtap.processing.verdicts import Verdict
 
 log = logging.getLogger(__name__)
-
-
-class AsyncVerdictSink(Protocol):
-    async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
-        """Durably accept verdicts; return how many were new (by key) to this sink."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class AsyncDeadLetterStore(Protocol):
-    async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Durably store dead letters not stored before (by key); return how many were new."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 class BlockingVerdicts:
@@ -78,12 +68,15 @@ class BatchCommitter:
         *,
         sink: AsyncVerdictSink,
         dead_letters: AsyncDeadLetterStore,
-        lifecycle: LifecycleQueue,
+        lifecycle: LifecycleQueue | SharedLifecycle,
         summary: Summary,
+        outbox: ActionOutbox | ActionSink | None = None,
     ) -> None:
         self._sink = sink
         self._dead_letters = dead_letters
-        self._lifecycle = lifecycle
+        self._lifecycle = shared(lifecycle)
+        #: Where actions to enforce go; None where the policy never enforces.
+        self._outbox = as_sink(outbox) if outbox is not None else None
         self.summary = summary
         #: Called with each committed batch's verdicts, after its checkpoint (the status
         #: page's latest findings on Azure); an observer must not block or raise.
@@ -95,7 +88,16 @@ class BatchCommitter:
         outputs = BatchOutputs.of(results)
         new_verdicts = await self._sink.write_verdicts(outputs.verdicts)
         await self._dead_letters.write_dead_letters(outputs.dead_letters)
-        self._lifecycle.put(outputs.lifecycle)
+        if outputs.lifecycle:
+            await self._lifecycle.put(outputs.lifecycle)
+        actions = [v.action for v in outputs.verdicts if v.action is not None and v.action.to_apply]
+        if actions:
+            if self._outbox is None:
+                raise RuntimeError(
+                    "the policy enforces actions but this host has no action outbox: "
+                    "set [enforcement] mode to dry_run or report, or give the host an outbox"
+                )
+            await self._outbox.put(actions)
         await checkpoint()
         self.summary.record(results, events=events, new_verdicts=new_verdicts)
         _log_outcomes(outputs)

@@ -19,6 +19,7 @@ from graphtap.notifications.authenticity import TokenPolicy
 from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
 from graphtap.processing.endpoints import Endpoint, Stores, open_source, open_stores
 from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing.outbox import ActionOutbox
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import Processor, ProcessorOptions, ProgressCallback
 from graphtap.processing.sources import EventSource
@@ -51,12 +52,14 @@ def pipeline_settings(
 
 @dataclass
 class LocalRun:
-    """A local run's open endpoints: the source, the verdict and dead-letter stores and the
-    lifecycle queue; `processor` runs them, `close` closes all of them."""
+    """A local run's open endpoints: the source, the verdict and dead-letter stores, the
+    lifecycle queue and the action outbox (in the queue's file); `processor` runs them,
+    `close` closes all of them."""
 
     source: EventSource
     stores: Stores
     lifecycle: LifecycleQueue
+    outbox: ActionOutbox
 
     @classmethod
     def open(
@@ -87,7 +90,14 @@ class LocalRun:
             opened.close()
             stores.close()
             raise
-        return cls(opened, stores, queue)
+        try:
+            outbox = ActionOutbox(lifecycle)
+        except BaseException:
+            opened.close()
+            stores.close()
+            queue.close()
+            raise
+        return cls(opened, stores, queue, outbox)
 
     def processor(
         self,
@@ -101,6 +111,7 @@ class LocalRun:
             sink=self.stores.sink,
             dead_letters=self.stores.dead_letters,
             lifecycle=self.lifecycle,
+            outbox=self.outbox,
             settings=settings,
             options=options or ProcessorOptions(),
             on_progress=on_progress,
@@ -113,4 +124,7 @@ class LocalRun:
             try:
                 self.stores.close()
             finally:
-                self.lifecycle.close()
+                try:
+                    self.lifecycle.close()
+                finally:
+                    self.outbox.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 WINDOW_SECONDS = 60.0
@@ -89,6 +90,16 @@ class PartitionMeter:
                 )
                 for partition, state in sorted(self._partitions.items(), key=_partition_order)
             ]
+
+
+def lag_observations(
+    partitions: Iterable[PartitionStatus],
+) -> Iterator[tuple[str, float, Mapping[str, str]]]:
+    """Each owned partition's lag, for `telemetry.observe_metrics`: a partition released to
+    another instance keeps stale figures here, and that instance reports it instead."""
+    for status in partitions:
+        if status.owned and status.lag is not None:
+            yield "partition.lag", status.lag, {"partition": status.partition}
 
 
 def _rate(samples: deque[tuple[float, int]] | None) -> float:

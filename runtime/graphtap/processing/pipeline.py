@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphtap.inspection import InspectionSettings, Inspector
+from graphtap.inspection import InspectionSettings, Inspector, Policy
 from graphtap.notifications.authenticity import (
     ClientStateCheck,
     TokenPolicy,
@@ -109,12 +109,14 @@ class Pipeline:
         token_policy: TokenPolicy | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         dead_letter_key: bytes | None = None,
+        policy: Policy | None = None,
     ) -> Pipeline:
         """The standard chain, in the order the data path prescribes.
 
         Dead letters keep event bodies with every clientState masked by a keyed hash, under
         `dead_letter_key` (by default the environment's finding hash key), so the accepted
-        value can be put back for a replay and the secret itself is never stored."""
+        value can be put back for a replay and the secret itself is never stored. `policy`
+        decides the action each verdict takes in Teams (None: report only)."""
         client_state = ClientStateCheck(client_states)
         stages: list[Stage] = [
             SkipValidationEvents(),
@@ -127,7 +129,7 @@ class Pipeline:
             DecryptContent(),
             CheckResourceBinding(),
             InspectContent(inspector),
-            IssueVerdict(),
+            IssueVerdict(policy),
         ]
         verifier = ValidationTokenVerifier(token_policy) if token_policy is not None else None
         mask = ClientStateMask(client_states, dead_letter_key or inspector.settings.hash_key)
@@ -147,6 +149,7 @@ class Pipeline:
             inspector=Inspector(settings.inspection),
             token_policy=settings.token_policy,
             max_event_bytes=settings.max_event_bytes,
+            policy=settings.inspection.policy,
         )
 
     def process(self, event: SourceEvent) -> EventResult:

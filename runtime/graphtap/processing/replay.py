@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from graphtap.processing.committer import AsyncDeadLetterStore, AsyncVerdictSink, BatchCommitter
+from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.deadletters import ClientStateMask
 from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing.outbox import ActionOutbox, ActionSink
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
+from graphtap.processing.sinks import AsyncDeadLetterStore, AsyncVerdictSink
 from graphtap.processing.sinks.jsonl import JsonlLog
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.summary import Summary
@@ -378,6 +380,7 @@ async def replay(
     dead_letters: AsyncDeadLetterStore,
     lifecycle: LifecycleQueue,
     pipeline: Pipeline | None = None,
+    outbox: ActionOutbox | ActionSink | None = None,
 ) -> ReplayReport:
     """Replay `letters`' event bodies through the pipeline and commit them, a batch at a time;
     mark the letters that did not fail again, each batch only after its commit returned."""
@@ -389,7 +392,7 @@ async def replay(
     if pipeline is None and groups:
         pipeline = Pipeline.from_settings(settings)
     committer = BatchCommitter(
-        sink=sink, dead_letters=dead_letters, lifecycle=lifecycle, summary=Summary()
+        sink=sink, dead_letters=dead_letters, lifecycle=lifecycle, summary=Summary(), outbox=outbox
     )
     for first in range(0, len(groups), REPLAY_BATCH_EVENTS):
         assert pipeline is not None

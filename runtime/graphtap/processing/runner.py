@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters, BlockingVerdicts
 from graphtap.processing.heap import settle_for_throughput
 from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing.outbox import ActionOutbox, ActionSink
 from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
 from graphtap.processing.sinks import DeadLetterStore, VerdictSink
 from graphtap.processing.sources import EventSource, SourceEvent
@@ -58,6 +59,7 @@ class Processor:
         settings: PipelineSettings,
         options: ProcessorOptions = ProcessorOptions(),
         on_progress: ProgressCallback | None = None,
+        outbox: ActionOutbox | ActionSink | None = None,
     ) -> None:
         self._source = source
         self._settings = settings
@@ -69,6 +71,7 @@ class Processor:
             dead_letters=BlockingDeadLetters(dead_letters),
             lifecycle=lifecycle,
             summary=self.summary,
+            outbox=outbox,
         )
         self._loop: asyncio.Runner | None = None
 

@@ -27,11 +27,12 @@ from graphtap.notifications.crypto import (
 from graphtap.notifications.errors import NotificationError, Reason
 from graphtap.notifications.keyring import KeyEntry, KeyRing
 from graphtap.notifications.model import ChangeNotification
+from graphtap.processing.actions import decide
 from graphtap.processing.lifecycle import LifecycleEvent
 from graphtap.processing.verdicts import DELETED, INSPECTED, NOT_INCLUDED, Verdict, verdict_key
 
 if TYPE_CHECKING:
-    from graphtap.inspection import InspectionResult, Inspector
+    from graphtap.inspection import InspectionResult, Inspector, Policy
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,11 @@ class InspectContent:
 
 
 class IssueVerdict:
-    """The end of every change's chain: exactly one verdict."""
+    """The end of every change's chain: exactly one verdict, with the action the policy
+    takes in Teams decided here, from the findings and the message as it now is."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self._policy = policy
 
     def __call__(self, ctx: ItemContext) -> Outcome | None:
         n = ctx.notification
@@ -236,8 +241,22 @@ class IssueVerdict:
         else:
             content = NOT_INCLUDED
         inspection = ctx.inspection
+        key = verdict_key(tenant_id, resource_path, message_id, n.change_type, version)
+        findings = tuple([f.to_dict() for f in inspection.findings]) if inspection else ()
+        action = None
+        if self._policy is not None and self._policy.enforcement.acts:
+            policy = self._policy
+            action = decide(
+                policy.enforcement,
+                verdict_key=key,
+                change_type=n.change_type,
+                message=ctx.resource if content == INSPECTED else None,
+                findings=findings,
+                severity_of=lambda kind: policy.for_type(kind).severity,
+                now=ctx.received_at,
+            )
         return Verdict(
-            key=verdict_key(tenant_id, resource_path, message_id, n.change_type, version),
+            key=key,
             tenant_id=tenant_id,
             subscription_id=n.subscription_id,
             change_type=n.change_type,
@@ -248,13 +267,14 @@ class IssueVerdict:
             sender_id=_sender_id(resource),
             content=content,
             severity=inspection.severity if inspection is not None else "none",
-            findings=tuple([f.to_dict() for f in inspection.findings]) if inspection else (),
+            findings=findings,
             certificate_id=ctx.certificate_id,
             partition=ctx.partition,
             offset=ctx.offset,
             processed_at=ctx.received_at,
             findings_truncated=inspection.truncated if inspection else False,
             findings_omitted=inspection.omitted if inspection else 0,
+            action=action,
         )
 
 

@@ -56,7 +56,7 @@ class Summary:
                 self.findings_by_type[str(finding["type"])] += int(finding["count"])
 
     def observations(self) -> Iterator[tuple[str, float, Mapping[str, str]]]:
-        """The running totals as (metric, value, attributes), for `telemetry.observe_counters`."""
+        """The running totals as (metric, value, attributes), for `telemetry.observe_metrics`."""
         yield "events", self.events, {}
         yield "notifications", self.notifications, {}
         yield "verdicts", self.verdicts, {}

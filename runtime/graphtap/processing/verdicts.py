@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from graphtap.processing.actions import Action
 from graphtap.processing.records import pickled_as_fields
 
 #: What the verdict could say about the content.
@@ -54,6 +55,8 @@ class Verdict:
     #: (see `graphtap.inspection.MAX_FINDINGS`); counts still include them.
     findings_truncated: bool = False
     findings_omitted: int = 0  # findings not listed
+    #: What the policy does about it in Teams (None: report only); see `actions`.
+    action: Action | None = None
 
     @property
     def finding_total(self) -> int:
@@ -80,4 +83,5 @@ class Verdict:
             "certificate_id": self.certificate_id,
             "source": {"partition": self.partition, "offset": self.offset},
             "processed_at": self.processed_at,
+            "action": self.action.to_dict() if self.action is not None else None,
         }

@@ -13,7 +13,8 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +24,15 @@ from azure.core.exceptions import AzureError
 
 from graphtap.deployment import Deployment
 from graphtap.processing import lifecycle
-from graphtap.processing.lifecycle import LifecycleEvent, LifecycleQueue
+from graphtap.processing.lifecycle import (
+    LifecycleEvent,
+    LifecycleQueue,
+    PoisonedEvent,
+    SharedLifecycle,
+)
 from graphtap.subscriptions.certificates import graph_certificate_value
 from graphtap.subscriptions.clock import Clock, SystemClock, utcnow
+from graphtap.subscriptions.cursor import CursorStore
 from graphtap.subscriptions.desired import DesiredState, DesiredSubscription, load_desired
 from graphtap.subscriptions.graph import (
     GraphError,
@@ -39,19 +46,23 @@ from graphtap.subscriptions.keyvault import (
     EncryptionCertificate,
     KeyVault,
 )
+from graphtap.subscriptions.leadership import Leadership, NotLeader
 from graphtap.subscriptions.reconcile import (
     Action,
     Kind,
     Outcome,
     Reconciler,
     Target,
+    owned,
     renewal_due,
 )
-from graphtap.subscriptions.resync import Resync, ResyncSink
+from graphtap.subscriptions.resync import JobProgress, Resync, ResyncSettings, ResyncSink
 from graphtap.subscriptions.throttle import RetryableError, ThrottleSettings, WriteThrottle
 
 log = logging.getLogger(__name__)
 MAX_ERRORS = 20
+#: Failed writes that leave a subscription to expire: what the renewal-failure alert counts.
+RENEWAL_KINDS = frozenset({Kind.RENEW, Kind.REKEY, Kind.CREATE})
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class ControlPlaneSettings:
     #: Extra time resynced before a gap starts, for clock skew and delivery latency.
     gap_margin: dt.timedelta = dt.timedelta(minutes=5)
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    resync: ResyncSettings = field(default_factory=ResyncSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,12 @@ class ControlPlaneStatus:
     errors: tuple[str, ...]
     certificate_id: str | None = None
     resyncs: int = 0
+    resync_jobs: tuple[JobProgress, ...] = ()
+    #: "leader" or "standby" (`Leadership`), and which instance this is.
+    role: str = "leader"
+    instance: str = "local"
+    #: Lifecycle events set aside after failing too often, as of the last drain.
+    lifecycle_poisoned: tuple[PoisonedEvent, ...] = ()
 
 
 @dataclass
@@ -101,6 +119,9 @@ class _State:
     last_reconcile: dt.datetime | None = None
     errors: list[str] = field(default_factory=list)
     resyncs: int = 0
+    #: Running totals of failed renewals, by the kind of write (`RENEWAL_KINDS`).
+    renewal_failures: Counter[str] = field(default_factory=Counter)
+    poisoned: tuple[PoisonedEvent, ...] = ()
 
 
 class ControlPlane:
@@ -114,12 +135,13 @@ class ControlPlane:
         notification_url: str,
         clock: Clock,
         settings: ControlPlaneSettings = ControlPlaneSettings(),
-        lifecycle_queue: LifecycleQueue | None = None,
+        lifecycle_queue: LifecycleQueue | SharedLifecycle | None = None,
         resync: Resync | None = None,
         on_certificate: Callable[[EncryptionCertificate], Awaitable[None]] | None = None,
         heartbeat: Path | None = None,
         rng: random.Random | None = None,
         client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET,
+        leadership: Leadership | None = None,
     ) -> None:
         self.desired = desired
         self.reconciler = reconciler
@@ -133,6 +155,8 @@ class ControlPlane:
         self.on_certificate = on_certificate
         self.heartbeat = heartbeat
         self.client_state_secret = client_state_secret
+        #: Runs the loops only while this instance holds the leader lease (local: always).
+        self.leadership = leadership or Leadership.single(clock)
         self._rng = rng or random.Random()
         self._state = _State()
         self._target: Target | None = None
@@ -148,26 +172,45 @@ class ControlPlane:
         desired: DesiredState | None = None,
         clock: Clock | None = None,
         settings: ControlPlaneSettings = ControlPlaneSettings(),
-        lifecycle_queue: LifecycleQueue | None = None,
+        lifecycle_queue: LifecycleQueue | SharedLifecycle | None = None,
         resync_sink: ResyncSink | None = None,
         graph_transport: httpx.AsyncBaseTransport | None = None,
         keyvault_options: dict[str, object] | None = None,
         heartbeat: Path | None = None,
+        resync_store: CursorStore | None = None,
+        instance: str = "local",
+        leadership: Leadership | None = None,
     ) -> ControlPlane:
-        """The control plane for a deployed environment (stack outputs or app settings)."""
+        """The control plane for a deployed environment (stack outputs or app settings).
+
+        `resync_store` keeps resync jobs across restarts (without one they live only in this
+        process); `instance` names this host in the claims on them."""
         clock = clock or SystemClock()
         client = build_client(
             credential, endpoint=deployment.graph_endpoint, transport=graph_transport
         )
         throttle = WriteThrottle(clock, settings.throttle)
         resync = (
-            Resync(GraphExports(client), throttle, resync_sink, tenant_id=deployment.tenant_id)
+            Resync(
+                GraphExports(client),
+                resync_sink,
+                tenant_id=deployment.tenant_id,
+                clock=clock,
+                store=resync_store,
+                owner=instance,
+                settings=settings.resync,
+            )
             if resync_sink is not None
             else None
         )
         return cls(
             desired=desired or load_desired(deployment.environment),
-            reconciler=Reconciler(GraphSubscriptions(client), throttle, clock),
+            reconciler=Reconciler(
+                GraphSubscriptions(client),
+                throttle,
+                clock,
+                fence=leadership.fence if leadership is not None else None,
+            ),
             keyvault=KeyVault(deployment.key_vault_uri, credential, **(keyvault_options or {})),
             certificate_name=deployment.certificate_name,
             notification_url=deployment.notification_url,
@@ -177,6 +220,7 @@ class ControlPlane:
             resync=resync,
             heartbeat=heartbeat,
             client_state_secret=deployment.client_state_secret,
+            leadership=leadership,
         )
 
     # -- status ---------------------------------------------------------------------------
@@ -197,27 +241,112 @@ class ControlPlane:
             errors=tuple(self._state.errors),
             certificate_id=self._certificate.certificate_id if self._certificate else None,
             resyncs=self._state.resyncs,
+            resync_jobs=self.resync.progress() if self.resync is not None else (),
+            role=self.leadership.role,
+            instance=self.leadership.instance,
+            lifecycle_poisoned=self._state.poisoned,
         )
+
+    def observations(self) -> Iterator[tuple[str, float, Mapping[str, str]]]:
+        """For `telemetry.observe_metrics`: seconds until each known subscription expires
+        (negative once it has) and the failed renewals so far."""
+        now = utcnow(self.clock)
+        for resource, tracked in sorted(self._state.tracked.items()):
+            if tracked.subscription is not None:
+                left = (tracked.subscription.expiration - now).total_seconds()
+                yield "subscription.expiry_seconds", left, {"resource": resource}
+        for kind, count in sorted(self._state.renewal_failures.items()):
+            yield "subscription.renewal_failures", count, {"action": kind}
 
     # -- the service ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Keep the subscriptions alive until `stop` is set."""
+        """Keep the subscriptions alive until `stop` is set, in every term this instance
+        leads; a standby only holds out for the lease."""
+        holder = asyncio.create_task(self.leadership.hold(stop))
+        try:
+            while (term := await self._stand_by(stop)) is not None:
+                ended = asyncio.Event()
+                watch = asyncio.create_task(self._watch_term(term, stop, ended))
+                try:
+                    await self._lead(ended)
+                finally:
+                    watch.cancel()
+                if stop.is_set():
+                    break
+        finally:
+            if not stop.is_set():  # cancelled: the lease is let go as the process ends
+                holder.cancel()
+            await asyncio.gather(holder, return_exceptions=True)
+            if self.resync is not None:
+                await self.resync.store.close()
+
+    async def _stand_by(self, stop: asyncio.Event) -> int | None:
+        """Until this instance is elected, it only reads: what Graph holds (so a standby's
+        status page shows the subscriptions too) and the certificate's newest version (so
+        its processor has the key before the leader moves the subscriptions to it)."""
+        if self.leadership.is_leader():
+            return await self.leadership.elected(stop)
+        standing = asyncio.Event()
+        tasks = [
+            asyncio.create_task(self._observe(standing)),
+            asyncio.create_task(
+                self._every(standing, self.settings.rotation_check, "rotation", self.refresh_target)
+            ),
+            # The process is up: a takeover later resyncs no "downtime" it never had.
+            asyncio.create_task(
+                self._every(standing, self.settings.renewal_check, "heartbeat", self._alive)
+            ),
+        ]
+        try:
+            return await self.leadership.elected(stop)
+        finally:
+            standing.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _alive(self) -> None:
+        self._beat()
+
+    async def _observe(self, standing: asyncio.Event) -> None:
+        await self._guard("observe", self.observe)
+        await self._every(standing, self.settings.reconcile_interval, "observe", self.observe)
+
+    async def observe(self) -> None:
+        """A standby's view: this deployment's subscriptions as Graph lists them."""
+        actual = owned(await self.reconciler.list_all(), self.notification_url)
+        now = utcnow(self.clock)
+        for want in self.desired.subscriptions:
+            found = next((s for s in actual if s.resource == want.resource), None)
+            if found is not None:
+                self._state.tracked[want.resource] = _Tracked(found, "observed", "standby", now)
+
+    async def _watch_term(self, term: int, stop: asyncio.Event, ended: asyncio.Event) -> None:
+        await self.leadership.term_over(term, stop)
+        ended.set()
+
+    async def _lead(self, ended: asyncio.Event) -> None:
+        """One term, until `ended`: start from what Graph holds, then loop."""
         await self._guard("start", self.refresh_target)
+        # A resync a stopped process left goes on from its cursor before anything new starts.
+        await self._guard("resync", self.resume_resyncs)
         await self._guard("reconcile", self.reconcile)
         await self._guard("downtime", self._resync_downtime)
         loops = [
-            self._every(stop, self.settings.renewal_check, "renewal", self._renewal_round),
-            self._every(stop, self.settings.reconcile_interval, "reconcile", self.reconcile),
-            self._every(stop, self.settings.rotation_check, "rotation", self.check_rotation),
+            self._every(ended, self.settings.renewal_check, "renewal", self._renewal_round),
+            self._every(
+                ended, self.settings.reconcile_interval, "reconcile", self._reconcile_round
+            ),
+            self._every(ended, self.settings.rotation_check, "rotation", self.check_rotation),
         ]
         if self.lifecycle_queue is not None:
             loops.append(
-                self._every(stop, self.settings.lifecycle_poll, "lifecycle", self.drain_lifecycle)
+                self._every(ended, self.settings.lifecycle_poll, "lifecycle", self.drain_lifecycle)
             )
         tasks = [asyncio.create_task(loop) for loop in loops]
         try:
-            await stop.wait()
+            await ended.wait()
         finally:
             for task in tasks:
                 task.cancel()
@@ -242,6 +371,11 @@ class ControlPlane:
             await job()
         except (GraphError, RetryableError, AzureError, OSError, ValueError, RuntimeError) as error:
             self._error(f"{name}: {error}")
+        except Exception as error:
+            # A fault no rule anticipated (a bug): its traceback for whoever fixes it, its
+            # line on the status page, and the next round still runs.
+            log.exception("control plane: %s round failed unexpectedly", name)
+            self._error(f"{name}: unexpected {type(error).__name__}: {error}")
 
     def _error(self, message: str) -> None:
         log.warning("control plane: %s", message)
@@ -277,6 +411,31 @@ class ControlPlane:
         self._state.last_reconcile = utcnow(self.clock)
         await self._resync_gap(gap, "subscription recreated")
         return outcomes
+
+    async def _reconcile_round(self) -> None:
+        await self.reconcile()
+        # A job stopped by an error (throttled past every retry, a permission missing) or
+        # left by an instance that went quiet is taken up again.
+        await self.resume_resyncs()
+
+    async def resume_resyncs(self) -> None:
+        """Finish the unfinished resync jobs in the store, each from its cursor."""
+        if self.resync is None:
+            return
+        if self._certificate is None or self._client_state is None:
+            await self.refresh_target()
+        assert self._certificate is not None
+        assert self._client_state is not None
+        for report in await self.resync.resume(
+            certificate=self._certificate, client_state=self._client_state
+        ):
+            self._state.resyncs += 1
+            log.info(
+                "resync resumed (%s): %d messages, %d new verdicts",
+                report.reason,
+                report.messages,
+                report.new_verdicts,
+            )
 
     async def renew_due(self) -> list[Outcome]:
         """Renew what is due from the expiries already known: no list call needed."""
@@ -343,15 +502,28 @@ class ControlPlane:
         return await self.check_rotation()
 
     async def drain_lifecycle(self) -> None:
+        """Handle what the processors queued; an event that keeps failing is set aside."""
         assert self.lifecycle_queue is not None
-        for event in self.lifecycle_queue.pending():
+        queue = lifecycle.shared(self.lifecycle_queue)
+        for event in await queue.pending():
             try:
                 await self.handle(event)
-            except (GraphError, RetryableError) as error:
-                self.lifecycle_queue.retry_later(event.key, str(error))
+            except NotLeader:
+                raise  # not the event's failure: the next leader receives it again
+            except (
+                GraphError,
+                RetryableError,
+                AzureError,
+                OSError,
+                ValueError,
+                RuntimeError,
+            ) as error:
+                # Counted against the event, and the drain goes on with the others.
+                await queue.retry_later(event, str(error))
                 self._error(f"lifecycle {event.event} {event.subscription_id}: {error}")
             else:
-                self.lifecycle_queue.complete(event.key)
+                await queue.complete(event)
+        self._state.poisoned = tuple(await queue.poisoned())
 
     async def handle(self, event: LifecycleEvent) -> None:
         tracked = self._by_id(event.subscription_id)
@@ -391,6 +563,7 @@ class ControlPlane:
             utcnow(self.clock),
             certificate=self._certificate,
             client_state=self._client_state,
+            reason=why,
         )
         self._state.resyncs += 1
         log.info(
@@ -426,6 +599,9 @@ class ControlPlane:
                 gap = min(gap or previous.confirmed_at, previous.confirmed_at)
             if outcome.error is not None:
                 self._error(f"{outcome.resource}: {outcome.error} ({outcome.error.hint})")
+                kind = outcome.action.removesuffix(" failed")
+                if kind in RENEWAL_KINDS:
+                    self._state.renewal_failures[kind] += 1
                 kept = previous.subscription if previous else None
                 confirmed = previous.confirmed_at if previous else None
                 self._state.tracked[outcome.resource] = _Tracked(

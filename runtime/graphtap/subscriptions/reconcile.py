@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from graphtap.subscriptions.clock import Clock, utcnow
 from graphtap.subscriptions.desired import DesiredState, DesiredSubscription
@@ -25,6 +26,7 @@ from graphtap.subscriptions.throttle import RetryableError, WriteThrottle
 
 #: Ask for a little less than the maximum so clock skew never makes Graph refuse it.
 LIFETIME_MARGIN = dt.timedelta(minutes=5)
+T = TypeVar("T")
 
 
 class Kind(enum.StrEnum):
@@ -126,10 +128,29 @@ def _matches(have: GraphSubscription, want: DesiredSubscription) -> bool:
 class Reconciler:
     """Executes plans against Graph through the write throttle."""
 
-    def __init__(self, graph: GraphSubscriptions, throttle: WriteThrottle, clock: Clock) -> None:
+    def __init__(
+        self,
+        graph: GraphSubscriptions,
+        throttle: WriteThrottle,
+        clock: Clock,
+        *,
+        fence: Callable[[str], None] | None = None,
+    ) -> None:
         self.graph = graph
         self.throttle = throttle
         self.clock = clock
+        #: Raises unless this instance may write (`Leadership.fence`); None: always may.
+        self.fence = fence
+
+    async def _write(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """A Graph write, paced by the throttle and fenced as it leaves it, retries too."""
+
+        async def fenced() -> T:
+            if self.fence is not None:
+                self.fence(what)
+            return await operation()
+
+        return await self.throttle.run(fenced)
 
     async def list_all(self) -> list[GraphSubscription]:
         return await self.throttle.run(self.graph.list_all, write=False)
@@ -169,7 +190,7 @@ class Reconciler:
         if action.kind is Kind.KEEP and actual is not None:
             return Outcome(action.resource, "unchanged", actual.id, actual.expiration, None, actual)
         if action.kind is Kind.DELETE and actual is not None:
-            await self.throttle.run(lambda: self.graph.delete(actual.id))
+            await self._write("delete", lambda: self.graph.delete(actual.id))
             return Outcome(action.resource, "deleted", actual.id, None)
         assert want is not None
         if action.kind is Kind.CREATE or actual is None:
@@ -191,14 +212,14 @@ class Reconciler:
             encryption_certificate=target.certificate if want.rich else None,
             encryption_certificate_id=target.certificate_id if want.rich else None,
         )
-        return await self.throttle.run(lambda: self.graph.create(request))
+        return await self._write("create", lambda: self.graph.create(request))
 
     async def renew(
         self, actual: GraphSubscription, want: DesiredSubscription, target: Target
     ) -> Outcome:
         """PATCH a new expiry (which also reauthorizes); a 404 means it is gone: recreate."""
         if actual.include_resource_data != want.rich:
-            await self.throttle.run(lambda: self.graph.delete(actual.id))
+            await self._write("delete", lambda: self.graph.delete(actual.id))
             created = await self.create(want, target)
             return Outcome(
                 want.resource,
@@ -209,8 +230,8 @@ class Reconciler:
                 created,
             )
         try:
-            renewed = await self.throttle.run(
-                lambda: self.graph.renew(actual.id, self.expiration(want))
+            renewed = await self._write(
+                "renew", lambda: self.graph.renew(actual.id, self.expiration(want))
             )
         except GraphError as error:
             if error.status != 404:
@@ -234,13 +255,14 @@ class Reconciler:
         assert target.certificate_id is not None
         certificate, certificate_id = target.certificate, target.certificate_id
         try:
-            updated = await self.throttle.run(
+            updated = await self._write(
+                "rekey",
                 lambda: self.graph.update_certificate(
                     actual.id,
                     certificate=certificate,
                     certificate_id=certificate_id,
                     expiration=self.expiration(want),
-                )
+                ),
             )
         except GraphError as error:
             if error.status not in (400, 404):
@@ -254,7 +276,7 @@ class Reconciler:
         if updated is not None and updated.encryption_certificate_id == certificate_id:
             return Outcome(want.resource, "rekeyed", updated.id, updated.expiration, None, updated)
         if still_there:
-            await self.throttle.run(lambda: self.graph.delete(actual.id))
+            await self._write("delete", lambda: self.graph.delete(actual.id))
         created = await self.create(want, target)
         return Outcome(
             want.resource,

@@ -19,6 +19,11 @@ WRITES_PER_WINDOW = 500
 #: List requests (GET /subscriptions) per app per tenant in any 20-second window.
 LISTS_PER_WINDOW = 25
 WINDOW_SECONDS = 20.0
+#: The export APIs (`/users/{id}/chats/getAllMessages`, `/teams/{id}/channels/getAllMessages`)
+#: allow 200 requests per second per app per tenant, and a sustained limit of about 83 % of
+#: that; the pacer stays under both readings.
+EXPORT_REQUESTS_PER_SECOND = 200
+EXPORT_SUSTAINED_SHARE = 0.83
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 MAX_CLIENT_STATE_CHARS = 128
 

@@ -1,11 +1,13 @@
-"""Pacing Graph's subscription writes below the published limit, and obeying Retry-After.
+"""Pacing Graph calls below a published limit, and obeying Retry-After.
 
-Graph allows 500 writes per 20 seconds per app and tenant. A token bucket refilling at
-`rate` with `burst` tokens never exceeds `burst + rate * 20` in any 20-second window, so
-the defaults (24/s, burst 20) stay at 500 while keeping the write rate near the 25/s
-ceiling. A 429 or 503 pauses every writer until its Retry-After has passed. Both are
-measured on the clock's monotonic reading: a wall clock stepped back would otherwise drain
-the bucket (or stretch a pause) by the size of the step.
+Graph allows 500 subscription writes per 20 seconds per app and tenant. A token bucket
+refilling at `rate` with `burst` tokens never exceeds `burst + rate * 20` in any 20-second
+window, so the defaults (24/s, burst 20) stay at 500 while keeping the write rate near the
+25/s ceiling. The export APIs a resync reads get their own bucket (`EXPORT_READS`): 200
+requests in any second and 83 % of that sustained. A 429 or 503 pauses every caller of the
+same throttle until its Retry-After has passed. Both are measured on the clock's monotonic
+reading: a wall clock stepped back would otherwise drain the bucket (or stretch a pause) by
+the size of the step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from graphtap.subscriptions.clock import Clock
-from graphtap.subscriptions.rules import WINDOW_SECONDS, WRITES_PER_WINDOW
+from graphtap.subscriptions.rules import (
+    EXPORT_REQUESTS_PER_SECOND,
+    EXPORT_SUSTAINED_SHARE,
+    WINDOW_SECONDS,
+    WRITES_PER_WINDOW,
+)
 
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -39,15 +46,38 @@ class ThrottleSettings:
     max_attempts: int = 8
     default_retry_after: float = 5.0
     max_backoff: float = 120.0
+    #: The limit the bucket must respect: `limit` calls in any `window` seconds, and, when
+    #: set, `per_second` calls in any one second.
+    limit: float = WRITES_PER_WINDOW
+    window: float = WINDOW_SECONDS
+    per_second: float | None = None
+    what: str = "writes"
 
     def __post_init__(self) -> None:
-        if self.burst + self.rate * WINDOW_SECONDS > WRITES_PER_WINDOW:
+        if self.burst + self.rate * self.window > self.limit:
             raise ValueError(
-                f"burst {self.burst} + rate {self.rate}/s x {WINDOW_SECONDS:g} s exceeds Graph's "
-                f"{WRITES_PER_WINDOW} writes per {WINDOW_SECONDS:g} s"
+                f"burst {self.burst} + rate {self.rate}/s x {self.window:g} s exceeds Graph's "
+                f"{self.limit:g} {self.what} per {self.window:g} s"
+            )
+        if self.per_second is not None and self.burst + self.rate > self.per_second:
+            raise ValueError(
+                f"burst {self.burst} + rate {self.rate}/s exceeds Graph's "
+                f"{self.per_second:g} {self.what} per second"
             )
         if self.rate <= 0 or self.burst < 1 or self.concurrency < 1 or self.max_attempts < 1:
             raise ValueError("rate, burst, concurrency and max_attempts must be positive")
+
+
+#: Export reads: at most 200 in any second (40 + 160) and 3,240 in any 20 s, under the
+#: sustained 83 % (3,320); the concurrency bound is the resync's, in units.
+EXPORT_READS = ThrottleSettings(
+    rate=160.0,
+    burst=40,
+    concurrency=64,
+    limit=EXPORT_REQUESTS_PER_SECOND * EXPORT_SUSTAINED_SHARE * WINDOW_SECONDS,
+    per_second=EXPORT_REQUESTS_PER_SECOND,
+    what="export requests",
+)
 
 
 @dataclass

@@ -32,11 +32,7 @@ from graphtap.inspection import Policy, load_policy
 from graphtap.notifications.errors import Reason
 from graphtap.notifications.keyring import KeyRingError
 from graphtap.processing import compose
-from graphtap.processing.committer import (
-    AsyncDeadLetterStore,
-    BlockingDeadLetters,
-    BlockingVerdicts,
-)
+from graphtap.processing.committer import BlockingDeadLetters, BlockingVerdicts
 from graphtap.processing.deadletters import expand_ranges
 from graphtap.processing.endpoints import (
     SINK_SCHEMES,
@@ -46,6 +42,7 @@ from graphtap.processing.endpoints import (
     open_stores,
 )
 from graphtap.processing.lifecycle import LifecycleQueue
+from graphtap.processing.outbox import ActionOutbox
 from graphtap.processing.replay import (
     DeadLetterReader,
     DeadLetterStoreError,
@@ -56,7 +53,7 @@ from graphtap.processing.replay import (
     open_reader,
     replay,
 )
-from graphtap.processing.sinks import VerdictSink
+from graphtap.processing.sinks import AsyncDeadLetterStore, VerdictSink
 from graphtap.processing.sinks.jsonl import JsonlVerdictSink
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.transactions import StoreError
@@ -363,6 +360,12 @@ def replay_letters(
             close_stores()
             raise
         try:
+            outbox = ActionOutbox(lifecycle.path)  # actions a replay enforces, as `process`
+        except BaseException:
+            close_stores()
+            lifecycle.close()
+            raise
+        try:
             return await replay(
                 reader,
                 letters,
@@ -370,12 +373,14 @@ def replay_letters(
                 sink=BlockingVerdicts(verdicts),
                 dead_letters=failed_again,
                 lifecycle=lifecycle,
+                outbox=outbox,
             )
         finally:
             if letters_endpoint is None:
                 await failed_again.close()
             close_stores()
             lifecycle.close()
+            outbox.close()
 
     try:
         report = _with_reader(name, run)

@@ -14,7 +14,9 @@ import shlex
 import shutil
 import sqlite3
 import sys
+from collections import Counter
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import click
@@ -23,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from graphtap.hosts.commands.process import run_processor, summary_table
+from graphtap.inspection import load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHub
 from graphtap.notifications.keyring import KEY_SUFFIX, thumbprint
 from graphtap.processing import compose
@@ -42,6 +45,37 @@ CERTIFICATE_ID = "graphtap-demo"
 KEYS = "keys"
 CLIENT_STATE_FILE = "client-state"
 HASH_KEY_FILE = "finding-hash.key"
+POLICY_FILE = "policy.toml"
+#: The demo's enforcement: the packaged inspection policy, acting in dry run only.
+DEMO_ENFORCEMENT = """
+# graphtap demo: what would be done in Teams, recorded and shown, Graph never called.
+[enforcement]
+mode = "dry_run"
+lift_on_fix = true
+compliance_url = "https://contoso.example/dlp"
+
+[[enforcement.rules]]
+name = "secrets and keys"
+action = "block"
+min_severity = "critical"
+min_confidence = 75
+tip = "Credentials never go in chat: rotate it and share through the vault."
+allow_override = false
+
+[[enforcement.rules]]
+name = "payment and identity numbers"
+action = "block_external"
+min_severity = "high"
+min_confidence = 75
+tip = "This may not leave the company."
+allow_override = true
+
+[[enforcement.rules]]
+name = "anything else"
+action = "notify_sender"
+tip = "This message may contain sensitive information."
+allow_override = true
+"""
 #: What a new run keeps from the last: the keys and the secrets the status page needs.
 KEPT = frozenset({MARKER, KEYS, CLIENT_STATE_FILE, HASH_KEY_FILE})
 
@@ -85,6 +119,9 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
     _secret(hash_key_path, lambda: secrets.token_hex(32))
     hub_dir = workdir / "hub"
     sink = Endpoint("sqlite", workdir / "verdicts.sqlite")
+    policy_path = workdir / POLICY_FILE
+    packaged = resources.files("graphtap.inspection").joinpath("default_policy.toml")
+    policy_path.write_text(packaged.read_text() + DEMO_ENFORCEMENT, encoding="utf-8")
     workers = workers or len(os.sched_getaffinity(0))
     console.print(
         f"[bold]graphtap demo[/]: certificate [cyan]{certificate.certificate_id}[/] "
@@ -124,6 +161,7 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
                 key_paths=(keys_dir,),
                 client_states=(client_state,),
                 hash_key=bytes.fromhex(hash_key_path.read_text().strip()),
+                policy=load_policy(policy_path),
             ),
             ProcessorOptions(workers=workers),
             consumer_group=DEFAULT_CONSUMER_GROUP,
@@ -132,6 +170,7 @@ def demo(workdir: Path, count: int, workers: int | None, seed: int) -> None:
         )
     console.print(summary_table(summary))
     console.print(_sample_findings(sink.path))
+    console.print(dry_run_table(sink.path, policy_path))
     console.print(
         f"Verdicts and dead letters: {sink.path} (tables verdicts, dead_letters,"
         " dead_letter_events, lifecycle_events). Run it again: the same seed gives the same"
@@ -240,4 +279,21 @@ def _sample_findings(database: Path) -> Table:
                 finding["preview"],
                 finding["value_hash"][:12],
             )
+    return table
+
+
+def dry_run_table(database: Path, policy: Path) -> Table:
+    """What enforcement in dry run would have done: actions by rule, no content."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    with sqlite3.connect(database) as db:
+        for (record,) in db.execute("SELECT action FROM verdicts WHERE action IS NOT NULL"):
+            action = json.loads(record)
+            counts[(action["rule"], action["action"], action["state"])] += 1
+    table = Table(title=f"enforcement in dry run ({policy}): what would have been done in Teams")
+    for column in ("rule", "action", "state", "messages"):
+        table.add_column(column, justify="right" if column == "messages" else "left")
+    for (rule, action, state), count in sorted(counts.items()):
+        table.add_row(rule, action, state, f"{count:,}")
+    if not counts:
+        table.add_row("-", "-", "-", "0")
     return table

@@ -115,6 +115,7 @@ def findings_table(rows: list[FindingRow], *, title: str) -> Table:
     table.add_column("preview", no_wrap=True)
     table.add_column("conversation", overflow="fold")
     table.add_column("sender", overflow="fold")
+    table.add_column("action", overflow="fold")
     for row in rows:
         cells = (
             f"{row.time:%Y-%m-%d %H:%M:%S}",
@@ -125,6 +126,7 @@ def findings_table(rows: list[FindingRow], *, title: str) -> Table:
             row.preview,
             row.conversation_id or "-",
             row.sender_id or "-",
+            row.action or "-",
         )
         table.add_row(*(Text(cell) for cell in cells))  # as text: ids are never markup
     return table

@@ -11,7 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,13 +44,13 @@ from graphtap.processing.endpoints import (
     EndpointError,
     default_lifecycle_queue,
 )
-from graphtap.processing.partitions import PartitionStatus
+from graphtap.processing.partitions import PartitionStatus, lag_observations
 from graphtap.processing.runner import DEFAULT_BATCH_SIZE, ProcessorOptions
 from graphtap.processing.summary import Summary
 from graphtap.telemetry import (
     configure_azure_monitor,
     configure_logging,
-    observe_counters,
+    observe_metrics,
 )
 from graphtap.transactions import StoreError
 
@@ -69,6 +77,7 @@ class Service(Protocol):
 
 class ControlPlaneService(Protocol):
     def status(self) -> Any: ...
+    def observations(self) -> Iterable[tuple[str, float, Mapping[str, str]]]: ...
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
@@ -112,6 +121,7 @@ class ControlPlaneService(Protocol):
 @click.option(
     "--policy",
     "policy_path",
+    envvar="GRAPHTAP_POLICY",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Inspection policy TOML [default: runtime/environments/ENV/policy.toml, else built-in].",
 )
@@ -224,13 +234,24 @@ async def _serve(
 ) -> None:
     """Open the service inside the loop that runs it (its clients bind to that loop)."""
     service, control_plane, close = await open_service()
-    observe_counters(lambda: service.summary().observations())  # exported once configured
+    observe_metrics(lambda: _observations(service, control_plane))  # exported once configured
     try:
         app = build_app(service, control_plane, chart_interval=chart_interval)
         await run_app(app, host=host, port=port)
     finally:
         if close is not None:
             await close()
+
+
+def _observations(
+    service: Service, control_plane: ControlPlaneService | None
+) -> Iterator[tuple[str, float, Mapping[str, str]]]:
+    """What this instance exports: the processor's totals, the lag of the partitions it
+    owns and, where the control plane runs, every subscription's expiry and failed renewals."""
+    yield from service.summary().observations()
+    yield from lag_observations(service.partitions())
+    if control_plane is not None:
+        yield from control_plane.observations()
 
 
 def build_app(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.verdicts import Verdict
+
+T = TypeVar("T")
 
 
 class VerdictSink(Protocol):
@@ -23,3 +26,29 @@ class DeadLetterStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class AsyncVerdictSink(Protocol):
+    async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
+        """Durably accept verdicts; return how many were new (by key) to this sink."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncDeadLetterStore(Protocol):
+    async def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Durably store dead letters not stored before (by key); return how many were new."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def gather_all(writes: Iterable[Awaitable[T]]) -> list[T]:
+    """Await every write even when one fails, so none is abandoned mid-flight; then raise the
+    first failure, or return the outcomes in order."""
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]

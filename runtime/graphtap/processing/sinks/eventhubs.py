@@ -26,6 +26,7 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
+from graphtap.processing.sinks import gather_all
 from graphtap.processing.verdicts import Verdict
 
 log = logging.getLogger(__name__)
@@ -103,14 +104,10 @@ class EventHubsVerdictSink:
                 groups[partition_key(verdict)].setdefault(verdict.key, verdict)
         if not groups:
             return 0
-        sent = await asyncio.gather(
-            *(self._send_group(key, list(group.values())) for key, group in groups.items()),
-            return_exceptions=True,
+        sent = await gather_all(
+            self._send_group(key, list(group.values())) for key, group in groups.items()
         )
-        failures = [outcome for outcome in sent if isinstance(outcome, BaseException)]
-        if failures:
-            raise failures[0]
-        return sum(outcome for outcome in sent if isinstance(outcome, int))
+        return sum(sent)
 
     async def _send_group(self, key: str, verdicts: list[Verdict]) -> int:
         """Send one partition key's verdicts; remember them once the hub accepted them all."""

@@ -38,6 +38,7 @@ _VERDICT_COLUMNS = """(
     processed_at REAL NOT NULL,
     findings_truncated INTEGER NOT NULL DEFAULT 0,
     finding_total INTEGER NOT NULL DEFAULT 0,
+    action TEXT,
     UNIQUE (version, verdict_key)
 )"""
 # Added after the verdict columns above first shipped: a store without them gets them, its
@@ -50,6 +51,8 @@ _ADDED_VERDICT_COLUMNS = {
         "ALTER TABLE verdicts ADD COLUMN finding_total INTEGER NOT NULL DEFAULT 0",
         "UPDATE verdicts SET finding_total = finding_count",
     ),
+    # The action the policy took in Teams (JSON, see `actions.Action.to_dict`); NULL: none.
+    "action": ("ALTER TABLE verdicts ADD COLUMN action TEXT",),
 }
 _DEAD_LETTER_COLUMNS = """(
     id INTEGER PRIMARY KEY,
@@ -210,6 +213,7 @@ class SqliteStore:
                 v.processed_at,
                 int(v.findings_truncated),
                 v.finding_total,
+                orjson.dumps(v.action.to_dict()).decode() if v.action is not None else None,
             )
             for v in verdicts
         ]
@@ -217,8 +221,8 @@ class SqliteStore:
             "INSERT OR IGNORE INTO verdicts (verdict_key, tenant_id, subscription_id, change_type,"
             " resource, message_id, version, conversation_id, sender_id, content, severity,"
             " finding_count, findings, certificate_id, partition, offset, processed_at,"
-            " findings_truncated, finding_total)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " findings_truncated, finding_total, action)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
 

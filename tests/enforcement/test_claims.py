@@ -1,0 +1,69 @@
+"""Two instances holding the same action (each wrote it in its own commit, as with
+`processor = "both"`) apply it once: they agree through the verdict ledger's container."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from graphtap.enforcement.actor import Enforcer
+from graphtap.enforcement.messages import TeamsMessages
+from graphtap.processing.outbox import ALREADY_APPLIED, APPLIED, PENDING, ActionOutbox
+from graphtap.processing.sinks.ledger import BlobVerdictLedger
+from graphtap.subscriptions.graph import build_client
+from graphtap.subscriptions.throttle import ThrottleSettings, WriteThrottle
+from tests.enforcement.conftest import CARD, Teams
+from tests.fakes.azure_transport import TokenCredential
+from tests.fakes.blobs import FakeBlobService
+from tests.subscriptions.conftest import FakeCredential
+
+LEDGER = "verdict-ledger"
+
+
+def instance(teams: Teams, outbox: ActionOutbox, ledger: FakeBlobService, name: str) -> Enforcer:
+    """One web app instance's actor: its own outbox, the shared ledger."""
+    claims = BlobVerdictLedger(
+        ledger.account_url,
+        LEDGER,
+        credential=TokenCredential(),
+        owner=name,
+        transport=ledger.transport(),
+    )
+    return Enforcer(
+        outbox,
+        TeamsMessages(build_client(FakeCredential(), transport=teams.graph)),
+        teams.clock,
+        WriteThrottle(teams.clock, ThrottleSettings(rate=5.0, burst=10, concurrency=4)),
+        claims=claims,
+    )
+
+
+def test_two_instances_with_the_same_action_patch_once(teams: Teams) -> None:
+    ledger = FakeBlobService()
+    ledger.create_container(LEDGER)
+    other = ActionOutbox(teams.tmp / "other-instance.sqlite")
+
+    async def scenario() -> tuple[Counter[str], Counter[str]]:
+        teams.post(CARD)
+        (verdict,) = await teams.process()
+        assert verdict.action is not None
+        other.put([verdict.action])  # the second instance committed the same change
+        first = instance(teams, teams.outbox, ledger, "web-1")
+        second = instance(teams, other, ledger, "web-2")
+        try:
+            # Both drain at once: one claims and applies, the other waits its turn.
+            together = sum(await asyncio.gather(first.drain(), second.drain()), Counter())
+            return together, await second.drain() + await first.drain()
+        finally:
+            await first.close()
+            await second.close()
+
+    try:
+        together, after = asyncio.run(scenario())
+        records = [outbox.records()[0].status for outbox in (teams.outbox, other)]
+    finally:
+        other.close()
+    assert together == Counter({APPLIED: 1, PENDING: 1})
+    assert after == Counter({ALREADY_APPLIED: 1})
+    assert sorted(records) == sorted([APPLIED, ALREADY_APPLIED])
+    assert len([r for r in teams.graph.requests if r[0] == "PATCH"]) == 1
