@@ -2,7 +2,10 @@
 
 The fakes are built from the synthesized `cdk.tf.json` as `cdktf deploy` would leave Azure:
 the vault, the storage account and its containers, the namespace with its hubs and consumer
-groups, and Microsoft Graph, each refusing any call the stack does not grant. Then the
+groups, and Microsoft Graph, each refusing any call the stack does not grant. The storage
+account is Azurite behind the same authorization (`tests.fakes.azurite`); where it differs
+from Azure: it takes no Entra ID token (the transport checks it), it has one account (emptied
+at each deploy), and leases run on its wall clock. Then the
 operators' and the platform's steps run in the order a platform team meets them, each as
 the identity that performs it in Azure:
 
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from azure.eventhub.exceptions import ConnectionLostError
+from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.keyvault.certificates import CertificatePolicy
 from azure.keyvault.certificates.aio import CertificateClient
 from azure.storage.blob.aio import BlobServiceClient
@@ -56,7 +60,7 @@ from graphtap.subscriptions.keyvault import KeyVault
 from tests.deployment.instances import ServeInstance
 from tests.deployment.serve_process import POLLS
 from tests.fakes.authorization import CHANGE_TRACKING, DEPLOYER, RUNTIME, Authority, Estate
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import Azurite, AzuriteStorage
 from tests.fakes.eventhub_mgmt import FakeEventHubManagement
 from tests.fakes.eventhub_mgmt import FakeNamespace as ManagedNamespace
 from tests.fakes.eventhubs import FakeNamespace, Installed, install
@@ -80,7 +84,8 @@ class Azure:
     estate: Estate
     authority: Authority
     vault: FakeKeyVault
-    blobs: FakeBlobService
+    #: The storage account, served by Azurite behind the stack's authorization.
+    blobs: AzuriteStorage
     namespace: FakeNamespace
     management: FakeEventHubManagement
     graph: FakeGraph
@@ -93,7 +98,7 @@ class Azure:
     logs: FakeLogsIngestion = field(default_factory=FakeLogsIngestion)
 
     @classmethod
-    def deploy(cls, estate: Estate, mocker: Any) -> Azure:
+    def deploy(cls, estate: Estate, mocker: Any, azurite: Azurite) -> Azure:
         authority = Authority(estate)
         outputs = estate.outputs()
         (vault,) = estate.resources("azurerm_key_vault").values()
@@ -105,13 +110,14 @@ class Azure:
             resource_id=estate.id_of("azurerm_key_vault", name=vault["name"]),
         )
         account_id = estate.id_of("azurerm_storage_account", name=account["name"])
-        blobs = FakeBlobService(
-            account_url=outputs["checkpoint_account_url"],
-            authority=authority,
-            resource_id=account_id,
+        blobs = AzuriteStorage(
+            azurite, account=account["name"], authority=authority, resource_id=account_id
         )
+        blobs.reset()  # the session's one emulator account, emptied for this deployment
         for container in estate.resources("azurerm_storage_container").values():
             blobs.create_container(container["name"])
+        for queue in estate.resources("azurerm_storage_queue").values():
+            blobs.create_queue(queue["name"])
         namespace = FakeNamespace(
             outputs["eventhub_namespace_host"],
             authority=authority,
@@ -126,9 +132,7 @@ class Azure:
             namespace.consumer_groups[hub] = {"$Default"}
         for group in estate.resources("azurerm_eventhub_consumer_group").values():
             namespace.consumer_groups[group["eventhub_name"]].add(group["name"])
-        eventhubs = install(
-            mocker, namespace, account_ids={outputs["checkpoint_account_url"]: account_id}
-        )
+        eventhubs = install(mocker, namespace, checkpoint_store=checkpoints(blobs))
         management = FakeEventHubManagement(
             {
                 (estate.subscription_id, outputs["resource_group"], namespace_config["name"]): (
@@ -184,6 +188,15 @@ class Azure:
 
     def transports(self) -> dict[str, Any]:
         return {"transport": self.vault.transport()}
+
+
+def checkpoints(storage: AzuriteStorage) -> Callable[..., BlobCheckpointStore]:
+    """The SDK's blob checkpoint store, as the runtime constructs it, on `storage`."""
+
+    def store(account_url: str, container: str, **kwargs: Any) -> BlobCheckpointStore:
+        return BlobCheckpointStore(account_url, container, transport=storage.transport(), **kwargs)
+
+    return store
 
 
 async def create_certificate(azure: Azure) -> None:
@@ -252,7 +265,7 @@ class FunctionsHost:
             await self._handler.handle([TriggerEvent.of(context.partition_id, e) for e in events])
             await context.update_checkpoint(events[-1])
 
-        async with client:
+        async with store, client:  # the store closes its own transport
             receiving = asyncio.create_task(
                 client.receive_batch(
                     on_batch, max_batch_size=64, max_wait_time=0.1, starting_position="-1"
@@ -297,11 +310,17 @@ class Outcome:
 
 
 async def rehearse(
-    estate: Estate, mocker: Any, state: Path, *, seed: int = 11, traffic: int = 40
+    estate: Estate,
+    mocker: Any,
+    state: Path,
+    azurite: Azurite,
+    *,
+    seed: int = 11,
+    traffic: int = 40,
 ) -> tuple[Azure, Outcome]:
     """Deploy, bootstrap, serve and rotate as the module says; `Refused` names what was
     denied when any step fails, and quotes the end of each web app instance's log."""
-    azure = Azure.deploy(estate, mocker)
+    azure = Azure.deploy(estate, mocker, azurite)
     webs: list[ServeInstance] = []
     try:
         return await _rehearse(azure, state, webs, seed=seed, traffic=traffic)
@@ -320,9 +339,11 @@ async def _rehearse(
     await create_certificate(azure)
     deployment = Deployment.from_outputs(azure.outputs, source="stack outputs")
     function_kinds = azure.estate.resources("azurerm_function_app_flex_consumption")
+    # One transport for every storage client of this process and of the web app's instances.
+    storage = azure.blobs.transport(shared=True)
     options: dict[str, Any] = {
         "keyvault_options": azure.transports(),
-        "blob_options": {"transport": azure.blobs.transport()},
+        "blob_options": {"transport": storage},
         "ingestion_options": {"transport": azure.logs.transport()},
         **POLLS,  # the web app's instances poll as often (`serve_process`)
         "max_batch_size": 64,
@@ -346,7 +367,7 @@ async def _rehearse(
     async def stop_web_apps() -> None:
         await asyncio.gather(*(web.stop() for web in webs))
 
-    stops: list[Callable[[], Awaitable[None]]] = [fakes.close, stop_web_apps]
+    stops: list[Callable[[], Awaitable[None]]] = [storage.aclose, fakes.close, stop_web_apps]
     await fakes.start()
     try:
         # 2. The web app is up before anyone ran bootstrap: it waits for its secrets.
@@ -464,7 +485,7 @@ async def _rehearse(
                 azure,
             )
         await _until(
-            lambda: len(azure.blobs.containers[deployment.dead_letter_container or ""]) >= damaged,
+            lambda: len(azure.blobs.blobs(deployment.dead_letter_container or "")) >= damaged,
             "the damaged event's dead letter",
             azure,
         )

@@ -26,14 +26,15 @@ from tests.fakes.authorization import (
     Estate,
     PrincipalCredential,
 )
+from tests.fakes.azurite import Azurite
 from tests.stacks.conftest import SynthesizedStack
 
 SECRET_ACTION = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
 
 
 @pytest.fixture
-def azure(prod: SynthesizedStack, mocker: Any) -> Azure:
-    return Azure.deploy(Estate.from_stack(prod.document), mocker)
+def azure(prod: SynthesizedStack, mocker: Any, azurite: Azurite) -> Azure:
+    return Azure.deploy(Estate.from_stack(prod.document), mocker, azurite)
 
 
 def secret(azure: Azure, principal: str, name: str) -> str | None:
@@ -124,11 +125,13 @@ def test_event_hubs_detaches_a_link_without_the_claim(azure: Azure) -> None:
     assert len(asyncio.run(partitions(RUNTIME))) == 16
 
 
-def test_graph_decides_by_the_tokens_roles(prod: SynthesizedStack, mocker: Any) -> None:
+def test_graph_decides_by_the_tokens_roles(
+    prod: SynthesizedStack, mocker: Any, azurite: Azurite
+) -> None:
     estate = Estate.from_stack(prod.document)
     (user_read,) = [g.key for g in estate.app_roles if g.permission == "User.Read.All"]
     for principal, granted in ((RUNTIME, estate), (RUNTIME, estate.without(user_read))):
-        azure = Azure.deploy(granted, mocker)
+        azure = Azure.deploy(granted, mocker, azurite)
         azure.graph.users = ["u1"]
         exports = GraphExports(build_client(azure.credential(principal), transport=azure.graph))
         if granted is estate:

@@ -15,6 +15,7 @@ import pytest
 from graphtap.processing.sinks.loganalytics import VERDICT_TABLE
 from tests.deployment.rehearsal import Outcome, Refused, rehearse
 from tests.fakes.authorization import AppRoleGrant, Estate, Grant
+from tests.fakes.azurite import Azurite
 from tests.stacks.conftest import SynthesizedStack
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "stacks" / "snapshots" / "prod.json"
@@ -36,9 +37,9 @@ def estate(prod: SynthesizedStack) -> Estate:
 
 
 def test_prod_deploys_bootstraps_and_processes_with_exactly_the_stacks_grants(
-    estate: Estate, mocker: Any, tmp_path: Path
+    estate: Estate, mocker: Any, tmp_path: Path, azurite: Azurite
 ) -> None:
-    azure, outcome = asyncio.run(rehearse(estate, mocker, tmp_path))
+    azure, outcome = asyncio.run(rehearse(estate, mocker, tmp_path, azurite))
     assert azure.authority.denied == []
     assert azure.undelivered == []
     assert outcome.bootstrap.ok
@@ -103,13 +104,13 @@ def test_the_parametrised_grants_are_the_synthesized_ones(estate: Estate) -> Non
 @pytest.mark.slow
 @pytest.mark.parametrize("grant_key", _snapshot_grant_keys(), ids=lambda key: key.split(".", 1)[1])
 def test_without_any_one_grant_the_rehearsal_fails_on_the_call_it_covers(
-    estate: Estate, grant_key: str, mocker: Any, tmp_path: Path
+    estate: Estate, grant_key: str, mocker: Any, tmp_path: Path, azurite: Azurite
 ) -> None:
     removed = next(g for g in _grants(estate) if g.key == grant_key)
     reduced = estate.without(grant_key)
     outcome: Outcome | None = None
     with pytest.raises(Refused) as refused:
-        _, outcome = asyncio.run(rehearse(reduced, mocker, tmp_path, traffic=12))
+        _, outcome = asyncio.run(rehearse(reduced, mocker, tmp_path, azurite, traffic=12))
     assert outcome is None
     message = str(refused.value)
     if isinstance(removed, AppRoleGrant):

@@ -21,6 +21,7 @@ from stacks.constructs.graph_permissions import ENFORCEMENT_PERMISSIONS
 from tests.deployment.enforcing import enforcing_prod
 from tests.deployment.rehearsal import Refused, rehearse
 from tests.fakes.authorization import RUNTIME, Estate
+from tests.fakes.azurite import Azurite
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,9 @@ def enforcing(tmp_path_factory: pytest.TempPathFactory) -> Estate:
 
 
 def test_an_enforcing_deployment_acts_once_per_violation_with_zero_denials(
-    enforcing: Estate, mocker: Any, tmp_path: Path
+    enforcing: Estate, mocker: Any, tmp_path: Path, azurite: Azurite
 ) -> None:
-    azure, outcome = asyncio.run(rehearse(enforcing, mocker, tmp_path))
+    azure, outcome = asyncio.run(rehearse(enforcing, mocker, tmp_path, azurite))
     assert azure.authority.denied == []
     assert outcome.bootstrap.ok
     patches = azure.graph.violations_set
@@ -60,11 +61,11 @@ def test_an_enforcing_deployment_acts_once_per_violation_with_zero_denials(
 @pytest.mark.slow
 @pytest.mark.parametrize("permission", ENFORCEMENT_PERMISSIONS)
 def test_without_an_enforcement_role_the_rehearsal_fails_on_the_call_it_covers(
-    enforcing: Estate, permission: str, mocker: Any, tmp_path: Path
+    enforcing: Estate, permission: str, mocker: Any, tmp_path: Path, azurite: Azurite
 ) -> None:
     (grant,) = [g for g in enforcing.app_roles if g.permission == permission]
     with pytest.raises(Refused) as refused:
-        asyncio.run(rehearse(enforcing.without(grant.key), mocker, tmp_path))
+        asyncio.run(rehearse(enforcing.without(grant.key), mocker, tmp_path, azurite))
     message = str(refused.value)
     assert f"needs {permission}" in message, message
     assert "runtime: Microsoft Graph PATCH" in message, message

@@ -24,6 +24,7 @@ from tests.deployment.instances import INHERITED, ROOT, ServeInstance
 from tests.deployment.rehearsal import Azure, create_certificate
 from tests.deployment.serve_process import EXIT_ORPHANED
 from tests.fakes.authorization import RUNTIME, Estate
+from tests.fakes.azurite import Azurite
 from tests.fakes.remote import BridgeError, Exposed, FakesServer, RemoteFakes
 from tests.stacks.conftest import SynthesizedStack
 
@@ -43,9 +44,9 @@ def _lent(azure: Azure) -> Exposed:
 
 @pytest.mark.slow
 def test_a_call_denied_in_a_child_process_is_denied_here_in_the_services_shape(
-    estate: Estate, mocker: Any
+    estate: Estate, mocker: Any, azurite: Azurite
 ) -> None:
-    azure = Azure.deploy(estate, mocker)
+    azure = Azure.deploy(estate, mocker, azurite)
     runtime = estate.principals[RUNTIME]
     vault, host = azure.outputs["key_vault_uri"], azure.namespace.host
     notifications, findings = azure.outputs["notifications_hub"], azure.outputs["findings_hub"]
@@ -94,9 +95,9 @@ def test_a_call_denied_in_a_child_process_is_denied_here_in_the_services_shape(
 
 @pytest.mark.slow
 def test_an_instance_whose_fakes_are_gone_exits_rather_than_outlive_the_test(
-    estate: Estate, mocker: Any, tmp_path: Path
+    estate: Estate, mocker: Any, tmp_path: Path, azurite: Azurite
 ) -> None:
-    azure = Azure.deploy(estate, mocker)
+    azure = Azure.deploy(estate, mocker, azurite)
     settings = {  # less Application Insights, whose exporter would reach Azure Monitor
         k: v
         for k, v in estate.app_settings("azurerm_linux_web_app").items()
@@ -124,8 +125,10 @@ def test_an_instance_whose_fakes_are_gone_exits_rather_than_outlive_the_test(
     assert asyncio.run(scenario()) == EXIT_ORPHANED
 
 
-def test_a_connection_without_the_key_is_refused(estate: Estate, mocker: Any) -> None:
-    azure = Azure.deploy(estate, mocker)
+def test_a_connection_without_the_key_is_refused(
+    estate: Estate, mocker: Any, azurite: Azurite
+) -> None:
+    azure = Azure.deploy(estate, mocker, azurite)
 
     async def scenario() -> None:
         async with FakesServer(_lent(azure)) as fakes:

@@ -146,8 +146,10 @@ class AzuriteStorage:
     def queue_url(self) -> str:
         return f"https://{self.account}.queue.core.windows.net"
 
-    def transport(self) -> AuthorizingTransport:
-        return AuthorizingTransport(self)
+    def transport(self, *, shared: bool = False) -> AuthorizingTransport:
+        """A transport for one client, or (`shared`) one that many clients use in turn: their
+        closing leaves it open, and its owner closes it (`aclose`)."""
+        return AuthorizingTransport(self, shared=shared)
 
     # -- direct access, as a test reads and arranges state (no authorization) --------------
 
@@ -314,8 +316,9 @@ def _sign_httpx(request: httpx.Request) -> None:
 class AuthorizingTransport(AsyncHttpTransport):  # type: ignore[type-arg]
     """The SDK's transport: Azure's authorization here, then Azurite's real answer."""
 
-    def __init__(self, storage: AzuriteStorage) -> None:
+    def __init__(self, storage: AzuriteStorage, *, shared: bool = False) -> None:
         self.storage = storage
+        self.shared = shared
         self._inner = AioHttpTransport()
         self.requests: list[tuple[str, str]] = []
 
@@ -338,6 +341,11 @@ class AuthorizingTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         await self._inner.open()
 
     async def close(self) -> None:
+        if not self.shared:
+            await self._inner.close()
+
+    async def aclose(self) -> None:
+        """Close the connections, shared or not."""
         await self._inner.close()
 
     async def __aenter__(self) -> AuthorizingTransport:
@@ -345,7 +353,7 @@ class AuthorizingTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         return self
 
     async def __aexit__(self, *args: Any) -> None:
-        await self._inner.__aexit__(*args)
+        await self.close()
 
 
 @contextlib.contextmanager

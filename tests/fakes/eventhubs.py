@@ -12,7 +12,9 @@ event processor, load balancer (`OwnershipManager`) and `PartitionContext` run u
   receiver on a partition disconnects an older one with an equal or lower owner level, as
   the service does.
 - `FakeCheckpointStore`: the blob checkpoint store's contract: ownership claims succeed only
-  with the current etag (optimistic concurrency), checkpoints are kept per partition.
+  with the current etag (optimistic concurrency), checkpoints are kept per partition. The
+  deployment rehearsal uses the SDK's own `BlobCheckpointStore` over Azurite instead (given
+  to `install`); the source's own tests still read and break records here directly.
 - `FakeProducerClient`: batches are the SDK's own `EventDataBatch` (size enforced); the
   partition is chosen by a hash of the partition key, as the service keeps one key on one
   partition.
@@ -23,7 +25,7 @@ on the hub or namespace), and the checkpoint store every blob read and write; a 
 the service's: the link detached with `amqp:unauthorized-access`, or 403
 `AuthorizationPermissionMismatch` from storage.
 
-`install(mocker, namespace, storage)` patches them in at the names the adapters import.
+`install(mocker, namespace)` patches them in at the names the adapters import.
 """
 
 from __future__ import annotations
@@ -239,7 +241,9 @@ class ClosingCheckpointStore(CheckpointStore):
 
 
 class FakeCheckpointStore(ClosingCheckpointStore):
-    """`BlobCheckpointStore`'s contract on an in-memory container."""
+    """`BlobCheckpointStore`'s contract on an in-memory container, for the Event Hubs source's
+    tests: they read the records and fail checkpoint writes on cue. Azurite could serve them
+    through the SDK's store, as it serves the deployment rehearsal's."""
 
     storages: dict[tuple[str, str], FakeStorage] = defaultdict(FakeStorage)
     authority: Authority | None = None
@@ -563,7 +567,8 @@ class Installed:
     storages: dict[tuple[str, str], FakeStorage]
     consumer: type[FakeConsumerClient] = FakeConsumerClient
     producer: type[FakeProducerClient] = FakeProducerClient
-    checkpoint_store: type[FakeCheckpointStore] = FakeCheckpointStore
+    #: `FakeCheckpointStore` bound to `storages`, or the SDK's store `install` was given.
+    checkpoint_store: Callable[..., CheckpointStore] = FakeCheckpointStore
 
     def storage(self, account_url: str, container: str) -> FakeStorage:
         return self.storages[(account_url, container)]
@@ -581,9 +586,11 @@ def install(
     namespace: FakeNamespace,
     *,
     account_ids: dict[str, str] | None = None,
+    checkpoint_store: Callable[..., CheckpointStore] | None = None,
 ) -> Installed:
     """Patch the fakes in where the adapters import the SDK clients; the checkpoint store
-    authorizes with the namespace's authority, `account_ids` naming each account's ARM id."""
+    authorizes with the namespace's authority, `account_ids` naming each account's ARM id.
+    Given `checkpoint_store` (the SDK's own store over Azurite), that one is patched in."""
     storages: dict[tuple[str, str], FakeStorage] = defaultdict(FakeStorage)
     consumer = type("EventHubConsumerClient", (FakeConsumerClient,), {"namespace": namespace})
     producer = type("EventHubProducerClient", (FakeProducerClient,), {"namespace": namespace})
@@ -597,6 +604,6 @@ def install(
         },
     )
     mocker.patch(CONSUMER_SEAM, consumer)
-    mocker.patch(CHECKPOINT_SEAM, store)
+    mocker.patch(CHECKPOINT_SEAM, checkpoint_store or store)
     mocker.patch(PRODUCER_SEAM, producer)
-    return Installed(namespace, storages, consumer, producer, store)
+    return Installed(namespace, storages, consumer, producer, checkpoint_store or store)

@@ -42,7 +42,7 @@ from unittest import mock
 
 import httpx
 from azure.core.credentials import AccessToken, AccessTokenInfo
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResponseNotReadError
 from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.core.rest import HttpRequest
 from azure.eventhub import EventData, EventDataBatch
@@ -254,7 +254,7 @@ class _Session:
         return {
             "status": answer.status_code,
             "headers": list(answer.headers.items()),
-            "body": await answer.read(),
+            "body": await _content(answer),
         }
 
     def _installed(self) -> Installed:
@@ -348,6 +348,15 @@ class _Session:
         if method in ("list_ownership", "list_checkpoints"):
             return list(await getattr(store, method)(args["namespace"], args["hub"], args["group"]))
         raise BridgeError(f"no such checkpoint store call: {method!r}")
+
+
+async def _content(answer: Any) -> bytes:
+    """A response's body: a transport that loads it (aiohttp's) has read it already, and an
+    empty one cannot be read twice; a fake's is read here."""
+    try:
+        return bytes(answer.content)
+    except ResponseNotReadError:
+        return bytes(await answer.read())
 
 
 def _as_list(events: Any) -> list[Any]:
@@ -792,8 +801,9 @@ class RemoteProducerClient(FakeProducerClient):
 
 
 class RemoteCheckpointStore(ClosingCheckpointStore):
-    """The blob checkpoint store whose records the test process's `FakeCheckpointStore`
-    keeps (ownership etags, checkpoints), authorized with this process's storage token."""
+    """The blob checkpoint store whose records the test process's store keeps (ownership
+    etags, checkpoints: the SDK's own on Azurite in the rehearsal), authorized with this
+    process's storage token."""
 
     fakes: RemoteFakes
 

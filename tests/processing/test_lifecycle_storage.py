@@ -20,7 +20,6 @@ from graphtap.processing.lifecycle import LifecycleEvent, PoisonedEvent
 from graphtap.processing.lifecycle_storage import StorageLifecycleQueue
 from tests.fakes.authorization import RUNTIME, Authority, Estate
 from tests.fakes.azurite import Azurite, AzuriteStorage
-from tests.fakes.blobs import FakeBlobService
 from tests.stacks.conftest import SynthesizedStack, prod, synthesized  # noqa: F401
 
 QUEUE, POISON = "lifecycle", "lifecycle-poison"
@@ -207,43 +206,6 @@ def test_without_the_sender_grant_a_processor_cannot_enqueue(
             await processor.close()
 
     asyncio.run(scenario())
-
-
-def test_the_rehearsals_fake_serves_the_queue_calls_the_runtime_makes(estate: Estate) -> None:
-    """The deployment rehearsal still runs on `FakeBlobService`; its queue keeps the contract."""
-    (body,) = estate.resources("azurerm_storage_account").values()
-    service = FakeBlobService(
-        account_url=estate.outputs()["checkpoint_account_url"],
-        authority=Authority(estate),
-        resource_id=estate.id_of("azurerm_storage_account", name=body["name"]),
-    )
-    assert set(service.queues) == {QUEUE, POISON}  # what the stack creates
-
-    async def scenario() -> tuple[list[str], list[PoisonedEvent], int]:
-        assert service.authority is not None
-        queue = StorageLifecycleQueue(
-            service.queue_url,
-            QUEUE,
-            POISON,
-            service.authority.credential(RUNTIME),
-            transport=service.transport(),
-            max_attempts=1,
-        )
-        try:
-            await queue.put([event("missed", 1), event("reauthorizationRequired", 2)])
-            first, second = await queue.pending()
-            await queue.complete(first)
-            await queue.retry_later(second, "Graph said 403")
-            return [first.event, second.event], await queue.poisoned(), len(service.queues[QUEUE])
-        finally:
-            await queue.close()
-
-    events, poisoned, left = asyncio.run(scenario())
-    assert events == ["missed", "reauthorizationRequired"]
-    assert poisoned == [PoisonedEvent("reauthorizationRequired", "sub-2", 1, "Graph said 403")]
-    assert left == 0
-    assert service.authority is not None
-    assert service.authority.denied == []
 
 
 def test_a_message_that_is_no_event_is_set_aside_at_once(azurite: Azurite, estate: Estate) -> None:

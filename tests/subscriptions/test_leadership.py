@@ -31,7 +31,6 @@ from graphtap.subscriptions.leadership import (
 )
 from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.azurite import AzuriteStorage
-from tests.fakes.blobs import FakeBlobService
 from tests.fakes.leases import LeaseClient, SimulatedLeases
 from tests.subscriptions.conftest import Bench, FakeCredential, deployment, desired_state
 
@@ -105,28 +104,6 @@ def test_the_simulated_lease_serves_the_same_rules() -> None:
     leases = SimulatedLeases(VirtualClock())
     asyncio.run(contract(leases.client("a"), leases.client("b")))
     assert [t.holder for t in leases.history] == ["a", "b"]
-
-
-def test_the_rehearsals_blob_fake_serves_the_same_lease_rules() -> None:
-    """The deployment rehearsal still runs on `FakeBlobService`: its leases keep the contract."""
-    service = FakeBlobService()
-    service.create_container(CONTAINER)
-
-    def lease() -> BlobLease:
-        return BlobLease(
-            service.account_url, CONTAINER, TokenCredential(), transport=service.transport()
-        )
-
-    async def scenario() -> None:
-        first, second = lease(), lease()
-        try:
-            await contract(first, second)
-        finally:
-            await first.close()
-            await second.close()
-
-    asyncio.run(scenario())
-    assert set(service.blobs(CONTAINER)) == {"leader"}
 
 
 def test_a_missing_container_is_an_error_not_a_standby(azurite_storage: AzuriteStorage) -> None:
