@@ -26,6 +26,7 @@ from graphtap.hosts.commands.options import (
     decryption_options,
     finding_hash_key,
     hash_key_file_option,
+    lifecycle_queue_option,
 )
 from graphtap.hosts.findings import parse_since
 from graphtap.inspection import Policy, load_policy
@@ -274,12 +275,7 @@ def _item_rows(body: str, items: str | None, limit: int = 5) -> list[tuple[str, 
     default=None,
     help="Where letters that fail again go: jsonl:FILE or sqlite:FILE [default: --store].",
 )
-@click.option(
-    "--lifecycle-queue",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite file of lifecycle events for the control plane [default: beside the sink].",
-)
+@lifecycle_queue_option
 @click.option(
     "--policy",
     "policy_path",

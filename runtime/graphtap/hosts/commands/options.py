@@ -19,6 +19,14 @@ hash_key_file_option = click.option(
     help=f"File with the environment's finding hash key [env: {HASH_KEY_ENV}, hex].",
 )
 
+#: `--lifecycle-queue`, alike for every command that commits batches locally.
+lifecycle_queue_option = click.option(
+    "--lifecycle-queue",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite file of lifecycle events for the control plane [default: beside the sink].",
+)
+
 
 def decryption_options(function: Any) -> Any:
     """`--keys`, `--key-password` and `--client-state`, alike for every command that

@@ -19,6 +19,7 @@ from graphtap.hosts.commands.options import (
     decryption_options,
     finding_hash_key,
     hash_key_file_option,
+    lifecycle_queue_option,
 )
 from graphtap.inspection import Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError, LocalHubUnusable
@@ -55,12 +56,7 @@ from graphtap.transactions import StoreError
     default=None,
     help="jsonl:FILE or sqlite:FILE [default: the sink's store].",
 )
-@click.option(
-    "--lifecycle-queue",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite file of lifecycle events for the control plane [default: beside the sink].",
-)
+@lifecycle_queue_option
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
