@@ -65,7 +65,7 @@ $(AZURITE): .node/package.json .node/package-lock.json
 	cd .node && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-bench: $(RUNTIME) $(STACKS)
+bench: $(RUNTIME) $(STACKS) $(AZURITE)
 	$(BIN)/python scripts/bench.py
 
 # Stacks: checkov pins its own dependency tree, so it lives in its own virtualenv.

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmarks.results import record
 
-AREAS = ("processing", "inspection", "synth", "reconcile", "eventhubs")
+AREAS = ("processing", "user_run", "inspection", "synth", "reconcile", "eventhubs", "latency")
 
 
 def main(argv: list[str]) -> int:

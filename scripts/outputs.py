@@ -22,7 +22,17 @@ from graphtap.deployment import Deployment  # noqa: E402
 #: One output per field of `Deployment`: the stack writes exactly these.
 KEYS = Deployment.field_names()
 # Terraform does not keep outputs whose value is null: these are absent when not deployed.
-OPTIONAL = frozenset({"function_app_name", "logs_ingestion_endpoint", "logs_dcr_id", "logs_stream"})
+OPTIONAL = frozenset(
+    {
+        "function_app_name",
+        "logs_ingestion_endpoint",
+        "logs_dcr_id",
+        "logs_stream",
+        "payload_account_url",
+        "payload_account",
+        "payload_secret",
+    }
+)
 
 
 class OutputsError(Exception):

@@ -158,6 +158,7 @@ from cdktf_cdktf_provider_azurerm.storage_account import (
     StorageAccountBlobPropertiesContainerDeleteRetentionPolicy,
     StorageAccountBlobPropertiesDeleteRetentionPolicy,
     StorageAccountNetworkRules,
+    StorageAccountSasPolicy,
 )
 from cdktf_cdktf_provider_azurerm.storage_container import StorageContainer
 from cdktf_cdktf_provider_azurerm.storage_management_policy import (
@@ -270,6 +271,7 @@ __all__ = [
     "StorageAccountBlobPropertiesContainerDeleteRetentionPolicy",
     "StorageAccountBlobPropertiesDeleteRetentionPolicy",
     "StorageAccountNetworkRules",
+    "StorageAccountSasPolicy",
     "StorageContainer",
     "StorageManagementPolicy",
     "StorageManagementPolicyRule",

@@ -87,6 +87,9 @@ class HostingConfig:
 class GraphConfig:
     endpoint: str  # one of the cloud's Graph origins (`Cloud.graph_endpoints`)
     permissions: tuple[str, ...]
+    #: A storage account Graph writes rich payloads over 1 MB into (`blobStoreUrl`); without
+    #: one, such a notification cannot be delivered whole and is dead-lettered.
+    large_payloads: bool = False
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,7 @@ def _schema() -> dict[str, dict[str, Key]]:
             "permissions": Key(
                 list, ["Chat.Read.All", "ChannelMessage.Read.All"], _permissions, _permission
             ),
+            "large_payloads": Key(bool, False),
         },
         "network": {
             "address_space": Key(str, "10.42.0.0/24", _cidr(24)),

@@ -105,6 +105,9 @@ RULES: dict[str, NameRule] = {
     "storage_account": _rule(
         "storage account", r"[a-z0-9]+", 3, 24, "lowercase letters and digits only"
     ),
+    "payload_account": _rule(
+        "storage account", r"[a-z0-9]+", 3, 24, "lowercase letters and digits only"
+    ),
     "key_vault": _rule("Key Vault", _HYPHENATED, 3, 24, "starts with a letter; letters, digits, -"),
     "service_plan": _rule("App Service plan", _HYPHENATED, 1, 60, "letters, digits, -"),
     "web_app": _rule("web app", _HYPHENATED, 2, 60, "letters, digits, -"),
@@ -147,6 +150,10 @@ class Names:
     action_group: str  # who the operator alerts reach
     alert_rule: str  # the stem of each alert rule's name: `<stem>-<condition>`
     workbook: str  # Azure names a workbook by a GUID: derived, so it is stable
+    #: Where Graph writes payloads over 1 MB (environments with `graph.large_payloads`); two
+    #: characters longer than `storage_account`, and still within 24 whenever the Key Vault
+    #: name is (it is three longer than the storage account's).
+    payload_account: str
     # Names inside a parent resource: fixed, so the runtime and operators can rely on them.
     notifications_hub: str = "notifications"
     findings_hub: str = "findings"
@@ -164,6 +171,8 @@ class Names:
     # Key Vault secrets `make bootstrap` creates and the runtime only reads.
     client_state_secret: str = "graph-client-state"  # noqa: S105 (a name, not a value)
     finding_hash_key_secret: str = "finding-hash-key"  # noqa: S105 (a name, not a value)
+    #: The payload account's connection string, for Graph (`blobStoreUrl`); bootstrap writes it.
+    payload_secret: str = "graph-payload-storage"  # noqa: S105 (a name, not a value)
 
     @classmethod
     def derive(cls, prefix: str, environment: str, region: str) -> Names:
@@ -188,6 +197,7 @@ class Names:
             action_group=f"ag-{stem}",
             alert_rule=f"alr-{stem}",
             workbook=str(uuid.uuid5(uuid.NAMESPACE_URL, f"graphtap:workbook:{stem}")),
+            payload_account=f"stpl{stem.replace('-', '')}",
         )
 
     def violations(self) -> list[str]:

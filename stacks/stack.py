@@ -30,6 +30,7 @@ from stacks.constructs.graph_permissions import (
     GraphPermissions,
     GraphPermissionsProps,
     enforcement_permissions,
+    subscription_permissions,
 )
 from stacks.constructs.hosting import FunctionAppProps, Hosting, HostingProps, WebAppAuthProps
 from stacks.constructs.identity import (
@@ -42,6 +43,11 @@ from stacks.constructs.keyvault import KeyVaultProps, NotificationKeyVault
 from stacks.constructs.log_ingestion import NO_LOG_INGESTION, LogIngestion, LogIngestionProps
 from stacks.constructs.monitoring import Monitoring, MonitoringProps
 from stacks.constructs.network import Network, NetworkProps
+from stacks.constructs.payload_storage import (
+    NO_PAYLOAD_STORAGE,
+    PayloadStorage,
+    PayloadStorageProps,
+)
 from stacks.constructs.sentinel import Sentinel, SentinelProps
 from stacks.constructs.status_access import (
     METRICS_READ,
@@ -196,6 +202,11 @@ class GraphtapStack(TerraformStack):
             "graph_change_tracking",
             ChangeTrackingProps(notifications_hub_id=self.eventhubs.notifications.id),
         )
+        granted = (
+            *config.graph.permissions,
+            *RESYNC_PERMISSIONS,
+            *enforcement_permissions(config.source, processor=config.hosting.processor),
+        )
         self.graph_permissions = GraphPermissions(
             self,
             "graph_permissions",
@@ -204,11 +215,8 @@ class GraphtapStack(TerraformStack):
                 permissions=tuple(
                     dict.fromkeys(
                         (
-                            *config.graph.permissions,
-                            *RESYNC_PERMISSIONS,
-                            *enforcement_permissions(
-                                config.source, processor=config.hosting.processor
-                            ),
+                            *granted,
+                            *subscription_permissions(config.source, config.name, granted),
                         )
                     )
                 ),
@@ -228,6 +236,26 @@ class GraphtapStack(TerraformStack):
                 ),
             )
             if config.findings.log_analytics
+            else None
+        )
+
+        self.payload_storage = (
+            PayloadStorage(
+                self,
+                "payload_storage",
+                PayloadStorageProps(
+                    where,
+                    account_name=names.payload_account,
+                    secret_name=names.payload_secret,
+                    key_vault_id=self.keyvault.vault.id,
+                    retention_days=config.eventhubs.retention_days,
+                    cloud=cloud,
+                    runtime_principal_id=self.runtime.identity.principal_id,
+                    change_tracking_object_id=self.change_tracking.service_principal.object_id,
+                    deployer_object_id=client.object_id,
+                ),
+            )
+            if config.graph.large_payloads
             else None
         )
 
@@ -252,6 +280,7 @@ class GraphtapStack(TerraformStack):
             **self.keyvault.deployment,
             **self.runtime.deployment,
             **(self.log_ingestion.deployment if self.log_ingestion else NO_LOG_INGESTION),
+            **(self.payload_storage.deployment if self.payload_storage else NO_PAYLOAD_STORAGE),
         }
         if missing := set(Deployment.field_names()) ^ set(self.deployment):
             raise ValueError(f"the stack and graphtap.deployment.Deployment disagree on {missing}")
@@ -327,6 +356,12 @@ class GraphtapStack(TerraformStack):
         monitor("web_app", self.hosting.web_app.id)
         if self.hosting.function_app is not None:
             monitor("function_app", self.hosting.function_app.id)
+        if self.payload_storage is not None:  # who reads and writes Graph's payloads
+            monitor(
+                "payload_storage_blob",
+                f"{self.payload_storage.account.id}/blobServices/default",
+                metric="Transaction",
+            )
 
         self.alerts = Alerts(
             self,
@@ -358,4 +393,9 @@ class GraphtapStack(TerraformStack):
         for name, value in self.deployment.items():
             TerraformOutput(self, name, value=Token.null_value() if value is None else value)
 
-        Aspects.of(self).add(SecurityInvariants())
+        # The payload account alone allows shared keys and every network: Graph writes to it.
+        Aspects.of(self).add(
+            SecurityInvariants(
+                graph_writable_accounts=(names.payload_account,) if self.payload_storage else ()
+            )
+        )

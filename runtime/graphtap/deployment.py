@@ -55,6 +55,8 @@ APP_SETTINGS: Mapping[str, str] = {
     "logs_ingestion_endpoint": "GRAPHTAP_LOGS_INGESTION_ENDPOINT",
     "logs_dcr_id": "GRAPHTAP_LOGS_DCR_ID",
     "logs_stream": "GRAPHTAP_LOGS_STREAM",
+    "payload_account_url": "GRAPHTAP_PAYLOAD_ACCOUNT_URL",
+    "payload_secret": "GRAPHTAP_PAYLOAD_SECRET",
 }
 
 #: Where verdicts can go (`[findings] destinations` in an environment's stack.toml).
@@ -117,6 +119,22 @@ class Deployment:
     logs_ingestion_endpoint: str | None = None
     logs_dcr_id: str | None = None
     logs_stream: str | None = None
+    #: Payloads over 1 MB: the storage account Graph writes them into (its blob endpoint,
+    #: which the runtime reads with its identity, and its name, for `graphtap bootstrap`)
+    #: and the Key Vault secret holding that account's connection string for Graph (the
+    #: subscriptions' `blobStoreUrl`). None: the deployment has no payload store.
+    payload_account_url: str | None = None
+    payload_account: str | None = None
+    payload_secret: str | None = None
+
+    @property
+    def blob_store_url(self) -> str | None:
+        """Graph's `blobStoreUrl`: the secret's URL, versionless, with the tenant's domain
+        (as the Event Hubs notificationUrl carries it)."""
+        if not self.payload_secret:
+            return None
+        vault = self.key_vault_uri.rstrip("/")
+        return f"{vault}/secrets/{self.payload_secret}?tenantId={self.tenant_domain}"
 
     @property
     def destinations(self) -> tuple[str, ...]:

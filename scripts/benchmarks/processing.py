@@ -43,7 +43,7 @@ from graphtap.subscriptions.certificates import create_certificate, load_certifi
 NOTIFICATIONS = 20_000
 ROUNDS = 7
 CLIENT_STATE = "bench-client-state"
-TARGET_ONE_WORKER_OF_RSA = 0.8
+TARGET_ONE_WORKER_OF_RSA = 0.85
 TARGET_ALL_CORES_OF_ONE = 1.8
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graphtap.inspection import load_policy
+from graphtap.subscriptions.desired import load_desired
+from graphtap.subscriptions.rules import rule_for
 from stacks.cdk import AppRoleAssignment, Construct, DataAzureadServicePrincipal
 
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -21,7 +23,50 @@ ENFORCEMENT_PERMISSIONS = (
     "Chat.UpdatePolicyViolation.All",
     "ChannelMessage.UpdatePolicyViolation.All",
 )
+#: Outlook messages are read from Graph for inspection (a mail notification carries no
+#: body): an environment that declares mailbox subscriptions is granted the read.
+MAIL_PERMISSIONS = ("Mail.Read",)
 POLICY_FILE = "policy.toml"
+SUBSCRIPTIONS_FILE = "subscriptions.toml"
+
+
+def subscription_permissions(
+    stack_file: Path, environment: str, granted: Sequence[str]
+) -> tuple[str, ...]:
+    """The roles the environment's `subscriptions.toml` (beside its `stack.toml`) needs
+    beyond `granted`: Mail.Read when it declares mailboxes (their notifications carry no
+    body, the runtime reads each message). A declaration that needs a permission the stack
+    does not grant fails the synth, naming the environment, the file and the resource, as
+    does a `permissions` entry (what the app is said to hold) the stack does not grant."""
+    path = stack_file.parent / SUBSCRIPTIONS_FILE
+    if not path.is_file():
+        return ()
+    desired = load_desired(environment, path=path)
+    extra: list[str] = []
+    problems: list[str] = []
+    for resource in desired.declared:
+        rule = rule_for(resource)
+        if rule is None or set(rule.permissions) & {*granted, *extra}:
+            continue
+        if set(rule.permissions) <= set(MAIL_PERMISSIONS):
+            extra.extend(MAIL_PERMISSIONS)
+        else:
+            problems.append(
+                f"{resource} needs one of {', '.join(rule.permissions)}, which the stack does "
+                "not grant"
+            )
+    problems += [
+        f"permissions lists {permission}, which the stack does not grant"
+        for permission in desired.permissions
+        if permission not in {*granted, *extra}
+    ]
+    if problems:
+        raise ValueError(
+            f"environment {environment}: {path}: "
+            + "; ".join(problems)
+            + f" (add it to [graph] permissions in {stack_file}, or drop the declaration)"
+        )
+    return tuple(extra)
 
 
 def enforcement_permissions(stack_file: Path, *, processor: str = "webapp") -> tuple[str, ...]:

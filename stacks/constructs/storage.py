@@ -15,6 +15,7 @@ from stacks.cdk import (
     StorageAccountBlobPropertiesContainerDeleteRetentionPolicy,
     StorageAccountBlobPropertiesDeleteRetentionPolicy,
     StorageAccountNetworkRules,
+    StorageAccountSasPolicy,
     StorageContainer,
     StorageManagementPolicy,
     StorageManagementPolicyRule,
@@ -56,42 +57,66 @@ class StorageProps:
     lifecycle_poison_queue: str
 
 
+def hardened_account(
+    scope: Construct,
+    id_: str,
+    *,
+    name: str,
+    placement: Placement,
+    shared_keys: bool,
+    network_rules: StorageAccountNetworkRules,
+    sas_policy: StorageAccountSasPolicy | None = None,
+) -> StorageAccount:
+    """A StorageV2 account with the stack's defaults: TLS 1.2, HTTPS only, Entra ID by
+    default, no local users, SFTP, public containers or cross-tenant replication, double
+    encryption, and deleted blobs and containers kept a week. Shared keys only if asked."""
+    return StorageAccount(
+        scope,
+        id_,
+        name=name,
+        location=placement.location,
+        resource_group_name=placement.resource_group_name,
+        account_kind="StorageV2",
+        account_tier="Standard",
+        account_replication_type="ZRS",
+        min_tls_version="TLS1_2",
+        https_traffic_only_enabled=True,
+        shared_access_key_enabled=shared_keys,
+        default_to_oauth_authentication=True,
+        local_user_enabled=False,
+        sftp_enabled=False,
+        allow_nested_items_to_be_public=False,
+        cross_tenant_replication_enabled=False,
+        infrastructure_encryption_enabled=True,
+        network_rules=network_rules,
+        sas_policy=sas_policy,
+        blob_properties=StorageAccountBlobProperties(
+            versioning_enabled=False,
+            delete_retention_policy=StorageAccountBlobPropertiesDeleteRetentionPolicy(days=7),
+            container_delete_retention_policy=(
+                StorageAccountBlobPropertiesContainerDeleteRetentionPolicy(days=7)
+            ),
+        ),
+        tags=dict(placement.tags),
+    )
+
+
 class CheckpointStorage(Construct):
     def __init__(self, scope: Construct, id_: str, props: StorageProps) -> None:
         super().__init__(scope, id_)
         where = props.placement
-        self.account = StorageAccount(
+        self.account = hardened_account(
             self,
             "account",
             name=props.account_name,
-            location=where.location,
-            resource_group_name=where.resource_group_name,
-            account_kind="StorageV2",
-            account_tier="Standard",
-            account_replication_type="ZRS",
-            min_tls_version="TLS1_2",
-            https_traffic_only_enabled=True,
-            shared_access_key_enabled=False,
-            default_to_oauth_authentication=True,
-            local_user_enabled=False,
-            sftp_enabled=False,
-            allow_nested_items_to_be_public=False,
-            cross_tenant_replication_enabled=False,
-            infrastructure_encryption_enabled=True,
+            placement=where,
+            shared_keys=False,
             network_rules=StorageAccountNetworkRules(
                 default_action="Deny",
                 bypass=["AzureServices", "Logging", "Metrics"],
                 virtual_network_subnet_ids=list(props.subnet_ids),
                 ip_rules=[cidr.removesuffix("/32") for cidr in props.operator_ip_ranges],
             ),
-            blob_properties=StorageAccountBlobProperties(
-                versioning_enabled=False,
-                delete_retention_policy=StorageAccountBlobPropertiesDeleteRetentionPolicy(days=7),
-                container_delete_retention_policy=(
-                    StorageAccountBlobPropertiesContainerDeleteRetentionPolicy(days=7)
-                ),
-            ),
-            tags=dict(where.tags),
         )
         self.checkpoints = self._container("checkpoints", props.checkpoint_container)
         # Outlives every instance, so a dead letter is never lost once its batch is checkpointed.

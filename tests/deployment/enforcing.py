@@ -17,7 +17,7 @@ def enforcing_prod(directory: Path) -> tuple[dict[str, Any], Path]:
 
     folder = directory / "environments" / "prod"
     folder.mkdir(parents=True)
-    for name in ("stack.toml", "policy.toml"):
+    for name in ("stack.toml", "policy.toml", "subscriptions.toml"):
         shutil.copy(ENVIRONMENTS_DIR / "prod" / name, folder / name)
     policy = folder / "policy.toml"
     text = policy.read_text()

@@ -16,7 +16,10 @@ the identity that performs it in Azure:
    planes create the subscriptions in Graph; Graph's Change Tracking principal sends the
    validation events, the tenant's changes and lifecycle events into the notifications hub;
 5. mid-stream, `graphtap keys rotate` issues a new certificate version (the deploying
-   identity); the control planes hand its key to the processors and re-key the subscriptions.
+   identity); the control planes hand its key to the processors and re-key the subscriptions;
+6. a message over 1 MB: Graph's Change Tracking principal reads the payload account's
+   connection string from the secret bootstrap wrote, writes the content into the payload
+   account with the key, and the processors read it back as the runtime identity.
 
 Each web app instance is `graphtap serve` in a process of its own, as App Service runs it
 (`tests.deployment.serve_process`), calling the fakes this process serves it
@@ -36,22 +39,27 @@ import json
 import random
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from azure.core.rest import HttpRequest
 from azure.eventhub.exceptions import ConnectionLostError
-from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 from azure.keyvault.certificates import CertificatePolicy
 from azure.keyvault.certificates.aio import CertificateClient
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from graphtap.deployment import Deployment
 from graphtap.hosts.azure import AzureServiceOptions, deployed_policy
 from graphtap.hosts.function import FunctionHandler, open_handler
+from graphtap.processing.fetch.payloads import PAYLOAD_CONTAINER
 from graphtap.processing.sinks.loganalytics import VERDICT_TABLE
 from graphtap.processing.sources import eventhubs as eventhubs_source
+from graphtap.simulation.emitter import oversized_html
 from graphtap.simulation.tenant import SyntheticTenant
 from graphtap.subscriptions.bootstrap import BootstrapResult, bootstrap
 from graphtap.subscriptions.clock import SystemClock
@@ -63,11 +71,12 @@ from tests.fakes.authorization import CHANGE_TRACKING, DEPLOYER, RUNTIME, Author
 from tests.fakes.azurite import Azurite, AzuriteStorage
 from tests.fakes.eventhub_mgmt import FakeEventHubManagement
 from tests.fakes.eventhub_mgmt import FakeNamespace as ManagedNamespace
-from tests.fakes.eventhubs import FakeNamespace, Installed, install
+from tests.fakes.eventhubs import FakeNamespace, Installed, checkpoint_store, install
 from tests.fakes.graph import FakeGraph
 from tests.fakes.keyvault import FakeKeyVault
 from tests.fakes.logs_ingestion import FakeLogsIngestion
 from tests.fakes.remote import Exposed, FakesServer
+from tests.fakes.storage_mgmt import FakeAccount, FakeStorageManagement
 
 EVENTHUBS_SCOPE = "https://eventhubs.azure.net/.default"
 NOTIFICATION_URL = re.compile(r"EventHub:https://([^/]+)/eventhubname/([^?]+)\?tenantId=.+")
@@ -96,13 +105,22 @@ class Azure:
     undelivered: list[str] = field(default_factory=list)
     #: The Logs Ingestion API with the stack's rule and verdict table (none without them).
     logs: FakeLogsIngestion = field(default_factory=FakeLogsIngestion)
+    #: The payload account Graph writes rich payloads over 1 MB into (Azurite, allowing the
+    #: account key), and Resource Manager's view of its keys; None without a payload store.
+    payloads: AzuriteStorage | None = None
+    storage_management: FakeStorageManagement = field(default_factory=FakeStorageManagement)
 
     @classmethod
     def deploy(cls, estate: Estate, mocker: Any, azurite: Azurite) -> Azure:
         authority = Authority(estate)
         outputs = estate.outputs()
         (vault,) = estate.resources("azurerm_key_vault").values()
-        (account,) = estate.resources("azurerm_storage_account").values()
+        payload_account = outputs.get("payload_account")
+        (account,) = [
+            a
+            for a in estate.resources("azurerm_storage_account").values()
+            if a["name"] != payload_account
+        ]
         (namespace_config,) = estate.resources("azurerm_eventhub_namespace").values()
         keyvault = FakeKeyVault(
             vault_url=outputs["key_vault_uri"].rstrip("/"),
@@ -132,7 +150,7 @@ class Azure:
             namespace.consumer_groups[hub] = {"$Default"}
         for group in estate.resources("azurerm_eventhub_consumer_group").values():
             namespace.consumer_groups[group["eventhub_name"]].add(group["name"])
-        eventhubs = install(mocker, namespace, checkpoint_store=checkpoints(blobs))
+        eventhubs = install(mocker, namespace, checkpoint_store=checkpoint_store(blobs))
         management = FakeEventHubManagement(
             {
                 (estate.subscription_id, outputs["resource_group"], namespace_config["name"]): (
@@ -164,6 +182,18 @@ class Azure:
         azure.graph.deliver = azure.deliver
         azure.eventhubs = eventhubs
         azure.logs = FakeLogsIngestion.from_estate(estate, authority)
+        azure.storage_management = FakeStorageManagement(authority=authority)
+        if payload_account:  # its container is in the emulator's one account, created above
+            keys = FakeAccount()
+            where = (outputs["subscription_id"], outputs["resource_group"], payload_account)
+            azure.storage_management.accounts[where] = keys
+            azure.payloads = AzuriteStorage(
+                azurite,
+                account=payload_account,
+                authority=authority,
+                resource_id=estate.id_of("azurerm_storage_account", name=payload_account),
+                shared_key=keys.keys["key1"],
+            )
         # Graph keeps encrypting to the old certificate for a while after a re-key.
         azure.graph.certificate_lag = 1.0
         return azure
@@ -188,15 +218,6 @@ class Azure:
 
     def transports(self) -> dict[str, Any]:
         return {"transport": self.vault.transport()}
-
-
-def checkpoints(storage: AzuriteStorage) -> Callable[..., BlobCheckpointStore]:
-    """The SDK's blob checkpoint store, as the runtime constructs it, on `storage`."""
-
-    def store(account_url: str, container: str, **kwargs: Any) -> BlobCheckpointStore:
-        return BlobCheckpointStore(account_url, container, transport=storage.transport(), **kwargs)
-
-    return store
 
 
 async def create_certificate(azure: Azure) -> None:
@@ -307,6 +328,8 @@ class Outcome:
     dead_letters: dict[str, int]  # by reason, across the web apps
     refused: str  # the subscription whose reauthorization Graph refused
     poisoned: list[dict[str, Any]]  # lifecycle events set aside, as the status page lists them
+    #: Messages over 1 MB, whose content Graph wrote into the payload account.
+    large: tuple[str, ...] = ()
 
 
 async def rehearse(
@@ -348,6 +371,9 @@ async def _rehearse(
         **POLLS,  # the web app's instances poll as often (`serve_process`)
         "max_batch_size": 64,
     }
+    payloads = azure.payloads.transport(shared=True) if azure.payloads else None
+    if payloads is not None:
+        options["payload_options"] = {"transport": payloads}
 
     # The web app's instances are processes of their own, lent every fake transport the hosts
     # here use, Microsoft Graph, the Event Hubs clients and the runtime identity's tokens.
@@ -368,6 +394,8 @@ async def _rehearse(
         await asyncio.gather(*(web.stop() for web in webs))
 
     stops: list[Callable[[], Awaitable[None]]] = [storage.aclose, fakes.close, stop_web_apps]
+    if payloads is not None:
+        stops.insert(0, payloads.aclose)
     await fakes.start()
     try:
         # 2. The web app is up before anyone ran bootstrap: it waits for its secrets.
@@ -385,6 +413,7 @@ async def _rehearse(
             azure.credential(DEPLOYER),
             keyvault_options=azure.transports(),
             management_options={"transport": azure.management.transport()},
+            storage_management_options={"transport": azure.storage_management.transport()},
         )
         if not result.ok:
             raise Refused(f"bootstrap failed: {result}; denied: {_denied(azure)}")
@@ -401,6 +430,7 @@ async def _rehearse(
                 options=AzureServiceOptions(
                     policy=deployed_policy(function_settings, deployment.environment),
                     state_dir=state / "function",
+                    graph_transport=azure.graph,
                     **options,
                 ),
             )
@@ -460,6 +490,7 @@ async def _rehearse(
         await asyncio.sleep(azure.graph.certificate_lag)
         changes += _traffic(azure, tenant, traffic)
         changes += _traffic(azure, tenant, traffic // 2)
+        changes += _mail(azure, tenant, max(2, traffic // 10))
         # A damaged event: its signature no longer matches its content. It becomes a dead
         # letter in the stack's container; the change itself comes back through the resync.
         damaged = azure.graph.publish(tenant.post(sensitive=True), damage=_break_signature)
@@ -511,6 +542,31 @@ async def _rehearse(
             set_aside, "the refused reauthorization to reach the poison queue", azure, timeout=90
         )
         azure.graph.lost_access.clear()
+        # 6. A message over 1 MB (after the resyncs, which read messages back inline): Graph
+        # writes its content into the payload account, the event names the blob, and the
+        # processors read it with their identity and inspect it like any other.
+        large: tuple[str, ...] = ()
+        if azure.payloads is not None:
+            message = tenant.post(sensitive=True)
+            message.html = oversized_html(message.html)
+            changes += azure.graph.publish(
+                message, damage=lambda item: _graph_offloads(azure, item)
+            )
+            large = (message.id,)
+            await _until(
+                lambda: len(set(_verdict_keys(azure))) >= changes,
+                "the large message's verdict",
+                azure,
+                timeout=60,
+            )
+            if azure.logs.rules:
+                await _until(
+                    lambda: (
+                        len({r["VerdictKey"] for r in azure.logs.rows(VERDICT_TABLE)}) >= changes
+                    ),
+                    "the large message's row in the Log Analytics table",
+                    azure,
+                )
         anonymous = [
             (await w.client.get(path)).status_code
             for w in webs
@@ -535,7 +591,45 @@ async def _rehearse(
         dead_letters,
         refused,
         poison,
+        large,
     )
+
+
+def _graph_offloads(azure: Azure, item: dict[str, Any]) -> None:
+    """What Graph does with a rich notification over 1 MB, as its Change Tracking principal:
+    reads the connection string the subscription's `blobStoreUrl` names, writes the item's
+    `resource`, `resourceData` and `encryptedContent` into the payload container with the
+    account key, and sends the blob's id in their place."""
+    stored = azure.graph.subscriptions[item["subscriptionId"]]
+    if stored.blob_store_url is None:
+        azure.undelivered.append(f"{stored.resource}: over 1 MB without a blobStoreUrl")
+        return
+    secret = urlsplit(stored.blob_store_url)
+    token = azure.authority.issue(CHANGE_TRACKING, "https://vault.azure.net/.default")
+    read = HttpRequest(
+        "GET",
+        f"https://{secret.netloc}{secret.path}?api-version=7.5",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    status, body, _ = azure.vault.handle(read)
+    payload = {key: item.pop(key) for key in ("resource", "resourceData", "encryptedContent")}
+    storage_id = str(uuid.uuid4())
+    item["additionalPayloadStorageId"] = storage_id
+    if status != 200:  # Graph could not write the payload: the id names nothing
+        azure.undelivered.append(stored.blob_store_url)
+        return
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    with ThreadPoolExecutor(1) as graph:  # Graph's own client, beside the rehearsal's loop
+        graph.submit(asyncio.run, _write_payload(azure, body["value"], storage_id, data)).result()
+
+
+async def _write_payload(azure: Azure, connection: str, storage_id: str, data: bytes) -> None:
+    assert azure.payloads is not None
+    client = ContainerClient.from_connection_string(
+        connection, PAYLOAD_CONTAINER, transport=azure.payloads.transport()
+    )
+    async with client:
+        await client.upload_blob(storage_id, data)
 
 
 def _principal(role: str) -> str:
@@ -565,6 +659,22 @@ def _traffic(azure: Azure, tenant: SyntheticTenant, count: int) -> int:
             sent += azure.graph.publish(deleted, "deleted")
         else:
             sent += azure.graph.publish(tenant.post(sensitive=rng.random() < 0.3))
+    return sent
+
+
+def _mail(azure: Azure, tenant: SyntheticTenant, count: int) -> int:
+    """Mail to the tenant's first users, notified as Outlook does: a basic notification that
+    names the message, which each processor reads from Graph as the runtime identity (its
+    Mail.Read). prod declares its mailbox subscriptions over a list an operator fills, so
+    Graph notifies through a live subscription's channel and clientState."""
+    channel = azure.graph.active()[0]
+    sent = 0
+    for _ in range(count):
+        mail = tenant.receive(tenant.users[:2], sensitive=tenant.rng.random() < 0.5)
+        stored = azure.graph.mailboxes.deliver(
+            mail.mailbox.id, mail.to_graph(), attachments=mail.attachment_list()
+        )
+        sent += azure.graph.notify_mail(channel, mail.mailbox.id, stored, "created")
     return sent
 
 

@@ -51,18 +51,19 @@ def install(fakes: RemoteFakes) -> None:
     async def open_with_fakes(
         deployment: Any, credential: Any, options: azure_host.AzureServiceOptions, **kwargs: Any
     ) -> Any:
-        # Each lent transport goes where `open_azure_host` takes it: an options field such
-        # as `keyvault_options`, or a keyword such as `graph_transport`.
+        # Each lent transport goes where `open_azure_host` takes it: a client-options field
+        # such as `keyvault_options`, or a keyword such as `graph_transport` (which
+        # `open_azure_host` also puts into the options it hands on).
         lent = await fakes.seams()
         remote_options: dict[str, Any] = {
             seam: {"transport": fakes.transport(seam, kind)}
             for seam, kind in lent.items()
-            if seam in options_fields
+            if seam in options_fields and seam.endswith("_options")
         }
         keywords = {
             seam: fakes.transport(seam, kind)
             for seam, kind in lent.items()
-            if seam not in options_fields
+            if seam not in remote_options
         }
         return await open_azure_host(
             deployment,

@@ -14,6 +14,8 @@ from azure.eventhub.exceptions import ConnectionLostError
 from azure.keyvault.secrets.aio import SecretClient
 from azure.storage.blob.aio import BlobServiceClient
 
+from graphtap.processing.fetch import FetchError
+from graphtap.processing.fetch.mail import GraphMailReader
 from graphtap.processing.sinks import eventhubs as eventhubs_sink
 from graphtap.processing.sources import eventhubs as eventhubs_source
 from graphtap.subscriptions.graph import GraphError, GraphExports, build_client
@@ -144,6 +146,29 @@ def test_graph_decides_by_the_tokens_roles(
         assert [str(d) for d in azure.authority.denied] == [
             "runtime: Microsoft Graph GET /users needs User.Read.All or User.ReadWrite.All or "
             "Directory.Read.All on tenant"
+        ]
+
+
+def test_the_runtime_reads_mail_with_prods_mail_read_and_is_refused_without_it(
+    prod: SynthesizedStack, mocker: Any, azurite: Azurite
+) -> None:
+    estate = Estate.from_stack(prod.document)
+    (mail_read,) = [g.key for g in estate.app_roles if g.permission == "Mail.Read"]
+    for granted in (estate, estate.without(mail_read)):
+        azure = Azure.deploy(granted, mocker, azurite)
+        stored = azure.graph.mailboxes.deliver("u1", {"subject": "numbers"})
+        reader = GraphMailReader(build_client(azure.credential(RUNTIME), transport=azure.graph))
+        if granted is estate:
+            message = asyncio.run(reader.read("u1", stored.id))
+            assert message is not None
+            assert message["subject"] == "numbers"
+            assert azure.authority.denied == []
+            continue
+        with pytest.raises(FetchError, match="403 ErrorAccessDenied"):
+            asyncio.run(reader.read("u1", stored.id))
+        assert [str(d) for d in azure.authority.denied] == [
+            f"runtime: Microsoft Graph GET /users/u1/messages/{stored.id} needs Mail.Read or "
+            "Mail.ReadWrite on tenant"
         ]
 
 

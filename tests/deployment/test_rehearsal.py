@@ -65,6 +65,11 @@ def test_prod_deploys_bootstraps_and_processes_with_exactly_the_stacks_grants(
     rows = Counter(row["VerdictKey"] for row in azure.logs.rows(VERDICT_TABLE))
     assert set(rows) == set(keys)
     assert set(rows.values()) == {1}
+    # The message over 1 MB came through the payload account and was inspected.
+    assert len(outcome.large) == 1
+    (large,) = [v for v in outcome.findings if v["message_id"] == outcome.large[0]]
+    assert large["content"] == "inspected"
+    assert large["findings"]
     # Both certificate versions decrypted live traffic: the rotation lost nothing.
     assert len({v["certificate_id"] for v in outcome.findings}) >= 2
     # Every grant of the stack was used by some call.

@@ -1,10 +1,12 @@
 """Two instances holding the same action (each wrote it in its own commit, as with
-`processor = "both"`) apply it once: they agree through the verdict ledger's container."""
+`processor = "both"`) apply it once: they agree through the verdict ledger's container,
+served by Azurite."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 from graphtap.enforcement.actor import Enforcer
 from graphtap.enforcement.messages import TeamsMessages
@@ -14,20 +16,44 @@ from graphtap.subscriptions.graph import build_client
 from graphtap.subscriptions.throttle import ThrottleSettings, WriteThrottle
 from tests.enforcement.conftest import CARD, Teams
 from tests.fakes.azure_transport import TokenCredential
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import AuthorizingTransport, AzuriteStorage
 from tests.subscriptions.conftest import FakeCredential
 
 LEDGER = "verdict-ledger"
 
 
-def instance(teams: Teams, outbox: ActionOutbox, ledger: FakeBlobService, name: str) -> Enforcer:
+class SettledAfterARead(AuthorizingTransport):
+    """The ledger's transport, holding a claimant's settle (its `If-Match` write) until another
+    instance has read the claim.
+
+    Azurite is a real round trip away, so without the hold the other instance may read only
+    after the claimant settled, and record `already_applied` at once: correct too, but not the
+    overlap this test is about.
+    """
+
+    def __init__(self, storage: AzuriteStorage, read: asyncio.Event) -> None:
+        super().__init__(storage)
+        self.read = read
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        if request.method == "PUT" and "If-Match" in request.headers:
+            await asyncio.wait_for(self.read.wait(), timeout=10)
+        response = await super().send(request, **kwargs)
+        if request.method == "GET":
+            self.read.set()
+        return response
+
+
+def instance(
+    teams: Teams, outbox: ActionOutbox, ledger: AzuriteStorage, name: str, read: asyncio.Event
+) -> Enforcer:
     """One web app instance's actor: its own outbox, the shared ledger."""
     claims = BlobVerdictLedger(
         ledger.account_url,
         LEDGER,
         credential=TokenCredential(),
         owner=name,
-        transport=ledger.transport(),
+        transport=SettledAfterARead(ledger, read),
     )
     return Enforcer(
         outbox,
@@ -38,8 +64,10 @@ def instance(teams: Teams, outbox: ActionOutbox, ledger: FakeBlobService, name: 
     )
 
 
-def test_two_instances_with_the_same_action_patch_once(teams: Teams) -> None:
-    ledger = FakeBlobService()
+def test_two_instances_with_the_same_action_patch_once(
+    teams: Teams, azurite_storage: AzuriteStorage
+) -> None:
+    ledger = azurite_storage
     ledger.create_container(LEDGER)
     other = ActionOutbox(teams.tmp / "other-instance.sqlite")
 
@@ -48,8 +76,9 @@ def test_two_instances_with_the_same_action_patch_once(teams: Teams) -> None:
         (verdict,) = await teams.process()
         assert verdict.action is not None
         other.put([verdict.action])  # the second instance committed the same change
-        first = instance(teams, teams.outbox, ledger, "web-1")
-        second = instance(teams, other, ledger, "web-2")
+        read = asyncio.Event()
+        first = instance(teams, teams.outbox, ledger, "web-1", read)
+        second = instance(teams, other, ledger, "web-2", read)
         try:
             # Both drain at once: one claims and applies, the other waits its turn.
             together = sum(await asyncio.gather(first.drain(), second.drain()), Counter())

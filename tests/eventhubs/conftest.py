@@ -1,4 +1,18 @@
-"""Event Hubs adapters against the in-memory namespace: simulated Graph traffic, real pipeline."""
+"""Event Hubs adapters against the in-memory namespace: simulated Graph traffic, real pipeline.
+
+Checkpoints and ownership live in Azurite, kept by the SDK's own `BlobCheckpointStore`. Where
+the emulator differs from Azure in what these tests lean on:
+- Ownership claims are Set Blob Metadata with If-Match on the listed etag, or, for a
+  partition never claimed, with If-None-Match: * (then Put Blob with it if there is no
+  blob). Azurite enforces If-Match and Put Blob's wildcard as Azure does (412
+  ConditionNotMet, 409 BlobAlreadyExists) but performs Set Blob Metadata's wildcard on a
+  blob that exists; the Azurite transport refuses that one as Azure does (412), so two
+  instances race for a partition under Azure's rules.
+- Azurite answers on loopback in milliseconds where Azure takes tens of them, which is what
+  lets these tests balance every 0.1 s with a 2 s ownership expiration (the runtime uses
+  10 s and 60 s). Last-Modified, which the load balancer ages ownership by, is whole seconds
+  on both.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,31 +46,29 @@ from graphtap.subscriptions.certificates import (
     create_certificate,
     load_certificate,
 )
-from tests.fakes.eventhubs import FakeNamespace, FakeStorage, Installed, install
+from tests.fakes.azure_transport import TokenCredential
+from tests.fakes.azurite import AzuriteStorage
+from tests.fakes.eventhubs import (
+    AzuriteCheckpoints,
+    FakeNamespace,
+    Installed,
+    checkpoint_store,
+    install,
+)
 
 NAMESPACE = "fake.servicebus.windows.net"
 NOTIFICATIONS = "notifications"
 FINDINGS = "findings"
-ACCOUNT = "https://fakecheckpoints.blob.core.windows.net"
+#: The checkpoint account: the `azurite_storage` fixture's.
+ACCOUNT = "https://graphtaptest.blob.core.windows.net"
 CONTAINER = "checkpoints"
 CONSUMER_GROUP = "graphtap-processor"
 FAST_RETRY = RetryPolicy(attempts=2, initial_delay=0.01, max_delay=0.02)
 
 
-class FakeCredential:
-    """The adapters never call it: the fakes stand in for the network."""
-
-    async def __aenter__(self) -> FakeCredential:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def get_token(self, *scopes: str, **_: Any) -> Any:
-        raise AssertionError("no token may be requested in tests")
-
-    async def close(self) -> None:
-        return None
+class FakeCredential(TokenCredential):
+    """A bearer token for any scope: the checkpoint store presents it to Azurite's transport
+    (no authority here, so any bearer token passes); the Event Hubs fakes ask for none."""
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +121,18 @@ def expected(traffic: list[SimulatedEvent], pipeline_settings: PipelineSettings)
 
 
 @pytest.fixture
-def hubs(mocker: Any) -> Installed:
+def hubs(mocker: Any, azurite_storage: AzuriteStorage) -> Installed:
+    """The namespace with its two hubs, checkpoints in Azurite's `checkpoints` container."""
+    assert azurite_storage.account_url == ACCOUNT
     namespace = FakeNamespace(NAMESPACE)
     namespace.create_hub(NOTIFICATIONS, 4)
     namespace.create_hub(FINDINGS, 2)
-    return install(mocker, namespace)
+    azurite_storage.create_container(CONTAINER)
+    # No retries: the storage SDK's default backs a 503 off for 15 s and more, and the
+    # source's answer to a failed checkpoint is the SDK's own (redeliver from the last one).
+    return install(
+        mocker, namespace, checkpoint_store=checkpoint_store(azurite_storage, retry_total=0)
+    )
 
 
 @dataclass
@@ -200,25 +220,55 @@ async def wait_for(condition: Callable[[], bool], *, timeout: float = 15.0, what
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)  # each poll is a blocking call to Azurite: keep them few
 
 
-def storage(hubs: Installed) -> FakeStorage:
-    return hubs.storage(ACCOUNT, CONTAINER)
+def refuse_checkpoint_writes(request: Any) -> tuple[int, str] | None:
+    """An `AzuriteStorage.fault`: storage too busy for checkpoint writes (Set Blob Metadata or
+    Put Blob on a checkpoint blob), answered as the service answers, 503 ServerBusy. Ownership
+    claims and every read still go through."""
+    if request.method == "PUT" and "/checkpoint/" in urlsplit(request.url).path:
+        return 503, "ServerBusy"
+    return None
+
+
+def store(hubs: Installed) -> AzuriteCheckpoints:
+    """The checkpoint store factory `hubs` installed, on Azurite."""
+    factory = hubs.checkpoint_store
+    if not isinstance(factory, AzuriteCheckpoints):
+        raise TypeError(f"the hubs keep their checkpoints in {factory!r}, not in Azurite")
+    return factory
 
 
 def checkpoints(hubs: Installed) -> dict[str, int]:
-    return {c["partition_id"]: c["sequence_number"] for c in storage(hubs).checkpoints.values()}
+    """Partition id -> the sequence number of its checkpoint, as the store wrote it."""
+    records = store(hubs).records(CONTAINER, NAMESPACE, NOTIFICATIONS, CONSUMER_GROUP, "checkpoint")
+    return {partition: int(record["sequencenumber"]) for partition, record in records.items()}
 
 
-def drained(hubs: Installed) -> bool:
-    """Every partition with events is checkpointed at its last event."""
+def drained(hubs: Installed, *sources: EventHubsSource) -> bool:
+    """Every partition with events is checkpointed at its last event and, given the sources
+    reading them, that batch's handling has returned. The checkpoint is written before the
+    summary counts the batch, and Azurite's answer lands before the handler resumes: a test
+    that reads a summary passes its sources."""
     done = checkpoints(hubs)
+    handled: dict[str, int] = {}
+    for source in sources:
+        for status in source.meter.snapshot():
+            if status.last_sequence is not None:
+                handled[status.partition] = max(
+                    handled.get(status.partition, -1), status.last_sequence
+                )
     for index, partition in enumerate(hubs.namespace.partitions(NOTIFICATIONS)):
-        if partition.events and done.get(str(index)) != partition.events[-1].sequence_number:
+        if not partition.events:
+            continue
+        last = partition.events[-1].sequence_number
+        if done.get(str(index)) != last or (sources and handled.get(str(index)) != last):
             return False
     return True
 
 
 def owners(hubs: Installed) -> Counter[str]:
-    return Counter(o["owner_id"] for o in storage(hubs).ownership.values() if o["owner_id"])
+    """How many partitions each instance owns (a released partition's owner is empty)."""
+    records = store(hubs).records(CONTAINER, NAMESPACE, NOTIFICATIONS, CONSUMER_GROUP, "ownership")
+    return Counter(record["ownerid"] for record in records.values() if record["ownerid"])

@@ -17,16 +17,23 @@ from graphtap.processing.sources.eventhubs import (
 )
 from graphtap.simulation.emitter import SimulatedEvent
 from tests.eventhubs.conftest import (
+    ACCOUNT,
+    CONSUMER_GROUP,
+    CONTAINER,
     FINDINGS,
+    NAMESPACE,
     NOTIFICATIONS,
     Expected,
+    FakeCredential,
     InstanceFactory,
     checkpoints,
     drained,
     owners,
-    storage,
+    refuse_checkpoint_writes,
+    store,
     wait_for,
 )
+from tests.fakes.azurite import AzuriteStorage
 from tests.fakes.eventhubs import Installed
 
 
@@ -48,7 +55,7 @@ def test_every_change_yields_one_verdict_on_the_findings_hub(
         publish(hubs, traffic)
         instance = make_instance()
         instance.start()
-        await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+        await wait_for(lambda: drained(hubs, instance.source), what="all partitions handled")
         await instance.close()
         sent = findings(hubs)
         assert Counter(str(v["verdict_key"]) for v in sent) == Counter(expected.verdict_keys)
@@ -70,7 +77,7 @@ def test_worker_processes_give_the_same_verdicts(
         publish(hubs, traffic)
         instance = make_instance(workers=2, max_batch_size=64)
         instance.start()
-        await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+        await wait_for(lambda: drained(hubs, instance.source), what="all partitions handled")
         await instance.close()
         keys = [str(v["verdict_key"]) for v in findings(hubs)]
         assert Counter(keys) == Counter(expected.verdict_keys)
@@ -93,7 +100,9 @@ def test_two_instances_share_the_partitions_without_double_processing(
         await asyncio.sleep(0.3)  # a few more balancing rounds: the split must hold
         assert sorted(owners(hubs).values()) == [2, 2]
         publish(hubs, traffic)
-        await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+        await wait_for(
+            lambda: drained(hubs, first.source, second.source), what="all partitions handled"
+        )
         await first.close()
         await second.close()
         keys = [str(v["verdict_key"]) for v in findings(hubs)]
@@ -118,7 +127,7 @@ def test_a_joining_instance_takes_partitions_over_from_their_checkpoints(
         first = make_instance()
         first.start()
         publish(hubs, traffic[:half])
-        await wait_for(lambda: drained(hubs), what="the first half checkpointed")
+        await wait_for(lambda: drained(hubs, first.source), what="the first half handled")
         assert owners(hubs) == Counter({next(iter(owners(hubs))): 4})
         second = make_instance()
         second.start()
@@ -131,7 +140,9 @@ def test_a_joining_instance_takes_partitions_over_from_their_checkpoints(
             what="the first instance to release the stolen partitions",
         )
         publish(hubs, traffic[half:])
-        await wait_for(lambda: drained(hubs), what="the second half checkpointed")
+        await wait_for(
+            lambda: drained(hubs, first.source, second.source), what="the second half handled"
+        )
         await first.close()
         await second.close()
         keys = [str(v["verdict_key"]) for v in findings(hubs)]
@@ -159,7 +170,7 @@ def test_a_findings_hub_outage_holds_the_checkpoint_and_loses_no_verdict(
         assert findings(hubs) == []
         assert instance.summary.events == 0
         hubs.namespace.send_failures = 0  # the hub is back
-        await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+        await wait_for(lambda: drained(hubs, instance.source), what="all partitions handled")
         await instance.close()
         keys = [str(v["verdict_key"]) for v in findings(hubs)]
         assert set(keys) == expected.verdict_keys
@@ -173,15 +184,18 @@ def test_a_lost_checkpoint_write_redelivers_and_the_sink_does_not_resend(
     make_instance: InstanceFactory,
     traffic: list[SimulatedEvent],
     expected: Expected,
+    azurite_storage: AzuriteStorage,
 ) -> None:
     async def scenario() -> None:
-        storage(hubs).fail_checkpoint_updates = True
+        azurite_storage.fault = refuse_checkpoint_writes
         publish(hubs, traffic)
         instance = make_instance()
         instance.start()
         await wait_for(lambda: instance.source.errors >= 4, what="failed checkpoints")
-        storage(hubs).fail_checkpoint_updates = False
-        await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+        assert checkpoints(hubs) == {}
+        assert "ServerBusy" in azurite_storage.refused
+        azurite_storage.fault = None
+        await wait_for(lambda: drained(hubs, instance.source), what="all partitions handled")
         await instance.close()
         keys = [str(v["verdict_key"]) for v in findings(hubs)]
         assert Counter(keys) == Counter(expected.verdict_keys)  # replays were not re-sent
@@ -200,7 +214,9 @@ def test_poison_events_are_dead_lettered_and_the_partition_moves_on(
         hubs.namespace.publish(NOTIFICATIONS, [good[0], *poison, *good[1:]], partition_key="poison")
         instance = make_instance()
         instance.start()
-        await wait_for(lambda: drained(hubs), what="the partition checkpointed past the poison")
+        await wait_for(
+            lambda: drained(hubs, instance.source), what="the partition handled past the poison"
+        )
         await instance.close()
         assert instance.source.errors == 0
         reasons = instance.summary.dead_letters_by_reason
@@ -225,7 +241,7 @@ def test_start_position_latest_skips_what_was_there_before(
         await wait_for(lambda: len(instance.source.meter.snapshot()) == 4, what="receivers")
         await asyncio.sleep(0.3)
         publish(hubs, traffic[10:20])
-        await wait_for(lambda: drained(hubs), what="the new events checkpointed")
+        await wait_for(lambda: drained(hubs, instance.source), what="the new events handled")
         await instance.close()
         assert instance.summary.events == 10
 
@@ -239,7 +255,7 @@ def test_partition_lag_and_throughput_are_tracked(
         publish(hubs, traffic)
         instance = make_instance(max_batch_size=4)
         instance.start()
-        await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+        await wait_for(lambda: drained(hubs, instance.source), what="all partitions handled")
         await asyncio.sleep(0.5)  # one empty receive per partition refreshes the head
         status = instance.source.meter.snapshot()
         await instance.close()
@@ -280,3 +296,38 @@ def test_fake_namespace_enforces_the_services_rules(hubs: Installed) -> None:
         hubs.namespace.partitions("nope")
     with pytest.raises(EventDataSendError, match="exceeds"):
         hubs.namespace.publish(NOTIFICATIONS, [b"x" * (1024 * 1024 + 1)])
+
+
+def test_the_checkpoint_store_refuses_a_claim_on_a_stale_etag(
+    hubs: Installed, azurite_storage: AzuriteStorage
+) -> None:
+    """What keeps two instances from owning one partition: a claim carries the etag its
+    owner listed (or, for a partition it saw unclaimed, none: If-None-Match: *), and storage
+    refuses it once the blob has changed (412 ConditionNotMet). Azurite enforces If-Match
+    itself; the wildcard on Set Blob Metadata it would perform, and the Azurite transport
+    refuses it as Azure does. Without these the balancing tests above would pass on timing."""
+    claim = {
+        "fully_qualified_namespace": NAMESPACE,
+        "eventhub_name": NOTIFICATIONS,
+        "consumer_group": CONSUMER_GROUP,
+        "partition_id": "0",
+    }
+
+    async def scenario() -> None:
+        async with store(hubs)(ACCOUNT, CONTAINER, credential=FakeCredential()) as checkpoints:
+            [first] = await checkpoints.claim_ownership([{**claim, "owner_id": "first"}])
+            # No etag: claims a partition nobody owns yet; this one is owned.
+            assert await checkpoints.claim_ownership([{**claim, "owner_id": "second"}]) == []
+            [renewed] = await checkpoints.claim_ownership([{**first, "owner_id": "first"}])
+            assert renewed["etag"] != first["etag"]
+            # The second instance listed before the renewal: its etag is stale.
+            assert await checkpoints.claim_ownership([{**first, "owner_id": "second"}]) == []
+            [listed] = await checkpoints.list_ownership(NAMESPACE, NOTIFICATIONS, CONSUMER_GROUP)
+            assert listed["owner_id"] == "first"
+            # Listings give the etag bare, responses' ETag header quoted: Azure does the same.
+            assert f'"{listed["etag"]}"' == renewed["etag"]
+
+    asyncio.run(scenario())
+    assert owners(hubs) == Counter({"first": 1})
+    # The first claim finds no blob to set metadata on, and creates it.
+    assert azurite_storage.refused == ["BlobNotFound", "ConditionNotMet", "ConditionNotMet"]

@@ -122,6 +122,8 @@ GRAPH_USERS = ("User.Read.All", "User.ReadWrite.All", "Directory.Read.All")
 GRAPH_TEAMS = ("Team.ReadBasic.All", "TeamSettings.Read.All", "TeamSettings.ReadWrite.All")
 GRAPH_CHATS = ("Chat.Read.All", "Chat.ReadWrite.All")
 GRAPH_CHANNELS = ("ChannelMessage.Read.All",)
+#: Reading a mailbox's messages with their bodies (Mail.ReadBasic leaves the body out).
+GRAPH_MAIL = ("Mail.Read", "Mail.ReadWrite")
 #: Setting a message's policyViolation (DLP enforcement): chats, and channel messages.
 GRAPH_CHAT_DLP = ("Chat.UpdatePolicyViolation.All",)
 GRAPH_CHANNEL_DLP = ("ChannelMessage.UpdatePolicyViolation.All",)

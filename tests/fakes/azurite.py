@@ -14,11 +14,15 @@ Where Azurite differs from Azure (each test that leans on one says so too):
 - It has one account; `AzuriteStorage.reset()` empties it between tests instead.
 - Deleting a container frees its name at once (Azure keeps it for about 30 s).
 - Leases are timed by the emulator's wall clock: a lease test waits for real.
+- It performs Set Blob Metadata (or Properties) with `If-None-Match: *` on a blob that
+  exists; Azure refuses that (412 ConditionNotMet), and the Event Hubs checkpoint store
+  claims an unowned partition that way, so the transport refuses it as Azure does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import re
 import shutil
 import subprocess
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from xml.etree import ElementTree
 
 import httpx
 from azure.core.pipeline import PipelineContext, PipelineRequest
@@ -137,6 +142,9 @@ class AzuriteStorage:
     #: Every call refused, by error code (Azurite's or the authorization's).
     refused: list[str] = field(default_factory=list)
     fault: Fault | None = None
+    #: The account key, for an account that allows shared keys (the payload account Graph
+    #: writes to); None: a request signed with a key is refused, as such an account does.
+    shared_key: str | None = None
 
     @property
     def account_url(self) -> str:
@@ -190,6 +198,33 @@ class AzuriteStorage:
     def blob_properties(self, container: str, name: str) -> httpx.Headers:
         return self._sync("HEAD", "blob", f"{container}/{name}").headers
 
+    def blob_metadata(self, container: str, prefix: str = "") -> dict[str, dict[str, str]]:
+        """The metadata of every blob whose name starts with `prefix`, by name: one listing
+        call per 5,000 blobs, cheap enough to poll."""
+        found: dict[str, dict[str, str]] = {}
+        marker = ""
+        while True:
+            params = {"restype": "container", "comp": "list", "include": "metadata"}
+            params |= {"prefix": prefix} if prefix else {}
+            params |= {"marker": marker} if marker else {}
+            response = self._sync("GET", "blob", container, **params)
+            if response.status_code == 404:
+                raise KeyError(container)
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"list blobs of {container}: {response.status_code} {response.text}"
+                )
+            listing = ElementTree.fromstring(response.content)  # noqa: S314  (the local emulator's)
+            for blob in listing.iter("Blob"):
+                metadata = blob.find("Metadata")
+                found[blob.findtext("Name", "")] = {
+                    entry.tag: entry.text or ""
+                    for entry in (metadata if metadata is not None else [])
+                }
+            marker = listing.findtext("NextMarker") or ""
+            if not marker:
+                return found
+
     def reset(self) -> None:
         """An empty account: every container and queue deleted."""
         self.refused.clear()
@@ -206,6 +241,8 @@ class AzuriteStorage:
         """Azure RBAC's decision for one call, or None when it is allowed."""
         url = urlsplit(request.url)
         service = url.netloc.split(".")[1]
+        if request.headers.get("Authorization", "").startswith("SharedKey "):
+            return self._key_decision(request)
         if not request.headers.get("Authorization", "").startswith("Bearer "):
             return 401, "NoAuthenticationInformation"
         if self.authority is None:
@@ -226,6 +263,21 @@ class AzuriteStorage:
             data_action=data_action,
         ):
             return 403, "AuthorizationPermissionMismatch"
+        return None
+
+    def _key_decision(self, request: Any) -> tuple[int, str] | None:
+        """A request signed with an account key: refused unless the account allows shared
+        keys and the signature is its key's (the key grants everything, as in Azure)."""
+        if self.shared_key is None:
+            return 403, "KeyBasedAuthenticationNotPermitted"
+        probe = HttpRequest(request.method, request.url, headers=dict(request.headers))
+        del probe.headers["Authorization"]
+        signer = SharedKeyCredentialPolicy(self.account, self.shared_key)  # type: ignore[no-untyped-call]
+        signer.on_request(PipelineRequest(probe, PipelineContext(None)))  # type: ignore[no-untyped-call]
+        if not hmac.compare_digest(
+            probe.headers["Authorization"], request.headers["Authorization"]
+        ):
+            return 403, "AuthenticationFailed"
         return None
 
     def forward_url(self, url: str) -> str:
@@ -297,7 +349,7 @@ def _error(request: Any, status: int, code: str) -> FakeResponse:
 
 #: A test's own reads and writes, signed with the development key: one pooled client.
 _CLIENT = httpx.Client(timeout=30)
-_SIGNER = SharedKeyCredentialPolicy(DEV_ACCOUNT, DEV_KEY)
+_SIGNER = SharedKeyCredentialPolicy(DEV_ACCOUNT, DEV_KEY)  # type: ignore[no-untyped-call]
 
 
 def _sign(request: Any) -> None:
@@ -327,6 +379,8 @@ class AuthorizingTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         refusal = self.storage.authorize(request)
         if refusal is None and self.storage.fault is not None:
             refusal = self.storage.fault(request)
+        if refusal is None and await self._exists_against_wildcard(request, **kwargs):
+            refusal = 412, "ConditionNotMet"
         if refusal is not None:
             self.storage.refused.append(refusal[1])
             return _error(request, *refusal)
@@ -336,6 +390,24 @@ class AuthorizingTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         if response.status_code >= 400 and (code := response.headers.get("x-ms-error-code")):
             self.storage.refused.append(code)
         return response
+
+    async def _exists_against_wildcard(self, request: Any, **kwargs: Any) -> bool:
+        """Whether Azure would refuse this call's `If-None-Match: *` and Azurite would not:
+        a Set Blob Metadata or Properties on a blob that exists."""
+        url = urlsplit(request.url)
+        if request.method != "PUT" or request.headers.get("If-None-Match") != "*":
+            return False
+        if parse_qs(url.query).get("comp") not in (["metadata"], ["properties"]):
+            return False
+        probe = HttpRequest(
+            "HEAD",
+            self.storage.forward_url(urlunsplit((url.scheme, url.netloc, url.path, "", ""))),
+            headers={"x-ms-version": request.headers.get("x-ms-version", "2025-01-05")},
+        )
+        probe.headers["x-ms-date"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+        _sign(probe)
+        answer = await self._inner.send(probe, **kwargs)
+        return bool(answer.status_code == 200)
 
     async def open(self) -> None:
         await self._inner.open()

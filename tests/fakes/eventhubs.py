@@ -11,21 +11,21 @@ event processor, load balancer (`OwnershipManager`) and `PartitionContext` run u
   (`"-1"`, `"@latest"`, offsets, sequence numbers, enqueued times) and owner levels: a new
   receiver on a partition disconnects an older one with an equal or lower owner level, as
   the service does.
-- `FakeCheckpointStore`: the blob checkpoint store's contract: ownership claims succeed only
-  with the current etag (optimistic concurrency), checkpoints are kept per partition. The
-  deployment rehearsal uses the SDK's own `BlobCheckpointStore` over Azurite instead (given
-  to `install`); the source's own tests still read and break records here directly.
 - `FakeProducerClient`: batches are the SDK's own `EventDataBatch` (size enforced); the
   partition is chosen by a hash of the partition key, as the service keeps one key on one
   partition.
 
+Checkpoints and ownership are not faked: the SDK's own `BlobCheckpointStore` keeps them in
+Azurite (`checkpoint_store(storage)`, through `tests.fakes.azurite`'s authorizing transport),
+so its optimistic concurrency on ownership etags is the emulator's.
+
 Given an `Authority`, the namespace authorizes every send and receive as Event Hubs does
 for Entra ID callers (the `Send` or `Listen` claim from a Data Sender or Data Receiver role
-on the hub or namespace), and the checkpoint store every blob read and write; a refusal is
-the service's: the link detached with `amqp:unauthorized-access`, or 403
-`AuthorizationPermissionMismatch` from storage.
+on the hub or namespace); a refusal is the service's: the link detached with
+`amqp:unauthorized-access`. Storage's authority sits in the Azurite transport.
 
-`install(mocker, namespace)` patches them in at the names the adapters import.
+`install(mocker, namespace, checkpoint_store=...)` patches them in at the names the adapters
+import.
 """
 
 from __future__ import annotations
@@ -36,18 +36,17 @@ import datetime as dt
 import hashlib
 import itertools
 import time
-import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Literal
 
-from azure.core.exceptions import HttpResponseError
 from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub.exceptions import ConnectionLostError, EventDataSendError
+from azure.eventhub.extensions.checkpointstoreblobaio import BlobCheckpointStore
 
 from tests.fakes.authorization import Authority
+from tests.fakes.azurite import AzuriteStorage
 
 MAX_EVENT_BYTES = 1024 * 1024  # Standard tier
 #: Where the adapters import the SDK's clients: the names `install` patches.
@@ -213,127 +212,6 @@ class FakeNamespace:
     def is_connected(self, hub: str, group: str, partition: int, receiver: int) -> bool:
         current = self.partitions(hub)[partition].receivers.get(group)
         return current is None or current[1] == receiver
-
-
-@dataclass
-class FakeStorage:
-    """Blob containers of checkpoint stores: ownership and checkpoint records by path."""
-
-    ownership: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
-    checkpoints: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
-    claims_refused: int = 0
-    fail_checkpoint_updates: bool = False
-
-
-class ClosingCheckpointStore(CheckpointStore):
-    """Closes as `BlobCheckpointStore` does, also as an async context manager."""
-
-    closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class FakeCheckpointStore(ClosingCheckpointStore):
-    """`BlobCheckpointStore`'s contract on an in-memory container, for the Event Hubs source's
-    tests: they read the records and fail checkpoint writes on cue. Azurite could serve them
-    through the SDK's store, as it serves the deployment rehearsal's."""
-
-    storages: dict[tuple[str, str], FakeStorage] = defaultdict(FakeStorage)
-    authority: Authority | None = None
-    #: account URL -> the storage account's ARM id, for the authority's scope checks.
-    account_ids: dict[str, str] = {}
-
-    def __init__(
-        self, blob_account_url: str, container_name: str, *, credential: Any = None, **_: Any
-    ) -> None:
-        self.storage = self.storages[(blob_account_url, container_name)]
-        self.closed = False
-        self._credential = credential
-        self._container = container_name
-        self._account_url = blob_account_url
-
-    async def _authorize(self, verb: str, call: str) -> None:
-        if self.authority is None:
-            return
-        token = None
-        if self._credential is not None:
-            token = (await self._credential.get_token("https://storage.azure.com/.default")).token
-        account = self.account_ids.get(self._account_url, self._account_url)
-        container = f"{account}/blobServices/default/containers/{self._container}"
-        if self.authority.check(
-            token,
-            service="Blob Storage",
-            call=f"{call} {self._container}",
-            resource=f"{container}/blobs/checkpoint",
-            data_action=f"Microsoft.Storage/storageAccounts/blobServices/containers/blobs/{verb}",
-        ):
-            error = HttpResponseError(
-                message="This request is not authorized to perform this operation using this "
-                "permission.\nErrorCode:AuthorizationPermissionMismatch"
-            )
-            error.status_code = 403
-            error.error_code = "AuthorizationPermissionMismatch"  # type: ignore[attr-defined]  # as storage sets it
-            raise error
-
-    async def list_ownership(
-        self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **_: Any
-    ) -> Iterable[dict[str, Any]]:
-        await self._authorize("read", "list ownership")
-        prefix = (fully_qualified_namespace, eventhub_name, consumer_group)
-        return [dict(o) for path, o in self.storage.ownership.items() if path[:3] == prefix]
-
-    async def claim_ownership(
-        self, ownership_list: Iterable[dict[str, Any]], **_: Any
-    ) -> Iterable[dict[str, Any]]:
-        await self._authorize("write", "claim ownership")
-        claimed = []
-        for wanted in ownership_list:
-            path = _path(wanted)
-            current = self.storage.ownership.get(path)
-            if current is not None and wanted.get("etag") != current["etag"]:
-                self.storage.claims_refused += 1  # someone else claimed it since it was listed
-                continue
-            record = {
-                **{k: wanted[k] for k in _PATH_FIELDS},
-                "owner_id": wanted["owner_id"],
-                "etag": uuid.uuid4().hex,
-                "last_modified_time": time.time(),
-            }
-            self.storage.ownership[path] = record
-            wanted.update(record)
-            claimed.append(dict(record))
-        return claimed
-
-    async def update_checkpoint(self, checkpoint: dict[str, Any], **_: Any) -> None:
-        await self._authorize("write", "update checkpoint")
-        if self.storage.fail_checkpoint_updates:
-            raise ConnectionLostError("checkpoint container unreachable")
-        self.storage.checkpoints[_path(checkpoint)] = {
-            **{k: checkpoint[k] for k in _PATH_FIELDS},
-            "sequence_number": checkpoint["sequence_number"],
-            "offset": checkpoint["offset"],
-        }
-
-    async def list_checkpoints(
-        self, fully_qualified_namespace: str, eventhub_name: str, consumer_group: str, **_: Any
-    ) -> Iterable[dict[str, Any]]:
-        await self._authorize("read", "list checkpoints")
-        prefix = (fully_qualified_namespace, eventhub_name, consumer_group)
-        return [dict(c) for path, c in self.storage.checkpoints.items() if path[:3] == prefix]
-
-
-_PATH_FIELDS = ("fully_qualified_namespace", "eventhub_name", "consumer_group", "partition_id")
-
-
-def _path(record: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(str(record[k]) for k in _PATH_FIELDS)
 
 
 class FakePartitionReceiver:
@@ -558,20 +436,58 @@ class FakeProducerClient(EventHubProducerClient):
         return None
 
 
+@dataclass(frozen=True)
+class AzuriteCheckpoints:
+    """The SDK's `BlobCheckpointStore` as the runtime constructs it, its calls served by
+    Azurite behind the stack's authorization (`storage`); `options` reach its blob clients
+    (a test's retry policy). A test reads the records straight from the container."""
+
+    storage: AzuriteStorage
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(
+        self, blob_account_url: str, container_name: str, **kwargs: Any
+    ) -> BlobCheckpointStore:
+        return BlobCheckpointStore(
+            blob_account_url,
+            container_name,
+            transport=self.storage.transport(),
+            **{**self.options, **kwargs},
+        )
+
+    def records(
+        self,
+        container: str,
+        namespace: str,
+        hub: str,
+        group: str,
+        kind: Literal["checkpoint", "ownership"],
+    ) -> dict[str, dict[str, str]]:
+        """Partition id -> the metadata of its `kind` blob ("checkpoint": `sequencenumber`,
+        `offset`; "ownership": `ownerid`), named as the SDK names it (lower case)."""
+        if kind not in ("checkpoint", "ownership"):
+            raise ValueError(f"no {kind!r} records: the store keeps checkpoint and ownership")
+        prefix = f"{namespace}/{hub}/{group}/{kind}/".lower()
+        return {
+            name.removeprefix(prefix): metadata
+            for name, metadata in self.storage.blob_metadata(container, prefix).items()
+        }
+
+
+def checkpoint_store(storage: AzuriteStorage, **options: Any) -> AzuriteCheckpoints:
+    """The factory `install` patches in for `BlobCheckpointStore`, on `storage`."""
+    return AzuriteCheckpoints(storage, options)
+
+
 @dataclass
 class Installed:
-    """What `install` patched in: the namespace, the checkpoint containers, and the client
-    classes bound to them (which a bridge to another process calls on its behalf)."""
+    """What `install` patched in: the namespace, the client classes bound to it, and the
+    checkpoint store factory (which a bridge to another process calls on its behalf)."""
 
     namespace: FakeNamespace
-    storages: dict[tuple[str, str], FakeStorage]
+    checkpoint_store: Callable[..., CheckpointStore]
     consumer: type[FakeConsumerClient] = FakeConsumerClient
     producer: type[FakeProducerClient] = FakeProducerClient
-    #: `FakeCheckpointStore` bound to `storages`, or the SDK's store `install` was given.
-    checkpoint_store: Callable[..., CheckpointStore] = FakeCheckpointStore
-
-    def storage(self, account_url: str, container: str) -> FakeStorage:
-        return self.storages[(account_url, container)]
 
 
 async def _token(credential: Any, authority: Authority | None) -> str | None:
@@ -582,28 +498,13 @@ async def _token(credential: Any, authority: Authority | None) -> str | None:
 
 
 def install(
-    mocker: Any,
-    namespace: FakeNamespace,
-    *,
-    account_ids: dict[str, str] | None = None,
-    checkpoint_store: Callable[..., CheckpointStore] | None = None,
+    mocker: Any, namespace: FakeNamespace, *, checkpoint_store: Callable[..., CheckpointStore]
 ) -> Installed:
-    """Patch the fakes in where the adapters import the SDK clients; the checkpoint store
-    authorizes with the namespace's authority, `account_ids` naming each account's ARM id.
-    Given `checkpoint_store` (the SDK's own store over Azurite), that one is patched in."""
-    storages: dict[tuple[str, str], FakeStorage] = defaultdict(FakeStorage)
+    """Patch the fakes in where the adapters import the SDK clients, and `checkpoint_store`
+    (the SDK's own store over Azurite: `checkpoint_store(storage)`) for `BlobCheckpointStore`."""
     consumer = type("EventHubConsumerClient", (FakeConsumerClient,), {"namespace": namespace})
     producer = type("EventHubProducerClient", (FakeProducerClient,), {"namespace": namespace})
-    store = type(
-        "BlobCheckpointStore",
-        (FakeCheckpointStore,),
-        {
-            "storages": storages,
-            "authority": namespace.authority,
-            "account_ids": dict(account_ids or {}),
-        },
-    )
     mocker.patch(CONSUMER_SEAM, consumer)
-    mocker.patch(CHECKPOINT_SEAM, checkpoint_store or store)
+    mocker.patch(CHECKPOINT_SEAM, checkpoint_store)
     mocker.patch(PRODUCER_SEAM, producer)
-    return Installed(namespace, storages, consumer, producer, checkpoint_store or store)
+    return Installed(namespace, checkpoint_store, consumer, producer)

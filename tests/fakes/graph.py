@@ -9,7 +9,8 @@ page with `@odata.nextLink` and are throttled at 200 requests in any second and 
 over 20 s; `unit_reads` counts how often each user's or team's export was started.
 A Teams message's policyViolation is read and set (GET and PATCH on the message) under
 Chat/ChannelMessage.UpdatePolicyViolation.All and the DLP licence, and the PATCH is followed,
-as in Graph, by an `updated` notification carrying the violation.
+as in Graph, by an `updated` notification carrying the violation. Outlook mail is served by
+`FakeMailboxes` (tests/fakes/mailboxes.py); its changes are notified to mailbox subscriptions.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from tests.fakes.authorization import (
     GRAPH_USERS,
     Authority,
 )
+from tests.fakes.mailboxes import FakeMailboxes, StoredMessage
 
 WINDOW = 20.0
 GRAPH = "https://graph.microsoft.com"
@@ -90,6 +92,8 @@ class StoredSubscription:
     previous: tuple[x509.Certificate, str, float] | None = None
     last_patch: float | None = None
     last_reauthorize: float | None = None
+    #: Where Graph writes payloads over 1 MB (a Key Vault secret's URL); not returned by GET.
+    blob_store_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,26 @@ class StoredSubscription:
             "latestSupportedTlsVersion": "v1_2",
             "clientState": None,
         }
+
+
+#: `blobStoreUrl`: a Key Vault secret, versionless, and the tenant's domain (Event Hubs only).
+_BLOB_STORE_URL = re.compile(
+    r"https://[a-z0-9-]+\.vault\.[a-z0-9.]+/secrets/[A-Za-z0-9-]+\?tenantId=[a-z0-9.-]+"
+)
+
+
+def _blob_store_problem(body: dict[str, Any], rich: bool) -> str | None:
+    """Why Graph would refuse a subscription's `blobStoreUrl`, if it would."""
+    url = body.get("blobStoreUrl")
+    if url is None:
+        return None
+    if not rich:
+        return "blobStoreUrl is supported only for subscriptions with includeResourceData"
+    if not str(body.get("notificationUrl", "")).startswith("EventHub:"):
+        return "blobStoreUrl is supported only for Event Hubs notification URLs"
+    if not isinstance(url, str) or not _BLOB_STORE_URL.fullmatch(url):
+        return f"blobStoreUrl {url!r} is not a Key Vault secret URL with a tenantId"
+    return None
 
 
 @dataclass(frozen=True)
@@ -200,8 +224,12 @@ class FakeGraph(httpx.AsyncBaseTransport):
     #: Every policyViolation PATCH that took effect: (message id, dlpAction).
     violations_set: list[tuple[str, str]] = field(default_factory=list)
 
+    #: Outlook mail (`/users/{id}/messages`, `/users/{id}/mailFolders`), served by its own fake.
+    mailboxes: FakeMailboxes = field(init=False)
+
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self.mailboxes = FakeMailboxes(self.clock, notify=self._mail_changed)
 
     # -- what tests do to the service -----------------------------------------------------
 
@@ -267,7 +295,12 @@ class FakeGraph(httpx.AsyncBaseTransport):
         await request.aread()
         path = request.url.path.removeprefix("/v1.0")
         method = request.method
-        response = self._handle(method, path, request)
+        if FakeMailboxes.serves(path):
+            response = await self.mailboxes.handle(
+                request, path, permissions=self.permissions, authority=self.authority
+            )
+        else:
+            response = self._handle(method, path, request)
         self.requests.append((method, path, response.status_code))
         if method in ("POST", "PATCH", "DELETE") and path.startswith("/subscriptions"):
             self.writes.append(
@@ -454,6 +487,8 @@ class FakeGraph(httpx.AsyncBaseTransport):
                     "InvalidRequest",
                     "Certificate validation error: Cannot find the requested object.",
                 )
+        if problem := _blob_store_problem(body, rich):
+            return _error(400, "InvalidRequest", problem)
         roles = self.permissions
         if self.authority is not None:
             roles = set(self.authority.roles_of(request_token))
@@ -514,6 +549,7 @@ class FakeGraph(httpx.AsyncBaseTransport):
             include_resource_data=rich,
             certificate=certificate,
             certificate_id=body.get("encryptionCertificateId"),
+            blob_store_url=body.get("blobStoreUrl"),
         )
         if not self._send([_validation_item(self._rng)], stored.notification_url):
             # Graph sends a validation event before it accepts an Event Hubs subscription.
@@ -711,6 +747,49 @@ class FakeGraph(httpx.AsyncBaseTransport):
                 self._send([item], stored.notification_url)
 
     # -- notifications ------------------------------------------------------------------------
+
+    def _mail_changed(
+        self, user_id: str, message_id: str, change_type: str, message: StoredMessage
+    ) -> None:
+        """Outlook's basic notification to every live subscription on the user's messages
+        (or the folder the message is in) for this change type."""
+        self._purge()
+        for stored in list(self.subscriptions.values()):
+            match = re.fullmatch(
+                r"/?users/([^/]+)/(?:mailFolders/([^/]+)/)?messages", stored.resource.split("?")[0]
+            )
+            if match is None or match.group(1).lower() != user_id.lower():
+                continue
+            if change_type not in stored.change_type.split(","):
+                continue
+            folder = match.group(2)
+            if folder is not None:
+                target = self.mailboxes.mailbox(user_id).folder(folder)
+                if target is None or target.id != message.folder:
+                    continue
+            self.notify_mail(stored, user_id, message, change_type)
+
+    def notify_mail(
+        self, stored: StoredSubscription, user_id: str, message: StoredMessage, change_type: str
+    ) -> bool:
+        """Send the basic notification Outlook writes for a message (it names the message;
+        the content stays in the mailbox) through `stored`'s channel."""
+        resource = f"Users/{user_id}@{self.tenant_id}/Messages/{message.id}"
+        item = {
+            "subscriptionId": stored.id,
+            "subscriptionExpirationDateTime": _iso(stored.expiration),
+            "changeType": change_type,
+            "clientState": stored.client_state,
+            "tenantId": self.tenant_id,
+            "resource": resource,
+            "resourceData": {
+                "@odata.type": "#Microsoft.Graph.Message",
+                "@odata.id": resource,
+                "@odata.etag": message.etag,
+                "id": message.id,
+            },
+        }
+        return self._send([item], stored.notification_url)
 
     def _purge(self) -> None:
         now = self.clock.time()

@@ -8,8 +8,9 @@ at the seams the in-process fakes use (`RemoteFakes`):
   returns the fake's answer;
 - the Event Hubs clients and the checkpoint store forward each network call (partition ids
   and properties, receive from a position with its owner level, send a batch, ownership
-  claims and checkpoints) to the same fakes `install` patched into the test process, while
-  the SDK's own event processor and load balancer keep running in the child;
+  claims and checkpoints) to what `install` patched into the test process (the fakes, and
+  the SDK's checkpoint store on Azurite), while the SDK's own event processor and load
+  balancer keep running in the child;
 - the credential asks the test process for its tokens, as a managed identity asks its
   host's identity endpoint, and only for the identity the test lends.
 
@@ -47,7 +48,7 @@ from azure.core.pipeline.transport import AsyncHttpTransport
 from azure.core.rest import HttpRequest
 from azure.eventhub import EventData, EventDataBatch
 from azure.eventhub import exceptions as eventhub_errors
-from azure.eventhub.aio import EventHubConsumerClient, EventHubProducerClient
+from azure.eventhub.aio import CheckpointStore, EventHubConsumerClient, EventHubProducerClient
 
 from tests.fakes.authorization import Authority
 from tests.fakes.azure_transport import FakeResponse
@@ -55,7 +56,6 @@ from tests.fakes.eventhubs import (
     CHECKPOINT_SEAM,
     CONSUMER_SEAM,
     PRODUCER_SEAM,
-    ClosingCheckpointStore,
     FakeProducerClient,
     Installed,
 )
@@ -189,6 +189,8 @@ class _Session:
     calls: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     clients: dict[str, tuple[Any, _Presented]] = field(default_factory=dict)
     receivers: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict)
+    #: The checkpoint stores opened for the child: the SDK's hold HTTP connections.
+    stores: list[Any] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def answer(self, call: int, op: str, args: dict[str, Any]) -> None:
@@ -332,12 +334,15 @@ class _Session:
 
     async def _checkpoints(self, args: dict[str, Any]) -> Any:
         installed = self._installed()
-        store = self._client(
-            args,
-            lambda credential: installed.checkpoint_store(
+
+        def open_store(credential: _Presented) -> Any:
+            store = installed.checkpoint_store(
                 args["account_url"], args["container"], credential=credential
-            ),
-        )
+            )
+            self.stores.append(store)
+            return store
+
+        store = self._client(args, open_store)
         method = args["method"]
         if method == "claim_ownership":
             wanted = args["ownership"]
@@ -450,6 +455,7 @@ class FakesServer:
             for call in list(session.calls.values()):
                 call.cancel()
             await asyncio.gather(*session.calls.values(), return_exceptions=True)
+            await asyncio.gather(*(store.close() for store in session.stores))
             writer.close()
             self._sessions.discard(task)
 
@@ -800,10 +806,10 @@ class RemoteProducerClient(FakeProducerClient):
         )
 
 
-class RemoteCheckpointStore(ClosingCheckpointStore):
+class RemoteCheckpointStore(CheckpointStore):
     """The blob checkpoint store whose records the test process's store keeps (ownership
-    etags, checkpoints: the SDK's own on Azurite in the rehearsal), authorized with this
-    process's storage token."""
+    etags, checkpoints: the SDK's own on Azurite), authorized with this process's storage
+    token. It closes as `BlobCheckpointStore` does, also as an async context manager."""
 
     fakes: RemoteFakes
 
@@ -817,6 +823,15 @@ class RemoteCheckpointStore(ClosingCheckpointStore):
             "container": container_name,
         }
         self.closed = False
+
+    async def __aenter__(self) -> RemoteCheckpointStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self.closed = True
 
     async def _call(self, method: str, **args: Any) -> Any:
         token = await _token(self._credential, STORAGE_SCOPE)

@@ -7,7 +7,6 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -29,7 +28,7 @@ from graphtap.subscriptions.keyvault import (
     DEFAULT_FINDING_HASH_KEY_SECRET,
     KeyVault,
 )
-from graphtap.subscriptions.resync import ProcessingSubmitter
+from graphtap.subscriptions.resync import ProcessingSubmitter, ResyncEvent
 from tests.eventhubs.conftest import (
     ACCOUNT,
     CONSUMER_GROUP,
@@ -41,7 +40,7 @@ from tests.eventhubs.conftest import (
     wait_for,
 )
 from tests.fakes.azure_transport import TokenCredential
-from tests.fakes.azurite import Azurite, AzuriteStorage
+from tests.fakes.azurite import AzuriteStorage
 from tests.fakes.eventhubs import Installed
 from tests.fakes.keyvault import CertificateVersion, FakeKeyVault
 
@@ -120,7 +119,7 @@ def test_service_decrypts_with_key_vault_keys_across_a_rotation(
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://test") as client,
         ):
-            await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+            await wait_for(lambda: drained(hubs, service.source), what="all partitions handled")
             status = (await client.get("/status.json")).json()
             assert (await client.get("/readyz")).status_code == 200
         return status, key_directory
@@ -203,7 +202,7 @@ def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: P
         )
         try:
             resync = ProcessingSubmitter(processing.executor.process, processing.committer)
-            bodies = [e.body for e in traffic]
+            bodies = [ResyncEvent(e.body) for e in traffic]
             return await resync.submit(bodies), await resync.submit(bodies)
         finally:
             await processing.close()
@@ -226,13 +225,15 @@ def test_gap_resync_goes_through_the_live_path_once(hubs: Installed, tmp_path: P
 
 
 def test_dead_letters_go_to_the_deployments_blob_container(
-    hubs: Installed, tmp_path: Path, caplog: pytest.LogCaptureFixture, azurite: Azurite
+    hubs: Installed,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    azurite_storage: AzuriteStorage,
 ) -> None:
     vault = FakeKeyVault()
     version = vault.add_certificate_version(CERTIFICATE)
     vault.secrets[DEFAULT_CLIENT_STATE_SECRET] = [("v1", "state", None)]
-    blobs = AzuriteStorage(azurite, account=urlsplit(ACCOUNT).netloc.split(".")[0])
-    blobs.reset()
+    blobs = azurite_storage  # the deployment's one account: checkpoints and dead letters
     assert blobs.account_url == ACCOUNT
     blobs.create_container("dead-letters")
     traffic = list(
@@ -258,7 +259,7 @@ def test_dead_letters_go_to_the_deployments_blob_container(
         try:
             assert isinstance(processing.dead_letters, BlobDeadLetters)
             await ProcessingSubmitter(processing.executor.process, processing.committer).submit(
-                [e.body for e in traffic]
+                [ResyncEvent(e.body) for e in traffic]
             )
         finally:
             await processing.close()

@@ -1,7 +1,8 @@
 """`graphtap serve` on Azure, assembled as in production: Key Vault, Event Hubs, Graph faked.
 
-Identity, Key Vault, Graph and Event Hubs are the fakes; everything between them is the code
-App Service runs: the processor and the control plane in one app, sharing the credential and
+Identity, Key Vault, Graph and Event Hubs are the fakes, and the checkpoint account (Event
+Hubs checkpoints and resync cursors) is Azurite; everything between them is the code App
+Service runs: the processor and the control plane in one app, sharing the credential and
 the lifecycle queue, the status page listing the subscriptions the control plane made.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -24,8 +26,8 @@ from graphtap.subscriptions.clock import SystemClock
 from graphtap.subscriptions.control_plane import ControlPlane
 from graphtap.subscriptions.keyvault import KeyVault
 from tests.eventhubs.conftest import wait_for
-from tests.fakes.blobs import FakeBlobService
-from tests.fakes.eventhubs import FakeNamespace, install
+from tests.fakes.azurite import Azurite, AzuriteStorage
+from tests.fakes.eventhubs import FakeNamespace, checkpoint_store, install
 from tests.fakes.graph import FakeGraph
 from tests.fakes.keyvault import FakeKeyVault
 from tests.hosts.test_azure_service import TokenCredential
@@ -48,22 +50,35 @@ SETTINGS = {
 }
 
 
+def checkpoint_storage(azurite: Azurite, deployment: Deployment) -> AzuriteStorage:
+    """The deployment's checkpoint account, empty but for its container."""
+    storage = AzuriteStorage(
+        azurite, account=urlsplit(deployment.checkpoint_account_url).netloc.split(".")[0]
+    )
+    storage.reset()
+    assert storage.account_url == deployment.checkpoint_account_url
+    storage.create_container(deployment.checkpoint_container)
+    return storage
+
+
 def patch_azure_services(
-    mocker: Any, deployment: Deployment, vault: FakeKeyVault, graph: FakeGraph
+    mocker: Any,
+    deployment: Deployment,
+    vault: FakeKeyVault,
+    graph: FakeGraph,
+    storage: AzuriteStorage,
 ) -> None:
-    """Point the host's Key Vault, cursor store and control plane at the fakes, as one
-    app on Azure wires them."""
+    """Point the host's Key Vault and control plane at the fakes, and its resync cursor store
+    at the checkpoint account in `storage`, as one app on Azure wires them."""
     mocker.patch(
         "graphtap.hosts.azure.KeyVault",
         lambda url, cred, **_: KeyVault(url, cred, transport=vault.transport()),
     )
     # Resync cursors live in the checkpoint container.
-    blobs = FakeBlobService(account_url=deployment.checkpoint_account_url)
-    blobs.create_container(deployment.checkpoint_container)
     mocker.patch(
         "graphtap.hosts.azure.BlobCursorStore",
         lambda url, container, credential, **_: BlobCursorStore(
-            url, container, credential=credential, transport=blobs.transport()
+            url, container, credential=credential, transport=storage.transport()
         ),
     )
     from_deployment = ControlPlane.from_deployment
@@ -83,7 +98,11 @@ def patch_azure_services(
     "processes", [True, False], ids=["web-app-processes", "function-processes"]
 )
 def test_serve_on_azure_runs_processor_and_control_plane_together(
-    mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, processes: bool
+    mocker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    azurite: Azurite,
+    processes: bool,
 ) -> None:
     monkeypatch.setenv("GRAPHTAP_STATE_DIR", str(tmp_path / "state"))
     # The stack sets "false" on the web app when only the Function App reads the hub.
@@ -92,7 +111,8 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
     namespace = FakeNamespace(deployment.eventhub_namespace_host)
     namespace.create_hub("notifications", 4)
     namespace.create_hub("findings", 2)
-    install(mocker, namespace)
+    storage = checkpoint_storage(azurite, deployment)
+    install(mocker, namespace, checkpoint_store=checkpoint_store(storage))
     vault = FakeKeyVault(vault_url=deployment.key_vault_uri)
     version = vault.add_certificate_version(CERTIFICATE)
     # `make bootstrap` created the clientState; the processor only reads it.
@@ -109,7 +129,7 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
         return credentials[-1]
 
     mocker.patch("azure.identity.aio.DefaultAzureCredential", credential)
-    patch_azure_services(mocker, deployment, vault, graph)
+    patch_azure_services(mocker, deployment, vault, graph, storage)
 
     async def scenario() -> tuple[str, dict[str, Any]]:
         service, plane, close = await serve_command._azure_service(

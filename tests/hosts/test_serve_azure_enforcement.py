@@ -20,22 +20,29 @@ from graphtap.simulation.tenant import Message
 from graphtap.subscriptions.clock import SystemClock
 from tests.enforcement.conftest import ALICE, CARD, CHAT, ENFORCING, policy_file
 from tests.eventhubs.conftest import wait_for
-from tests.fakes.eventhubs import FakeNamespace, install
+from tests.fakes.azurite import Azurite
+from tests.fakes.eventhubs import FakeNamespace, checkpoint_store, install
 from tests.fakes.graph import FakeGraph
 from tests.fakes.keyvault import FakeKeyVault
 from tests.hosts.test_azure_service import TokenCredential
-from tests.hosts.test_serve_azure import CERTIFICATE, SETTINGS, patch_azure_services
+from tests.hosts.test_serve_azure import (
+    CERTIFICATE,
+    SETTINGS,
+    checkpoint_storage,
+    patch_azure_services,
+)
 
 
 def test_the_web_app_applies_actions_once(
-    mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    mocker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, azurite: Azurite
 ) -> None:
     monkeypatch.setenv("GRAPHTAP_STATE_DIR", str(tmp_path / "state"))
     deployment = Deployment.from_app_settings(SETTINGS)
     namespace = FakeNamespace(deployment.eventhub_namespace_host)
     namespace.create_hub("notifications", 2)
     namespace.create_hub("findings", 2)
-    install(mocker, namespace)
+    storage = checkpoint_storage(azurite, deployment)
+    install(mocker, namespace, checkpoint_store=checkpoint_store(storage))
     vault = FakeKeyVault(vault_url=deployment.key_vault_uri)
     vault.add_certificate_version(CERTIFICATE)
     vault.secrets["graph-client-state"] = [("v1", "state-from-bootstrap", None)]
@@ -48,7 +55,7 @@ def test_the_web_app_applies_actions_once(
 
     graph.deliver = deliver
     mocker.patch("azure.identity.aio.DefaultAzureCredential", return_value=TokenCredential())
-    patch_azure_services(mocker, deployment, vault, graph)
+    patch_azure_services(mocker, deployment, vault, graph, storage)
     opened = azure_host.open_azure_host
 
     async def open_with_graph(*args: Any, **options: Any) -> Any:

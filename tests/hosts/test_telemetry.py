@@ -73,7 +73,7 @@ def test_nothing_processed_reaches_a_log_record(
         hubs.namespace.send_failures = 3  # retries and failures get logged too
         instance = make_instance()
         instance.start()
-        await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
+        await wait_for(lambda: drained(hubs, instance.source), what="all partitions handled")
         await instance.close()
 
     with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="graphtap"):

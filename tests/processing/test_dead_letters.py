@@ -285,7 +285,7 @@ def test_the_client_state_reaches_no_store_log_or_status_page(
         "oversized_event",
         "client_state_mismatch",
         "unknown_certificate",
-        "payload_in_blob_storage",
+        "payload_unavailable",
     } <= reasons
     assert summary.lifecycle_queued > 0
     page = render_status_page(

@@ -37,7 +37,11 @@ def estate(prod: SynthesizedStack) -> Estate:  # noqa: F811
 
 def account(azurite: Azurite, estate: Estate) -> AzuriteStorage:
     """The prod stack's storage account, served by Azurite, with the queues it creates."""
-    (body,) = estate.resources("azurerm_storage_account").values()
+    (body,) = [  # the runtime's own account (the payload account is Graph's)
+        a
+        for a in estate.resources("azurerm_storage_account").values()
+        if a["name"] != estate.outputs().get("payload_account")
+    ]
     storage = AzuriteStorage(
         azurite,
         account=body["name"],

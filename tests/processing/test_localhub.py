@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,37 @@ def test_concurrent_producers_lose_nothing(tmp_path: Path) -> None:
             int(e.body.split(b"-")[1]) for e in events if e.body.startswith(f"{marker}-".encode())
         ]
         assert mine == list(range(50))
+
+
+def test_following_flushes_a_partition_when_full_or_when_its_oldest_event_waited(
+    tmp_path: Path,
+) -> None:
+    with LocalHub(tmp_path, partitions=2) as hub:
+        key = {hub.partition_for(f"key-{i}"): f"key-{i}" for i in range(20)}
+        hub.send([b"a", b"b", b"c", b"d"], partition_key=key[0])  # a full batch
+        [late] = hub.send([b"late"], partition_key=key[1])
+    source = LocalHubSource(tmp_path, follow=True, poll_interval=0.01, max_wait=1.0)
+    batches = source.batches(4)
+    assert [e.body for e in next(batches)] == [b"a", b"b", b"c", b"d"]  # full: at once
+    assert time.time() - late.enqueued_at < 1.0
+    # Not full: held until its oldest event has waited max_wait.
+    assert [e.body for e in next(batches)] == [b"late"]
+    assert time.time() - late.enqueued_at >= 1.0
+    source.stop()
+    source.close()
+
+
+def test_a_drained_hub_hands_over_partial_batches_at_once(tmp_path: Path) -> None:
+    with LocalHub(tmp_path, partitions=1) as hub:
+        hub.send([b"a"])
+    started = time.monotonic()
+    assert [[e.body for e in b] for b in LocalHubSource(tmp_path).batches(4)] == [[b"a"]]
+    assert time.monotonic() - started < 0.2  # without follow, nothing is held back
+
+
+def test_wait_settings_must_make_sense(tmp_path: Path) -> None:
+    LocalHub(tmp_path, partitions=1).close()
+    with pytest.raises(ValueError, match="poll interval"):
+        LocalHubSource(tmp_path, follow=True, poll_interval=0)
+    with pytest.raises(ValueError, match="max wait"):
+        LocalHubSource(tmp_path, follow=True, max_wait=-1)

@@ -182,7 +182,7 @@ def test_previous_client_state_is_still_accepted(pipeline: Pipeline, scenario: S
                 [i.pop(k) for k in ("resource", "resourceData", "encryptedContent")]
                 and i.update(additionalPayloadStorageId="blob-123")
             ),
-            "payload_in_blob_storage",
+            "payload_unavailable",
             "blob-123",
         ),
     ],

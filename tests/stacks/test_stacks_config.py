@@ -182,3 +182,15 @@ def test_every_cdk_import_is_in_one_module() -> None:
     ]
     assert offenders == []
     assert provider_imports == []
+
+
+def test_large_payloads_is_off_unless_the_file_turns_it_on(tmp_path: Path) -> None:
+    without = "\n".join(line for line in DEV.splitlines() if "large_payloads" not in line)
+    assert load(write(tmp_path, "dev", without)).graph.large_payloads is False
+    assert load(write(tmp_path / "on", "dev", DEV)).graph.large_payloads is True
+    problems = problems_of(
+        write(
+            tmp_path / "bad", "dev", DEV.replace("large_payloads = true", 'large_payloads = "yes"')
+        )
+    )
+    assert ("graph.large_payloads", "must be bool, got str 'yes'") in problems

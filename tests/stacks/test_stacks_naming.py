@@ -31,3 +31,14 @@ def test_too_long_names_are_reported_with_the_resource() -> None:
     problems = Names.derive("averylongprefx", "staging", "germanywestcentral").violations()
     assert any(problem.startswith("the Key Vault name") for problem in problems)
     assert any(problem.startswith("the storage account name") for problem in problems)
+
+
+def test_the_payload_account_fits_wherever_the_key_vault_does() -> None:
+    """Its name is the storage account's plus two characters, the vault's is plus three: a
+    prefix the vault accepts never makes the payload account too long on its own."""
+    assert Names.derive("gtap", "dev", "westeurope").payload_account == "stplgtapdevweu"
+    for region in REGIONS:
+        for prefix_length in range(2, 13):
+            names = Names.derive("p" * prefix_length, "staging", region)
+            if RULES["key_vault"].check(names.key_vault) is None:
+                assert RULES["payload_account"].check(names.payload_account) is None

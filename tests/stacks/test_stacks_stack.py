@@ -10,7 +10,11 @@ import pytest
 from scripts.outputs import KEYS as OUTPUT_CONTRACT
 from stacks.cdk import Testing as CdkTesting
 from stacks.config import load_all
-from stacks.constructs.graph_permissions import MICROSOFT_GRAPH_APP_ID, RESYNC_PERMISSIONS
+from stacks.constructs.graph_permissions import (
+    MICROSOFT_GRAPH_APP_ID,
+    RESYNC_PERMISSIONS,
+    subscription_permissions,
+)
 from stacks.constructs.identity import GRAPH_CHANGE_TRACKING_APP_ID
 
 # The session fixture's SynthesizedStack (tests/stacks/conftest.py).
@@ -50,6 +54,21 @@ def ref(stack: SynthesizedStack, kind: str, path_suffix: str, attribute: str = "
         if config["//"]["metadata"]["path"].endswith(path_suffix):
             return f"${{{kind}.{name}.{attribute}}}"
     raise AssertionError(f"no {kind} at */{path_suffix}")
+
+
+def checkpoint_account(stack: SynthesizedStack) -> dict[str, Any]:
+    """The runtime's own storage account (the payload account is Graph's)."""
+    (account,) = [
+        a
+        for a in stack.resources("azurerm_storage_account").values()
+        if a["name"] == stack.config.names.storage_account
+    ]
+    return account
+
+
+def payload_secret(stack: SynthesizedStack) -> set[tuple[str, str]]:
+    """The payload account's connection-string secret, as a grant of `role` targets it."""
+    return {ref(stack, "azurerm_key_vault", "vault") + "/secrets/graph-payload-storage"}
 
 
 def grants(stack: SynthesizedStack, principal: str) -> set[tuple[str, str]]:
@@ -118,7 +137,7 @@ def test_network_gives_the_apps_a_path_through_the_firewalls(stack: SynthesizedS
         assert set(subnet["service_endpoints"]) == {"Microsoft.KeyVault", "Microsoft.Storage"}
     subnet_ids = {ref(stack, "azurerm_subnet", f"{name}_subnet") for name in expected}
     vault = only(stack, "azurerm_key_vault")
-    account = only(stack, "azurerm_storage_account")
+    account = checkpoint_account(stack)
     assert set(vault["network_acls"]["virtual_network_subnet_ids"]) == subnet_ids
     assert set(account["network_rules"]["virtual_network_subnet_ids"]) == subnet_ids
     web_app = only(stack, "azurerm_linux_web_app")
@@ -255,6 +274,7 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
                 "dead-letters",
                 "verdict-ledger",
                 "control-plane",
+                "microsoft-graph-change-notifications",
             ):
                 expected.add(
                     (
@@ -267,6 +287,9 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
     if stack.config.findings.log_analytics:
         rule = ref(stack, "azurerm_monitor_data_collection_rule", "rule")
         expected.add(("Monitoring Metrics Publisher", rule))
+    if stack.config.graph.large_payloads:  # Graph's payloads over 1 MB: read only
+        payloads = ref(stack, "azurerm_storage_container", "payload_storage/container")
+        expected.add(("Storage Blob Data Reader", payloads))
     assert grants(stack, principal) == expected
 
 
@@ -274,12 +297,15 @@ def test_the_deploying_identity_writes_only_the_secrets_bootstrap_creates(
     stack: SynthesizedStack,
 ) -> None:
     vault = ref(stack, "azurerm_key_vault", "vault")
-    assert grants(stack, "${data.azurerm_client_config.client.object_id}") == {
+    expected = {
         # creates and rotates the certificate
         ("Key Vault Certificates Officer", f"{vault}/certificates/graphtap-notifications"),
         ("Key Vault Secrets Officer", f"{vault}/secrets/graph-client-state"),
         ("Key Vault Secrets Officer", f"{vault}/secrets/finding-hash-key"),
     }
+    if stack.config.graph.large_payloads:  # the payload account's connection string
+        expected |= {("Key Vault Secrets Officer", s) for s in payload_secret(stack)}
+    assert grants(stack, "${data.azurerm_client_config.client.object_id}") == expected
 
 
 def test_change_tracking_principal_sends_to_the_notifications_hub_and_nothing_else(
@@ -289,9 +315,10 @@ def test_change_tracking_principal_sends_to_the_notifications_hub_and_nothing_el
     (name,) = [n for n, sp in sps.items() if sp["client_id"] == GRAPH_CHANGE_TRACKING_APP_ID]
     assert sps[name]["use_existing"] is True
     principal = f"${{azuread_service_principal.{name}.object_id}}"
-    assert grants(stack, principal) == {
-        ("Azure Event Hubs Data Sender", ref(stack, "azurerm_eventhub", "notifications"))
-    }
+    expected = {("Azure Event Hubs Data Sender", ref(stack, "azurerm_eventhub", "notifications"))}
+    if stack.config.graph.large_payloads:  # blobStoreUrl: the connection string, nothing else
+        expected |= {("Key Vault Secrets User", s) for s in payload_secret(stack)}
+    assert grants(stack, principal) == expected
     assigned = [
         c
         for c in stack.resources("azurerm_role_assignment").values()
@@ -328,10 +355,13 @@ def test_graph_permissions_are_app_role_assignments_for_the_runtime(
         for a in stack.resources("azuread_app_role_assignment").values()
         if a["resource_object_id"] != status_sp
     ]
-    # the subscribed resources' permissions, and what gap resync lists users and teams with
+    # the subscribed resources' permissions, what gap resync lists users and teams with, and
+    # Mail.Read where subscriptions.toml declares mailboxes
+    granted = (*stack.config.graph.permissions, *RESYNC_PERMISSIONS)
+    declared = subscription_permissions(stack.config.source, stack.config.name, granted)
     assert {a["app_role_id"] for a in assignments} == {
         f'${{data.azuread_service_principal.{graph_name}.app_role_ids["{p}"]}}'
-        for p in (*stack.config.graph.permissions, *RESYNC_PERMISSIONS)
+        for p in (*granted, *declared)
     }
     # through the checked data source, so nothing is granted before the check passed
     assert {a["principal_object_id"] for a in assignments} == {
@@ -357,6 +387,10 @@ def test_diagnostics_cover_namespace_vault_sites_and_storage(stack: SynthesizedS
     }
     if stack.config.hosting.function_app:
         expected.add(ref(stack, "azurerm_function_app_flex_consumption", "function_app"))
+    if stack.config.graph.large_payloads:
+        expected.add(
+            ref(stack, "azurerm_storage_account", "payload_storage/store") + "/blobServices/default"
+        )
     assert targets == expected
 
 
@@ -415,8 +449,12 @@ def test_only_arguments_azurerm_5_keeps(stack: SynthesizedStack) -> None:
 def test_the_verdict_ledger_forgets_a_key_only_after_no_event_can_come_again(
     stack: SynthesizedStack,
 ) -> None:
-    (policy,) = stack.resources("azurerm_storage_management_policy").values()
-    assert policy["storage_account_id"] == ref(stack, "azurerm_storage_account", "account")
+    account = ref(stack, "azurerm_storage_account", "storage/account")
+    (policy,) = [
+        p
+        for p in stack.resources("azurerm_storage_management_policy").values()
+        if p["storage_account_id"] == account
+    ]
     (rule,) = policy["rule"]
     assert rule["enabled"] is True
     assert rule["filters"]["prefix_match"] == ["verdict-ledger/"]
@@ -424,3 +462,51 @@ def test_the_verdict_ledger_forgets_a_key_only_after_no_event_can_come_again(
     # Past the hub's retention (a partial day counts) with a day to spare for a resync.
     assert days * 24 >= stack.config.eventhubs.retention_hours + 24
     assert days == stack.config.eventhubs.retention_days + 1
+
+
+def test_graph_writes_large_payloads_into_an_account_of_their_own(stack: SynthesizedStack) -> None:
+    config, names = stack.config, stack.config.names
+    outputs = {name: value["value"] for name, value in stack.document["output"].items()}
+    settings = only(stack, "azurerm_linux_web_app")["app_settings"]
+    if not config.graph.large_payloads:
+        assert outputs["payload_account_url"] is None
+        assert "GRAPHTAP_PAYLOAD_ACCOUNT_URL" not in settings
+        return
+    account_ref = ref(stack, "azurerm_storage_account", "payload_storage/store")
+    (account,) = [
+        a
+        for a in stack.resources("azurerm_storage_account").values()
+        if a["name"] == names.payload_account
+    ]
+    assert account["shared_access_key_enabled"] is True  # Graph writes with the key
+    assert account["min_tls_version"] == "TLS1_2"
+    assert account["https_traffic_only_enabled"] is True
+    assert account["allow_nested_items_to_be_public"] is False
+    assert account["local_user_enabled"] is False
+    assert account["infrastructure_encryption_enabled"] is True
+    assert account["sas_policy"]["expiration_action"] == "Block"
+    (container,) = [
+        c
+        for c in stack.resources("azurerm_storage_container").values()
+        if c["storage_account_id"] == account_ref
+    ]
+    assert container["name"] == "microsoft-graph-change-notifications"
+    assert container["container_access_type"] == "private"
+    (policy,) = [
+        p
+        for p in stack.resources("azurerm_storage_management_policy").values()
+        if p["storage_account_id"] == account_ref
+    ]
+    (rule,) = policy["rule"]
+    assert rule["filters"]["prefix_match"] == ["microsoft-graph-change-notifications/"]
+    days = rule["actions"]["base_blob"]["delete_after_days_since_modification_greater_than"]
+    assert days == config.eventhubs.retention_days  # the hub's retention, then gone
+    # The secret's value never reaches Terraform: no secret resource, only its name.
+    assert "azurerm_key_vault_secret" not in stack.document["resource"]
+    suffix = {"public": "windows.net", "usgov": "usgovcloudapi.net", "china": "chinacloudapi.cn"}
+    url = f"https://{names.payload_account}.blob.core.{suffix[config.cloud.name]}"
+    assert outputs["payload_account_url"] == url
+    assert outputs["payload_account"] == names.payload_account
+    assert outputs["payload_secret"] == "graph-payload-storage"
+    assert settings["GRAPHTAP_PAYLOAD_ACCOUNT_URL"] == url
+    assert settings["GRAPHTAP_PAYLOAD_SECRET"] == "graph-payload-storage"

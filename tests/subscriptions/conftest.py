@@ -18,6 +18,7 @@ from graphtap.inspection import InspectionSettings, Inspector, Policy
 from graphtap.localhub import LocalHub
 from graphtap.notifications.keyring import KeyRing
 from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters, BlockingVerdicts
+from graphtap.processing.fetch import ContentFetcher
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import EventResult, Pipeline
 from graphtap.processing.sinks.sqlite import SqliteStore
@@ -162,6 +163,8 @@ class Processing:
     store: SqliteStore
     queue: LifecycleQueue
     summary: Summary
+    #: Reads what notifications point at (Outlook messages), as the hosts do before a batch.
+    fetcher: ContentFetcher | None = None
 
     @classmethod
     def start(cls, hub_dir: Path, keys_dir: Path, client_state: str, db: Path) -> Processing:
@@ -195,6 +198,8 @@ class Processing:
                 async def checkpoint(batch: list[SourceEvent] = batch) -> None:
                     source.checkpoint(batch)
 
+                if self.fetcher is not None:
+                    await self.fetcher.fill(batch)
                 results = self.pipeline.process_batch(batch)
                 await committer.commit(results, events=len(batch), checkpoint=checkpoint)
         finally:
@@ -213,7 +218,7 @@ class Processing:
             lifecycle=self.queue,
             summary=self.summary,
         )
-        return ProcessingSubmitter(process, committer)
+        return ProcessingSubmitter(process, committer, fetcher=self.fetcher)
 
     def verdict_count(self) -> int:
         rows = self.store._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()

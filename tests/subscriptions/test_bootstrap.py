@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -16,6 +17,7 @@ from graphtap.hosts.commands.bootstrap import report
 from graphtap.subscriptions.bootstrap import BootstrapResult, bootstrap
 from graphtap.subscriptions.preflight import check_deployment
 from tests.fakes.eventhub_mgmt import FakeEventHubManagement, FakeNamespace
+from tests.fakes.storage_mgmt import FakeAccount, FakeStorageManagement
 from tests.subscriptions.conftest import Bench, FakeCredential, deployment
 
 NAMESPACE = ("sub", "rg", "graphtap-dev")
@@ -135,3 +137,60 @@ def test_bootstrap_refuses_an_invalid_declaration(
     result = CliRunner().invoke(cli, ["bootstrap", "--env", "nowhere"])
     assert result.exit_code != 0
     assert "declare the subscriptions here" in result.output
+
+
+PAYLOAD_ACCOUNT = ("sub", "rg", "stplgtapdevweu")
+
+
+def run_payload_bootstrap(bench: Bench, storage: FakeStorageManagement) -> BootstrapResult:
+    return asyncio.run(
+        bootstrap(
+            dataclasses.replace(
+                deployment(), payload_account="stplgtapdevweu", payload_secret="graph-payload"
+            ),
+            FakeCredential(),
+            keyvault_options={"transport": bench.vault.transport()},
+            management_options={"transport": management().transport()},
+            storage_management_options={"transport": storage.transport()},
+        )
+    )
+
+
+def test_bootstrap_gives_graph_the_payload_accounts_connection_string(bench: Bench) -> None:
+    """Read from the account's key through Resource Manager, written into the secret Graph's
+    `blobStoreUrl` names, kept while the key is unchanged, rewritten after a rotation, and
+    never printed."""
+    account = FakeAccount()
+    storage = FakeStorageManagement({PAYLOAD_ACCOUNT: account})
+    first = run_payload_bootstrap(bench, storage)
+    status, text = printed(first)
+    assert status == 0
+    assert (first.secrets[-1].name, first.secrets[-1].created) == ("graph-payload", True)
+    value = bench.vault.secrets["graph-payload"][-1][1]
+    assert value == (
+        "DefaultEndpointsProtocol=https;AccountName=stplgtapdevweu;"
+        f"AccountKey={account.keys['key1']};EndpointSuffix=core.windows.net"
+    )
+    assert account.keys["key1"] not in text
+    assert storage.calls == [
+        "POST /subscriptions/sub/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/"
+        "stplgtapdevweu/listKeys"
+    ]
+
+    second = run_payload_bootstrap(bench, storage)
+    assert (second.secrets[-1].created, second.secrets[-1].updated) == (False, False)
+    assert len(bench.vault.secrets["graph-payload"]) == 1  # no new version for the same key
+
+    account.renew("key1")
+    third = run_payload_bootstrap(bench, storage)
+    status, text = printed(third)
+    assert third.secrets[-1].updated
+    assert "updated" in text
+    assert len(bench.vault.secrets["graph-payload"]) == 2
+    assert account.keys["key1"] in bench.vault.secrets["graph-payload"][-1][1]
+
+
+def test_a_payload_account_resource_manager_does_not_know_stops_bootstrap(bench: Bench) -> None:
+    with pytest.raises(ResourceNotFoundError, match="stplgtapdevweu"):
+        run_payload_bootstrap(bench, FakeStorageManagement())
+    assert "graph-payload" not in bench.vault.secrets

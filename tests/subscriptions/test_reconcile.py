@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import pytest
 
-from graphtap.subscriptions.graph import GraphSubscription
+from graphtap.subscriptions.control_plane import ControlPlane
+from graphtap.subscriptions.graph import (
+    GraphError,
+    GraphSubscription,
+    GraphSubscriptions,
+    NewSubscription,
+    build_client,
+)
 from graphtap.subscriptions.reconcile import Kind, Target, plan
-from tests.subscriptions.conftest import NOTIFICATION_URL, START, Bench, desired_state
+from tests.subscriptions.conftest import (
+    NOTIFICATION_URL,
+    START,
+    Bench,
+    FakeCredential,
+    deployment,
+    desired_state,
+)
 
 TARGET = Target(NOTIFICATION_URL, "client-state", "MIIB", "cert-v2")
 
@@ -184,3 +199,52 @@ def test_the_errors_users_hit_say_what_to_do(
     assert failed
     assert all(o.error is not None and o.error.status == status for o in failed)
     assert all(o.error is not None and hint in o.error.hint for o in failed)
+
+
+class TestLargePayloads:
+    """With a payload store, rich subscriptions name it in `blobStoreUrl` (Graph's field the
+    SDK's model lacks); basic ones cannot carry it, and without one nothing is sent."""
+
+    def plane(self, bench: Bench, secret: str | None) -> ControlPlane:
+        return ControlPlane.from_deployment(
+            dataclasses.replace(deployment(), payload_secret=secret),
+            FakeCredential(),
+            desired=desired_state(),
+            clock=bench.clock,
+            graph_transport=bench.graph,
+            keyvault_options={"transport": bench.vault.transport()},
+        )
+
+    def test_rich_subscriptions_point_graph_at_the_payload_secret(self, bench: Bench) -> None:
+        outcomes = run(self.plane(bench, "graph-payload-storage").reconcile())
+        assert {o.action for o in outcomes} == {"created"}
+        urls = {s.resource: s.blob_store_url for s in bench.graph.active()}
+        expected = (
+            "https://graphtap-dev.vault.azure.net/secrets/graph-payload-storage"
+            "?tenantId=contoso.onmicrosoft.com"
+        )
+        assert urls == {
+            "/teams/getAllMessages": expected,
+            "/chats/getAllMessages": expected,
+            "/users/alice@contoso.com/messages": None,
+            "/users/bob@contoso.com/messages": None,
+        }
+
+    def test_without_a_payload_store_no_subscription_names_one(self, bench: Bench) -> None:
+        run(self.plane(bench, None).reconcile())
+        assert {s.blob_store_url for s in bench.graph.active()} == {None}
+
+    def test_graph_refuses_one_on_a_basic_subscription(self, bench: Bench) -> None:
+        request = NewSubscription(
+            resource="/users/alice@contoso.com/messages",
+            change_type="created",
+            notification_url=NOTIFICATION_URL,
+            lifecycle_notification_url=None,
+            expiration=START + dt.timedelta(hours=2),
+            client_state="state",
+            include_resource_data=False,
+            blob_store_url="https://kv.vault.azure.net/secrets/s?tenantId=contoso.com",
+        )
+        client = GraphSubscriptions(build_client(FakeCredential(), transport=bench.graph))
+        with pytest.raises(GraphError, match="includeResourceData"):
+            run(client.create(request))

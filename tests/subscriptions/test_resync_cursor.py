@@ -1,4 +1,5 @@
-"""Resync cursor stores: SQLite in the state folder, Blob Storage in the checkpoint container."""
+"""Resync cursor stores: SQLite in the state folder, Blob Storage in the checkpoint container
+(served by Azurite, through the real azure-storage-blob client)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from azure.storage.blob.aio import ContainerClient
 
 from graphtap.hosts.azure import RESYNC_CONCURRENCY_ENV, with_resync_concurrency
 from graphtap.subscriptions.blobcursor import BlobCursorStore
@@ -26,14 +27,12 @@ from graphtap.subscriptions.cursor import (
     UnitUpdate,
 )
 from graphtap.transactions import StoreError
-from tests.fakes.azure_transport import FakeAsyncTransport
-from tests.fakes.blobs import FakeBlobService
+from tests.fakes.azurite import AzuriteStorage
 from tests.subscriptions.conftest import FakeCredential
 
 NOW = 1_772_438_400.0
 CLAIM = 600.0
 CONTAINER = "checkpoints"
-ACCOUNT = "https://graphtapdev.blob.core.windows.net"
 
 Factory = Callable[[], CursorStore]
 
@@ -50,16 +49,26 @@ def job(units: int = 6, job_id: str = "job-1") -> ResyncJob:
     )
 
 
+@pytest.fixture
+def service(azurite_storage: AzuriteStorage) -> AzuriteStorage:
+    """The storage account with its checkpoint container."""
+    azurite_storage.create_container(CONTAINER)
+    return azurite_storage
+
+
+def blob_store(service: AzuriteStorage) -> BlobCursorStore:
+    return BlobCursorStore(
+        service.account_url, CONTAINER, credential=FakeCredential(), transport=service.transport()
+    )
+
+
 @pytest.fixture(params=["sqlite", "blob"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     """Opens the same store again, as a restarted process does."""
     if request.param == "sqlite":
         return lambda: SqliteCursorStore(tmp_path / "resync.sqlite")
-    service = FakeBlobService(account_url=ACCOUNT)
-    service.create_container(CONTAINER)
-    return lambda: BlobCursorStore(
-        ACCOUNT, CONTAINER, credential=FakeCredential(), transport=service.transport()
-    )
+    service: AzuriteStorage = request.getfixturevalue("service")
+    return lambda: blob_store(service)
 
 
 def run(scenario: Callable[[], Awaitable[object]]) -> object:
@@ -117,18 +126,11 @@ def test_a_job_another_instance_holds_is_left_to_it_until_its_claim_lapses(
     run(scenario)
 
 
-def test_two_writers_of_one_blob_cursor_lose_no_finished_unit() -> None:
+def test_two_writers_of_one_blob_cursor_lose_no_finished_unit(service: AzuriteStorage) -> None:
     """Writes are conditional on the ETag read: the loser reads again and merges."""
-    service = FakeBlobService(account_url=ACCOUNT)
-    service.create_container(CONTAINER)
-
-    def store() -> BlobCursorStore:
-        return BlobCursorStore(
-            ACCOUNT, CONTAINER, credential=FakeCredential(), transport=service.transport()
-        )
 
     async def scenario() -> None:
-        first, second = store(), store()
+        first, second = blob_store(service), blob_store(service)
         await first.add(job(), owner="web-1", until=NOW + CLAIM)
         # A takeover while web-1 still writes (its claim lapsed, it was only slow).
         await second.claim(owner="web-2", now=NOW + CLAIM + 1, until=NOW + 2 * CLAIM)
@@ -137,7 +139,7 @@ def test_two_writers_of_one_blob_cursor_lose_no_finished_unit() -> None:
         await first.record("job-1", UnitUpdate(1, page="https://graph/p2"), until=NOW + CLAIM)
         await first.close()
         await second.close()
-        third = store()
+        third = blob_store(service)
         (claimed,) = await third.claim(owner="web-3", now=NOW + 3 * CLAIM, until=NOW + 4 * CLAIM)
         assert claimed[1].done == {0, 3}
         assert claimed[1].pages == {1: "https://graph/p2"}
@@ -150,35 +152,24 @@ def test_two_writers_of_one_blob_cursor_lose_no_finished_unit() -> None:
     assert set(service.blobs(CONTAINER)) == {"resync/job-1/job.json", "resync/job-1/cursor.json"}
 
 
-class SlowTransport(FakeAsyncTransport):
-    """The fake Blob service a network round trip away: each call yields to the loop."""
-
-    async def send(self, request: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(0.001)
-        return await super().send(request, **kwargs)
-
-
-def test_updates_that_finish_together_share_a_blob_write() -> None:
-    service = FakeBlobService(account_url=ACCOUNT)
-    service.create_container(CONTAINER)
-    writes: list[str] = []
-
-    def counting(request: Any) -> Any:
-        if request.method == "PUT" and request.url.endswith("cursor.json"):
-            writes.append(request.url)
-        return service.handle(request)
-
+def test_updates_that_finish_together_share_a_blob_write(service: AzuriteStorage) -> None:
+    transport = service.transport()
     store = BlobCursorStore(
-        ACCOUNT, CONTAINER, credential=FakeCredential(), transport=SlowTransport(counting)
+        service.account_url, CONTAINER, credential=FakeCredential(), transport=transport
     )
+
+    def writes() -> list[str]:
+        return [
+            u for method, u in transport.requests if method == "PUT" and u.endswith("cursor.json")
+        ]
 
     async def scenario() -> None:
         await store.add(job(units=50), owner="web-1", until=NOW + CLAIM)
-        writes.clear()
+        transport.requests.clear()
         await asyncio.gather(
             *(store.record("job-1", UnitUpdate(i, done=True), until=NOW + CLAIM) for i in range(50))
         )
-        assert 1 <= len(writes) <= 5  # the first update alone, then the rest together
+        assert 1 <= len(writes()) <= 5  # the first update alone, then the rest together
         (claimed,) = await store.claim(owner="web-1", now=NOW, until=NOW + CLAIM)
         assert claimed[1].done == set(range(50))
         await store.close()
@@ -216,18 +207,22 @@ def test_an_unreadable_job_in_sqlite_is_refused_naming_file_and_job(tmp_path: Pa
         run(claim)
 
 
-def test_an_unreadable_cursor_blob_is_refused_naming_the_blob() -> None:
-    service = FakeBlobService(account_url=ACCOUNT)
-    service.create_container(CONTAINER)
-
+def test_an_unreadable_cursor_blob_is_refused_naming_the_blob(service: AzuriteStorage) -> None:
     async def scenario() -> None:
-        store = BlobCursorStore(
-            ACCOUNT, CONTAINER, credential=FakeCredential(), transport=service.transport()
-        )
+        store = blob_store(service)
         try:
             await store.add(job(), owner="web-1", until=NOW)
-            blob = service.containers[CONTAINER]["resync/job-1/cursor.json"]
-            blob.content = b'{"done": [[0, 99]], "failed": {}, "pages": {}}'
+            async with ContainerClient(
+                service.account_url,
+                CONTAINER,
+                credential=FakeCredential(),
+                transport=service.transport(),
+            ) as container:  # a unit past the job's last, written over the cursor
+                await container.upload_blob(
+                    "resync/job-1/cursor.json",
+                    b'{"done": [[0, 99]], "failed": {}, "pages": {}}',
+                    overwrite=True,
+                )
             await store.claim(owner="web-1", now=NOW, until=NOW + CLAIM)
         finally:
             await store.close()

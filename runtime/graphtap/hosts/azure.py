@@ -32,6 +32,9 @@ from graphtap.notifications.keyring import KEY_SUFFIX
 from graphtap.processing import compose
 from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.fetch import ContentFetcher, PayloadStore
+from graphtap.processing.fetch.mail import GraphMailReader
+from graphtap.processing.fetch.payloads import BlobPayloadStore
 from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import BlockingLifecycle, LifecycleQueue, SharedLifecycle
 from graphtap.processing.lifecycle_storage import StorageLifecycleQueue
@@ -56,6 +59,7 @@ from graphtap.subscriptions.certificates import write_private_key
 from graphtap.subscriptions.clock import SystemClock
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
 from graphtap.subscriptions.cursor import CursorStore, SqliteCursorStore
+from graphtap.subscriptions.deltalinks import BlobDeltaLinks, DeltaLinkStore, SqliteDeltaLinks
 from graphtap.subscriptions.graph import build_client
 from graphtap.subscriptions.keyvault import EncryptionCertificate, KeyVault, SecretMissing
 from graphtap.subscriptions.leadership import BlobLease, Leadership
@@ -121,6 +125,20 @@ def open_resync_store(
     return SqliteCursorStore(options.state_dir / "resync.sqlite")
 
 
+def open_delta_links(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> DeltaLinkStore:
+    """Mail folders' delta links beside the resync cursors, in the checkpoint container."""
+    if deployment.checkpoint_account_url and deployment.checkpoint_container:
+        return BlobDeltaLinks(
+            deployment.checkpoint_account_url,
+            deployment.checkpoint_container,
+            credential=credential,
+            **options.blob_options,
+        )
+    return SqliteDeltaLinks(options.state_dir / "mail-delta.sqlite")
+
+
 def open_lifecycle(
     deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
 ) -> SharedLifecycle:
@@ -180,6 +198,10 @@ class AzureServiceOptions:
     lifecycle_options: dict[str, int] = field(default_factory=dict)
     #: Passed to the Logs Ingestion client (e.g. a transport).
     ingestion_options: dict[str, Any] = field(default_factory=dict)
+    #: Passed to the payload account's container client (e.g. a transport).
+    payload_options: dict[str, Any] = field(default_factory=dict)
+    #: Replaces the network under the Graph client that reads Outlook messages (tests).
+    graph_transport: httpx.AsyncBaseTransport | None = None
     #: Monotonic seconds for the certificate check's interval, never the wall clock (a step
     #: back would delay a new key by the step); tests give their own.
     clock: Callable[[], float] = time.monotonic
@@ -298,6 +320,42 @@ def open_destinations(
     return sinks[0] if len(sinks) == 1 else FanOutVerdicts(sinks)
 
 
+def open_content_fetcher(
+    deployment: Deployment,
+    credential: AsyncTokenCredential,
+    options: AzureServiceOptions,
+    pipeline: PipelineSettings,
+) -> ContentFetcher:
+    """What reads, before the pipeline, the content notifications point at: Graph's large
+    payloads and Outlook messages. Only items carrying an accepted clientState are read."""
+    return compose.content_fetcher(
+        pipeline,
+        payloads=open_payloads(deployment, credential, options),
+        mail=open_mail(credential, deployment.graph_endpoint, options.graph_transport),
+    )
+
+
+def open_mail(
+    credential: AsyncTokenCredential,
+    graph_endpoint: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> GraphMailReader:
+    """Outlook messages read from the deployment's Graph (its cloud's endpoint) as the
+    runtime identity, which the stack grants Mail.Read when the environment declares
+    mailboxes; each mailbox within Outlook's limits (`MailboxLimiter`)."""
+    return GraphMailReader(build_client(credential, endpoint=graph_endpoint, transport=transport))
+
+
+def open_payloads(
+    deployment: Deployment, credential: AsyncTokenCredential, options: AzureServiceOptions
+) -> PayloadStore | None:
+    """Graph's container in the payload account, read with the runtime identity; None for
+    a deployment without one (its large payloads are dead-lettered `payload_unavailable`)."""
+    if not deployment.payload_account_url:
+        return None
+    return BlobPayloadStore(deployment.payload_account_url, credential, **options.payload_options)
+
+
 def private_directory() -> Path:
     """A 0700 folder in memory when the host has one (/dev/shm), else in the temp dir."""
     base = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 (tmpfs on purpose)
@@ -325,6 +383,8 @@ class AzureProcessing:
     outbox: ActionOutbox | None = None
     #: The actor that applies them (only where the policy says enforce).
     enforcer: Enforcer | None = None
+    #: Reads what notifications point at (large payloads, Outlook messages) before a batch.
+    fetcher: ContentFetcher | None = None
 
     @property
     def summary(self) -> Summary:
@@ -374,6 +434,7 @@ class AzureProcessing:
         dead_letters = open_dead_letters(deployment, credential, options)
         lifecycle = open_lifecycle(deployment, credential, options)
         outbox = ActionOutbox(options.state_dir / "lifecycle.sqlite")
+        fetcher = open_content_fetcher(deployment, credential, options, pipeline)
         executor = PipelineExecutor(pipeline, workers=options.workers)
         committer = BatchCommitter(
             sink=sink,
@@ -396,6 +457,7 @@ class AzureProcessing:
             options.clock() + options.certificate_check_seconds,
             options.clock,
             outbox,
+            fetcher=fetcher,
         )
 
     def handler(self, *, watch_certificate: bool = False) -> BatchHandler:
@@ -405,6 +467,7 @@ class AzureProcessing:
             self.executor,
             self.committer,
             before_batch=self.check_certificate if watch_certificate else None,
+            fetcher=self.fetcher,
         )
 
     async def add_certificate(self, certificate: EncryptionCertificate) -> None:
@@ -443,6 +506,8 @@ class AzureProcessing:
                     self.outbox.close()
                 if self.enforcer is not None:
                     await self.enforcer.close()
+                if self.fetcher is not None:
+                    await self.fetcher.close()
                 shutil.rmtree(self.key_directory, ignore_errors=True)
 
 
@@ -545,6 +610,8 @@ async def open_azure_host(
     pipeline, when the Function App processes) and the control plane that owns the
     subscriptions, all calling Azure and Graph as `credential` (the runtime identity)."""
     service: EventHubsService | ControlPlaneOnly
+    if graph_transport is not None and options.graph_transport is None:
+        options = replace(options, graph_transport=graph_transport)  # one Graph for the host
     if process_notifications:
         service = await EventHubsService.open(deployment, credential, options)
     else:
@@ -576,8 +643,11 @@ async def open_azure_host(
         lifecycle_queue=service.lifecycle,
         # Gaps (removals, `missed`, downtime) are read back from Graph and inspected once.
         resync_sink=ProcessingSubmitter(
-            service.processing.executor.process, service.processing.committer
+            service.processing.executor.process,
+            service.processing.committer,
+            fetcher=service.processing.fetcher,
         ),
+        delta_links=open_delta_links(deployment, credential, options),
         heartbeat=options.state_dir / "control-plane.heartbeat",
         resync_store=open_resync_store(deployment, credential, options),
         instance=instance_name(),

@@ -41,6 +41,8 @@ class LocalServiceSettings:
     pipeline: PipelineSettings
     options: ProcessorOptions = field(default_factory=ProcessorOptions)
     poll_interval: float = 0.2
+    #: `--payload-store local:DIR`: where Graph's payloads over 1 MB are read from.
+    payload_store: str | None = None
 
 
 class LocalHubService:
@@ -110,7 +112,12 @@ class LocalHubService:
         run = compose.LocalRun.open(
             source, s.sink, s.dead_letters, s.lifecycle_queue, consumer_group=s.consumer_group
         )
-        processor = run.processor(s.pipeline, s.options, on_progress=self._snapshot)
+        processor = run.processor(
+            s.pipeline,
+            s.options,
+            on_progress=self._snapshot,
+            fetcher=compose.payload_fetcher(s.pipeline, s.payload_store),
+        )
         self._running.set()
         log.info("processing the local hub", extra={"state": "running"})
         try:

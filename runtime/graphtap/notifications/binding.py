@@ -116,3 +116,24 @@ def resource_ids(resource: str) -> dict[str, str] | None:
         ids[name] = value
         position = match.end()
     return ids
+
+
+def mail_message(resource: str | None, tenant_id: str | None) -> tuple[str, str] | None:
+    """`(user, message id)` when `resource` names an Outlook message, else None.
+
+    Graph writes the mailbox as `{user}@{tenant}` in notifications and as the user's id in
+    the resources it serves; the tenant suffix is dropped so both name one mailbox."""
+    if not resource:
+        return None
+    ids = resource_ids(resource)
+    if ids is None or "messages" not in ids or "users" not in ids:
+        return None
+    if not set(ids) <= {"users", "mailfolders", "messages"}:
+        return None
+    user, message_id = ids["users"], ids["messages"]
+    if not user or not message_id:
+        return None
+    mailbox, at, domain = user.rpartition("@")
+    if at and tenant_id and domain.lower() == tenant_id.lower():
+        user = mailbox
+    return user, message_id

@@ -13,7 +13,13 @@ class Reason(StrEnum):
     MALFORMED_NOTIFICATION = "malformed_notification"
     INVALID_VALIDATION_TOKEN = "invalid_validation_token"  # noqa: S105 (a reason, not a secret)
     CLIENT_STATE_MISMATCH = "client_state_mismatch"
+    #: Letters of earlier releases, which did not read the payload store: replay them.
     PAYLOAD_IN_BLOB_STORAGE = "payload_in_blob_storage"
+    #: A payload over 1 MB (`additionalPayloadStorageId`) that could not be read from the
+    #: payload store after retries: missing, unreadable, or no store configured.
+    PAYLOAD_UNAVAILABLE = "payload_unavailable"
+    #: An Outlook message whose fetch from Graph kept failing (throttled, refused, down).
+    FETCH_FAILED = "fetch_failed"
     UNKNOWN_CERTIFICATE = "unknown_certificate"
     MALFORMED_ENCRYPTED_CONTENT = "malformed_encrypted_content"
     SIGNATURE_MISMATCH = "signature_mismatch"

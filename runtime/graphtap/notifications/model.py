@@ -107,7 +107,7 @@ def parse_collection(
         raise NotificationError(
             Reason.MALFORMED_EVENT, "'validationTokens' is not an array of non-empty strings"
         )
-    items = tuple(_parse_item(index, item) for index, item in enumerate(value))
+    items = tuple(parse_item(index, item) for index, item in enumerate(value))
     return NotificationCollection(items, tuple(tokens) if tokens is not None else None)
 
 
@@ -124,7 +124,7 @@ def json_object(
     return document
 
 
-def _parse_item(index: int, item: Any) -> ChangeNotification | MalformedItem:
+def parse_item(index: int, item: Any) -> ChangeNotification | MalformedItem:
     if not isinstance(item, dict):
         return MalformedItem(index, _not_an_object(type(item).__name__))
     try:

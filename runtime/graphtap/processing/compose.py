@@ -14,10 +14,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from azure.core.credentials_async import AsyncTokenCredential
+
 from graphtap.inspection import InspectionSettings, Policy
-from graphtap.notifications.authenticity import TokenPolicy
+from graphtap.notifications.authenticity import ClientStateCheck, TokenPolicy
 from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
 from graphtap.processing.endpoints import Endpoint, Stores, open_source, open_stores
+from graphtap.processing.fetch import ContentFetcher, MailReader, PayloadStore
+from graphtap.processing.fetch.payloads import open_payload_store
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outbox import ActionOutbox
 from graphtap.processing.pipeline import PipelineSettings
@@ -48,6 +52,33 @@ def pipeline_settings(
         token_policy=token_policy,
         max_event_bytes=max_event_bytes,
     )
+
+
+def content_fetcher(
+    settings: PipelineSettings,
+    *,
+    payloads: PayloadStore | None = None,
+    mail: MailReader | None = None,
+) -> ContentFetcher:
+    """What reads, before the pipeline, the content items point at (Graph's large payloads,
+    Outlook messages), for items carrying one of the pipeline's accepted clientStates."""
+    return ContentFetcher(ClientStateCheck(settings.client_states), payloads=payloads, mail=mail)
+
+
+def payload_fetcher(
+    settings: PipelineSettings,
+    payload_store: str | None,
+    *,
+    credential: AsyncTokenCredential | None = None,
+) -> ContentFetcher | None:
+    """A command's fetcher from its `--payload-store`: `local:DIR` (a folder standing for
+    Graph's container), or `blob:https://ACCOUNT...` read with `credential`. None without
+    one: large payloads are then dead-lettered `payload_unavailable`. Raises ValueError
+    naming a bad spec."""
+    if payload_store is None:
+        return None
+    store = open_payload_store(payload_store, credential=credential)
+    return content_fetcher(settings, payloads=store)
 
 
 @dataclass
@@ -105,6 +136,7 @@ class LocalRun:
         options: ProcessorOptions | None = None,
         *,
         on_progress: ProgressCallback | None = None,
+        fetcher: ContentFetcher | None = None,
     ) -> Processor:
         return Processor(
             source=self.source,
@@ -115,6 +147,7 @@ class LocalRun:
             settings=settings,
             options=options or ProcessorOptions(),
             on_progress=on_progress,
+            fetcher=fetcher,
         )
 
     def close(self) -> None:

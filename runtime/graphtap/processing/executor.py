@@ -1,13 +1,17 @@
 """The pipeline off the event loop: decryption and inspection are CPU-bound.
 
-One worker runs the pipeline in a thread (it releases the loop, not the GIL); more run it in
-worker processes, each batch split across them as the synchronous runner does. A semaphore
-bounds the batches in flight, so a fast source cannot queue unbounded work in memory.
+The pipeline runs in worker processes, each batch split across them as the synchronous
+runner does. A single worker, too, runs in a process of its own when the machine has a core
+to spare: the event loop's own work (the SDK's receive, the AMQP encoding of every verdict
+sent, checkpoint round trips) then runs beside the pipeline instead of taking turns with it
+for the GIL, which a thread would. On one core it runs in a thread (it releases the loop).
+A semaphore bounds the batches in flight, so a fast source cannot queue unbounded work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -31,7 +35,7 @@ class PipelineExecutor:
         self._in_flight = asyncio.Semaphore(2 * workers)
 
     def _start(self) -> tuple[Pipeline | None, Executor]:
-        if self.workers == 1:
+        if self.workers == 1 and len(os.sched_getaffinity(0)) == 1:
             pipeline = load_pipeline(self._settings)
             return pipeline, ThreadPoolExecutor(1, thread_name_prefix="graphtap-pipeline")
         pool = ProcessPoolExecutor(

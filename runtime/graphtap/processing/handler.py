@@ -1,5 +1,5 @@
 """One batch handler for every host that is handed batches of events: the web app's Event
-Hubs consumer and the Function App's trigger. Span, process, commit, log, in that order;
+Hubs consumer and the Function App's trigger. Span, fetch, process, commit, log, in that order;
 the checkpoint is the host's (the consumer's blob checkpoint, or the Functions host's own
 once the invocation returns), and moves only inside the commit step.
 """
@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from graphtap.processing.committer import BatchCommitter, Checkpoint
 from graphtap.processing.executor import PipelineExecutor
+from graphtap.processing.fetch import ContentFetcher
 from graphtap.processing.pipeline import EventResult
 from graphtap.processing.sources import SourceEvent
 from graphtap.telemetry import tracer
@@ -25,9 +26,11 @@ class BatchHandler:
         committer: BatchCommitter,
         *,
         before_batch: Callable[[], Awaitable[None]] | None = None,
+        fetcher: ContentFetcher | None = None,
     ) -> None:
         self.executor = executor
         self.committer = committer
+        self.fetcher = fetcher
         self._before_batch = before_batch
 
     async def handle(
@@ -47,6 +50,8 @@ class BatchHandler:
                 "messaging.batch.message_count": len(batch),
             },
         ):
+            if self.fetcher is not None:
+                await self.fetcher.fill(batch)
             results = await self.executor.process(batch)
             await self.committer.commit(results, events=len(batch), checkpoint=checkpoint)
         log.info(

@@ -44,13 +44,14 @@ from graphtap.processing.stages import (
     InspectContent,
     IssueVerdict,
     ItemContext,
+    LoadLargePayload,
     OpenEnvelope,
-    RejectBlobPayloads,
     RequireChangeFields,
     RouteLifecycleEvents,
     SkipValidationEvents,
     Stage,
     UnwrapKey,
+    UseFetchedMessage,
 )
 from graphtap.processing.verdicts import Verdict
 
@@ -122,11 +123,12 @@ class Pipeline:
             SkipValidationEvents(),
             RouteLifecycleEvents(client_state),
             CheckClientState(client_state),
+            LoadLargePayload(),
             RequireChangeFields(),
-            RejectBlobPayloads(),
             OpenEnvelope(keys),
             UnwrapKey(),
             DecryptContent(),
+            UseFetchedMessage(),
             CheckResourceBinding(),
             InspectContent(inspector),
             IssueVerdict(policy),
@@ -208,6 +210,8 @@ class Pipeline:
                 )
                 continue
             ctx = ItemContext(notification, event.body, event.partition, event.offset, now)
+            if event.fetched is not None:
+                ctx.fetched = event.fetched.get(notification.index)
             live.append((ctx, result))
 
     def _run_stage(

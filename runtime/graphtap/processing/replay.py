@@ -22,6 +22,7 @@ import orjson
 
 from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.deadletters import ClientStateMask
+from graphtap.processing.fetch import ContentFetcher
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outbox import ActionOutbox, ActionSink
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
@@ -381,9 +382,12 @@ async def replay(
     lifecycle: LifecycleQueue,
     pipeline: Pipeline | None = None,
     outbox: ActionOutbox | ActionSink | None = None,
+    fetcher: ContentFetcher | None = None,
 ) -> ReplayReport:
     """Replay `letters`' event bodies through the pipeline and commit them, a batch at a time;
-    mark the letters that did not fail again, each batch only after its commit returned."""
+    mark the letters that did not fail again, each batch only after its commit returned.
+    `fetcher` reads what the events point at (large payloads, Outlook messages) as the live
+    path does."""
     report = ReplayReport()
     by_event: dict[str, list[StoredLetter]] = {}
     for letter in letters:
@@ -403,6 +407,7 @@ async def replay(
             pipeline,
             committer,
             report,
+            fetcher,
         )
     report.new_verdicts = committer.summary.verdicts
     return report
@@ -415,6 +420,7 @@ async def _replay_batch(
     pipeline: Pipeline,
     committer: BatchCommitter,
     report: ReplayReport,
+    fetcher: ContentFetcher | None,
 ) -> None:
     mask = ClientStateMask((), settings.inspection.hash_key)
     batch: list[SourceEvent] = []
@@ -434,6 +440,8 @@ async def _replay_batch(
         batch_letters.append(its_letters)
     if not batch:
         return
+    if fetcher is not None:
+        await fetcher.fill(batch)
     results = pipeline.process_batch(batch)
 
     async def no_checkpoint() -> None:

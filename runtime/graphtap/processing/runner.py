@@ -22,6 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from graphtap.processing.committer import BatchCommitter, BlockingDeadLetters, BlockingVerdicts
+from graphtap.processing.fetch import ContentFetcher
 from graphtap.processing.heap import settle_for_throughput
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outbox import ActionOutbox, ActionSink
@@ -60,8 +61,10 @@ class Processor:
         options: ProcessorOptions = ProcessorOptions(),
         on_progress: ProgressCallback | None = None,
         outbox: ActionOutbox | ActionSink | None = None,
+        fetcher: ContentFetcher | None = None,
     ) -> None:
         self._source = source
+        self._fetcher = fetcher
         self._settings = settings
         self._options = options
         self._on_progress = on_progress
@@ -81,6 +84,8 @@ class Processor:
             try:
                 return self._run()
             finally:
+                if self._fetcher is not None:  # its clients live on this loop
+                    self._loop.run(self._fetcher.close())
                 self._loop = None
 
     def _run(self) -> Summary:
@@ -88,6 +93,7 @@ class Processor:
             pipeline = load_pipeline(self._settings)
             started = time.perf_counter()
             for batch in self._source.batches(self._options.batch_size):
+                self._fetch(batch)
                 self._commit(batch, pipeline.process_batch(batch))
                 self.summary.seconds = time.perf_counter() - started
             return self.summary
@@ -101,6 +107,7 @@ class Processor:
             for batch in self._source.batches(self._options.batch_size):
                 # A worker runs whole batches, as a single worker does; two per worker in
                 # flight keep every worker busy while batches commit strictly in order.
+                self._fetch(batch)
                 in_flight.append((batch, pool.submit(process_in_worker, batch)))
                 while len(in_flight) > 2 * self._options.workers:
                     self._commit_future(*in_flight.popleft())
@@ -109,6 +116,12 @@ class Processor:
                 self._commit_future(*in_flight.popleft())
                 self.summary.seconds = time.perf_counter() - started
         return self.summary
+
+    def _fetch(self, batch: list[SourceEvent]) -> None:
+        """What the batch's items point at (large payloads, Outlook messages), read first."""
+        if self._fetcher is not None:
+            assert self._loop is not None
+            self._loop.run(self._fetcher.fill(batch))
 
     def _commit_future(self, batch: list[SourceEvent], future: Future[list[EventResult]]) -> None:
         self._commit(batch, future.result())

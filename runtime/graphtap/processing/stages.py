@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from graphtap.notifications.authenticity import ClientStateCheck
-from graphtap.notifications.binding import binding_problem
+from graphtap.notifications.binding import binding_problem, mail_message
 from graphtap.notifications.crypto import (
     Envelope,
     open_envelope,
@@ -26,10 +26,19 @@ from graphtap.notifications.crypto import (
 )
 from graphtap.notifications.errors import NotificationError, Reason
 from graphtap.notifications.keyring import KeyEntry, KeyRing
-from graphtap.notifications.model import ChangeNotification
+from graphtap.notifications.model import ChangeNotification, MalformedItem, parse_item
 from graphtap.processing.actions import decide
+from graphtap.processing.fetched import Fetched, Gone, MailMessage, Payload, Unavailable
 from graphtap.processing.lifecycle import LifecycleEvent
-from graphtap.processing.verdicts import DELETED, INSPECTED, NOT_INCLUDED, Verdict, verdict_key
+from graphtap.processing.verdicts import (
+    DELETED,
+    GONE,
+    INSPECTED,
+    NOT_INCLUDED,
+    Verdict,
+    mail_verdict_key,
+    verdict_key,
+)
 
 if TYPE_CHECKING:
     from graphtap.inspection import InspectionResult, Inspector, Policy
@@ -54,6 +63,9 @@ class ItemContext:
     resource: dict[str, Any] | None = None
     certificate_id: str | None = None
     inspection: InspectionResult | None = None
+    #: What the host fetched for this item (a large payload, an Outlook message).
+    fetched: Fetched | None = field(default=None, repr=False)
+    gone: bool = False  # the message no longer existed when it was fetched
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,23 +141,45 @@ class RequireChangeFields:
             )
         if not n.tenant_id:
             raise NotificationError(Reason.MALFORMED_NOTIFICATION, "notification has no tenantId")
-        if not n.resource and n.additional_payload_storage_id is None:
+        if not n.resource:
             raise NotificationError(Reason.MALFORMED_NOTIFICATION, "notification has no resource")
         return None
 
 
-class RejectBlobPayloads:
-    """Payloads over 1 MB live in blob storage; fetching them is not supported yet."""
+class LoadLargePayload:
+    """Payloads over 1 MB: Graph sends the id of a blob holding the item's `resource`,
+    `resourceData` and `encryptedContent`; the host read it before the pipeline ran."""
 
     def __call__(self, ctx: ItemContext) -> Outcome | None:
-        storage_id = ctx.notification.additional_payload_storage_id
-        if storage_id is not None:
+        n = ctx.notification
+        storage_id = n.additional_payload_storage_id
+        if storage_id is None:
+            return None
+        fetched = ctx.fetched
+        if isinstance(fetched, Unavailable):
+            raise NotificationError(fetched.reason, fetched.problem)
+        if not isinstance(fetched, Payload):
             raise NotificationError(
-                Reason.PAYLOAD_IN_BLOB_STORAGE,
-                f"payload is in blob storage (additionalPayloadStorageId {storage_id[:200]!r}); "
-                "blob payloads are not supported yet",
+                Reason.PAYLOAD_UNAVAILABLE, f"payload {storage_id[:200]!r} was not fetched"
             )
+        properties = {k: fetched.properties.get(k) for k in _PAYLOAD_PROPERTIES}
+        item = {k: v for k, v in n.raw.items() if k != "additionalPayloadStorageId"}
+        item.update({k: v for k, v in properties.items() if v is not None})
+        loaded = parse_item(n.index, item)
+        if isinstance(loaded, MalformedItem):
+            raise NotificationError(
+                Reason.MALFORMED_NOTIFICATION, f"payload {storage_id[:200]!r}: {loaded.problem}"
+            )
+        if loaded.resource is None or loaded.encrypted_content is None:
+            raise NotificationError(
+                Reason.MALFORMED_NOTIFICATION,
+                f"payload {storage_id[:200]!r} has no resource or encryptedContent",
+            )
+        ctx.notification = loaded
         return None
+
+
+_PAYLOAD_PROPERTIES = ("resource", "resourceData", "encryptedContent")
 
 
 class OpenEnvelope:
@@ -183,6 +217,24 @@ class DecryptContent:
             return None
         ctx.resource = resource_object(open_sealed(ctx.envelope, ctx.content_key))
         ctx.envelope = ctx.content_key = ctx.key_entry = None  # done with the keys
+        return None
+
+
+class UseFetchedMessage:
+    """Outlook messages: the body cannot ride in a notification, so the host read the message
+    from Graph; one deleted before that has nothing left to inspect."""
+
+    def __call__(self, ctx: ItemContext) -> Outcome | None:
+        fetched = ctx.fetched
+        if isinstance(fetched, MailMessage):
+            ctx.resource = fetched.message
+        elif isinstance(fetched, Gone):
+            ctx.gone = True
+        elif (
+            isinstance(fetched, Unavailable)
+            and ctx.notification.additional_payload_storage_id is None
+        ):
+            raise NotificationError(fetched.reason, fetched.problem)
         return None
 
 
@@ -236,12 +288,27 @@ class IssueVerdict:
         resource_path = n.resource or ""
         if n.change_type == "deleted":
             content = DELETED
+        elif ctx.gone:
+            content = GONE
         elif ctx.resource is not None:
             content = INSPECTED
         else:
             content = NOT_INCLUDED
         inspection = ctx.inspection
-        key = verdict_key(tenant_id, resource_path, message_id, n.change_type, version)
+        mailbox = mail_message(n.resource, n.tenant_id)
+        if mailbox is None:
+            key = verdict_key(tenant_id, resource_path, message_id, n.change_type, version)
+        else:
+            # The version notified, whatever the fetch found: resync must meet the same key.
+            notified = resource_data.get("@odata.etag")
+            version = str(notified) if notified is not None else version
+            key = mail_verdict_key(
+                tenant_id,
+                mailbox[0],
+                mailbox[1],
+                deleted=n.change_type == "deleted",
+                version=version,
+            )
         findings = tuple([f.to_dict() for f in inspection.findings]) if inspection else ()
         action = None
         if self._policy is not None and self._policy.enforcement.acts:

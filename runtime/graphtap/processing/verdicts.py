@@ -19,6 +19,7 @@ from graphtap.processing.records import pickled_as_fields
 INSPECTED = "inspected"  # decrypted and run through the detectors
 DELETED = "deleted"  # a deletion: there is no content to inspect
 NOT_INCLUDED = "not_included"  # a basic notification: Graph sent no resource data
+GONE = "gone"  # an Outlook message deleted (or moved out of reach) before it could be read
 
 
 def verdict_key(
@@ -27,6 +28,20 @@ def verdict_key(
     """Stable identity of one notified change; equal for replays of the same change."""
     material = "\x1f".join((tenant_id, resource, message_id, change_type, version or ""))
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def mail_verdict_key(
+    tenant_id: str, user_id: str, message_id: str, *, deleted: bool, version: str | None
+) -> str:
+    """The key of one version of one Outlook message, equal whichever path saw it.
+
+    Graph notifies a new message as `created` and often `updated` too, and a folder's delta
+    query says neither: the etag alone names the version, so the change type is reduced to
+    changed or deleted, and the resource to `users/{user}/messages/{id}`."""
+    resource = f"users/{user_id.lower()}/messages/{message_id}"
+    return verdict_key(
+        tenant_id, resource, message_id, "deleted" if deleted else "changed", version
+    )
 
 
 @pickled_as_fields

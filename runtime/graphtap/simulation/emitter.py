@@ -4,7 +4,9 @@ Each body is a changeNotificationCollection; rich items carry `encryptedContent`
 Graph's spec for the given certificate. The stream opens with Graph's validation event for
 each subscription, batches up to a few items per event, sprinkles lifecycle events in, and
 can inject faults (tampering, a wrong clientState, a retired certificate, a torn body, a
-blob-stored payload) so that every path of the processor is exercised.
+blob-stored payload) so that every path of the processor is exercised. With `mail_share`, a
+share of the changes are Outlook mail: basic notifications that name a message, whose
+content each event carries apart (`SimulatedEvent.mail`) for a fake Graph to serve.
 """
 
 from __future__ import annotations
@@ -22,19 +24,27 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from graphtap.notifications.crypto import encrypt_content
 from graphtap.notifications.keyring import thumbprint
-from graphtap.simulation.tenant import Message, SyntheticTenant
+from graphtap.simulation.tenant import Mail, Message, SyntheticTenant, User
 
 DEFAULT_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 #: Teams chatMessage subscriptions live at most 4,320 minutes.
 SUBSCRIPTION_LIFETIME = dt.timedelta(minutes=4320)
+#: Basic Outlook subscriptions live at most 10,080 minutes.
+MAIL_SUBSCRIPTION_LIFETIME = dt.timedelta(minutes=10080)
 FAULTS = (
     "signature_mismatch",
     "client_state_mismatch",
     "unknown_certificate",
     "malformed_event",
-    "payload_in_blob_storage",
+    "payload_unavailable",
 )
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+#: Event Hubs' event size limit: a rich notification whose payload would not fit has it
+#: written to the subscription's `blobStoreUrl` account instead.
+EVENT_LIMIT_BYTES = 1024 * 1024
+#: A large message's HTML: enough that its encrypted content alone is over the limit.
+LARGE_HTML_CHARS = 800_000
+_FILLER = "<p>Agenda review: the team walked through the open items and agreed on owners.</p>"
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,12 @@ class SimulationSettings:
     max_batch: int = 3
     lifecycle_share: float = 0.002
     fault_share: float = 0.0
+    #: Share of new and edited messages over 1 MB, delivered as Graph does: the event carries
+    #: `additionalPayloadStorageId`, the payload store the item's content (`payloads`).
+    large_share: float = 0.0
+    #: The share of changes that are Outlook mail, to the first `mailboxes` users.
+    mail_share: float = 0.0
+    mailboxes: int = 4
     users: int = 40
     start: dt.datetime = DEFAULT_START
 
@@ -59,6 +75,8 @@ class SimulationSettings:
             "delete_share",
             "lifecycle_share",
             "fault_share",
+            "large_share",
+            "mail_share",
         ):
             share = getattr(self, name)
             if not 0.0 <= share <= 1.0:
@@ -67,6 +85,21 @@ class SimulationSettings:
             raise ValueError("update_share + delete_share must not exceed 1")
         if self.max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if self.mail_share and not 1 <= self.mailboxes <= self.users:
+            raise ValueError(f"mailboxes must be between 1 and users ({self.users})")
+
+
+@dataclass(frozen=True, slots=True)
+class MailContent:
+    """What Graph holds for a notified message: a fake Graph serves it to the processor."""
+
+    user_id: str
+    message: dict[str, Any]
+    attachments: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def of(cls, mail: Mail) -> MailContent:
+        return cls(mail.mailbox.id, mail.to_graph(), tuple(mail.attachment_list()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +112,11 @@ class SimulatedEvent:
     validation: int = 0
     faults: tuple[str, ...] = ()
     planted: tuple[str, ...] = ()
+    #: (additionalPayloadStorageId, blob) for each item whose content Graph put in the
+    #: payload store: a JSON object of its `resource`, `resourceData`, `encryptedContent`.
+    payloads: tuple[tuple[str, bytes], ...] = ()
+    #: The messages this event's mail notifications name, as Graph holds them.
+    mail: tuple[MailContent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +148,7 @@ class NotificationEmitter:
         certificate_id: str,
         client_state: str,
         start: dt.datetime,
+        mailboxes: tuple[User, ...] = (),
     ) -> NotificationEmitter:
         public_key = certificate.public_key()
         if not isinstance(public_key, rsa.RSAPublicKey):
@@ -123,7 +162,33 @@ class NotificationEmitter:
                 resource,
                 start + SUBSCRIPTION_LIFETIME,
             )
+        for user in mailboxes:
+            resource = f"/users/{user.id}/messages"
+            emitter.subscriptions[resource] = SimulatedSubscription(
+                str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                resource,
+                start + MAIL_SUBSCRIPTION_LIFETIME,
+            )
         return emitter
+
+    def mail_change(self, mail: Mail, change_type: str) -> dict[str, Any]:
+        """Outlook's basic notification: it names the message, the content stays in Graph."""
+        subscription = self.subscriptions[f"/users/{mail.mailbox.id}/messages"]
+        resource = f"Users/{mail.mailbox.id}@{self.tenant_id}/Messages/{mail.id}"
+        return {
+            "subscriptionId": subscription.id,
+            "subscriptionExpirationDateTime": _iso(subscription.expiration),
+            "changeType": change_type,
+            "clientState": self.client_state,
+            "tenantId": self.tenant_id,
+            "resource": resource,
+            "resourceData": {
+                "@odata.type": "#Microsoft.Graph.Message",
+                "@odata.id": resource,
+                "@odata.etag": mail.etag,
+                "id": mail.id,
+            },
+        }
 
     def subscription_for(self, message: Message) -> SimulatedSubscription:
         key = (
@@ -214,6 +279,7 @@ def simulate(
     """The event stream of a synthetic tenant: `settings.count` changes plus Graph's extras."""
     rng = random.Random(settings.seed)
     tenant = SyntheticTenant.create(rng, start=settings.start, users=settings.users)
+    mailboxes = tenant.users[: settings.mailboxes] if settings.mail_share else ()
     emitter = NotificationEmitter.for_certificate(
         rng,
         tenant_id=tenant.tenant_id,
@@ -221,12 +287,14 @@ def simulate(
         certificate_id=certificate_id,
         client_state=client_state,
         start=settings.start,
+        mailboxes=mailboxes,
     )
     for _ in emitter.subscriptions:
         yield SimulatedEvent(collection([emitter.validation()]), validation=1)
 
     pending: list[dict[str, Any]] = []
     planted: list[str] = []
+    mail: list[MailContent] = []
     remaining = settings.count
     while remaining:
         if rng.random() < settings.lifecycle_share:
@@ -235,8 +303,27 @@ def simulate(
                 collection([emitter.lifecycle(subscription, rng.choice(LIFECYCLE_EVENTS))]),
                 lifecycle=1,
             )
+        if settings.mail_share and rng.random() < settings.mail_share:
+            remaining -= 1
+            received, mail_change = _next_mail(tenant, rng, settings, mailboxes)
+            pending.append(emitter.mail_change(received, mail_change))
+            planted.extend(received.planted)
+            mail.append(MailContent.of(received))
+            if len(pending) >= rng.randint(1, settings.max_batch):
+                yield SimulatedEvent(
+                    collection(pending), len(pending), planted=tuple(planted), mail=tuple(mail)
+                )
+                pending, planted, mail = [], [], []
+            continue
         message, change_type = _next_change(tenant, rng, settings)
         remaining -= 1
+        if (
+            change_type != "deleted"
+            and settings.large_share
+            and rng.random() < settings.large_share
+        ):
+            yield _large(rng, emitter, message, change_type)
+            continue
         item = emitter.change(message, change_type)
         if settings.fault_share and rng.random() < settings.fault_share:
             fault = rng.choice(FAULTS)
@@ -246,10 +333,26 @@ def simulate(
         if change_type != "deleted":
             planted.extend(message.planted)
         if len(pending) >= rng.randint(1, settings.max_batch):
-            yield SimulatedEvent(collection(pending), changes=len(pending), planted=tuple(planted))
-            pending, planted = [], []
+            yield SimulatedEvent(
+                collection(pending), len(pending), planted=tuple(planted), mail=tuple(mail)
+            )
+            pending, planted, mail = [], [], []
     if pending:
-        yield SimulatedEvent(collection(pending), changes=len(pending), planted=tuple(planted))
+        yield SimulatedEvent(
+            collection(pending), len(pending), planted=tuple(planted), mail=tuple(mail)
+        )
+
+
+def _next_mail(
+    tenant: SyntheticTenant,
+    rng: random.Random,
+    settings: SimulationSettings,
+    mailboxes: tuple[User, ...],
+) -> tuple[Mail, str]:
+    """New mail, or earlier mail read or flagged (Outlook notifies that as `updated`)."""
+    if rng.random() < settings.update_share and (mail := tenant.reread()) is not None:
+        return mail, "updated"
+    return tenant.receive(mailboxes, sensitive=rng.random() < settings.sensitive_share), "created"
 
 
 def _next_change(
@@ -267,13 +370,36 @@ def _next_change(
     return tenant.post(sensitive=sensitive), "created"
 
 
+def oversized_html(html: str) -> str:
+    """`html` with filler after it (nothing a detector reports): a message whose encrypted
+    content alone is over Event Hubs' 1 MB."""
+    return html + _FILLER * (LARGE_HTML_CHARS // len(_FILLER) + 1)
+
+
+def _large(
+    rng: random.Random, emitter: NotificationEmitter, message: Message, change_type: str
+) -> SimulatedEvent:
+    """A change whose encrypted payload is over 1 MB, in its own event, as Graph sends it:
+    the item names the blob holding its `resource`, `resourceData` and `encryptedContent`."""
+    message.html = oversized_html(message.html)
+    item = emitter.change(message, change_type)
+    payload = {key: item.pop(key) for key in ("resource", "resourceData", "encryptedContent")}
+    storage_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    item["additionalPayloadStorageId"] = storage_id
+    blob = json.dumps(payload, separators=(",", ":")).encode()
+    assert len(json.dumps(payload["encryptedContent"])) > EVENT_LIMIT_BYTES
+    return SimulatedEvent(
+        collection([item]), changes=1, planted=message.planted, payloads=((storage_id, blob),)
+    )
+
+
 def _faulty(rng: random.Random, item: dict[str, Any], fault: str) -> SimulatedEvent:
     if fault == "malformed_event":
         body = collection([item])
         return SimulatedEvent(body[: rng.randint(1, len(body) - 1)], faults=(fault,))
     if fault == "client_state_mismatch":
         item["clientState"] = "not-the-" + item["clientState"]
-    elif fault == "payload_in_blob_storage":
+    elif fault == "payload_unavailable":
         for key in ("resource", "resourceData", "encryptedContent"):
             item.pop(key, None)
         item["additionalPayloadStorageId"] = f"{uuid.UUID(int=rng.getrandbits(128))}"

@@ -18,10 +18,15 @@ def write_events(
     out_file: Path | None = None,
     hub: LocalHub | None = None,
     on_event: Callable[[SimulatedEvent], None] | None = None,
+    payload_store: Path | None = None,
 ) -> Counter[str]:
-    """Write each body to exactly one of `out_file` or `hub`; return what was written."""
+    """Write each body to exactly one of `out_file` or `hub`, and each payload over 1 MB to
+    `payload_store` (a folder standing for Graph's container, a file per
+    `additionalPayloadStorageId`); return what was written."""
     if (out_file is None) == (hub is None):
         raise ValueError("write to exactly one of a JSONL file or a local hub")
+    if payload_store is not None and not payload_store.is_dir():
+        raise ValueError(f"payload store {payload_store} is not a folder")
     totals: Counter[str] = Counter()
     pending: list[bytes] = []
     sink = out_file.open("wb") if out_file is not None else None
@@ -33,7 +38,12 @@ def write_events(
                 validation=event.validation,
                 lifecycle=event.lifecycle,
                 faults=len(event.faults),
+                large=len(event.payloads),
             )
+            for storage_id, blob in event.payloads:
+                if payload_store is None:
+                    raise ValueError("a payload over 1 MB needs a payload store to go to")
+                (payload_store / storage_id).write_bytes(blob)
             if sink is not None:
                 sink.write(event.body + b"\n")
             else:

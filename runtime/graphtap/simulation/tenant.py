@@ -1,12 +1,15 @@
-"""A synthetic Microsoft 365 tenant: people, chats, team channels and their messages.
+"""A synthetic Microsoft 365 tenant: people, chats, team channels, mailboxes and their messages.
 
 Messages are Graph `chatMessage` resources as a rich notification carries them once
 decrypted: HTML bodies with `<at>` mentions, channel identity or chat id, sender, etag and
-timestamps. Everything derives from one `random.Random`, so a seed reproduces a tenant.
+timestamps. Mail is Outlook `message` resources as `GET /users/{id}/messages/{id}` serves
+them (a notification only names them). Everything derives from one `random.Random`, so a seed
+reproduces a tenant.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import random
 import uuid
@@ -54,6 +57,21 @@ LAST_NAMES = (
 )
 TEAM_NAMES = ("Finance", "Payroll", "Engineering", "Sales", "Legal", "Support", "HR", "Security")
 CHANNEL_NAMES = ("General", "Announcements", "Incidents", "Customers", "Reviews", "Random")
+MAIL_SUBJECTS = (
+    "Quarterly numbers",
+    "Re: access for the new contractor",
+    "Invoice follow-up",
+    "FW: customer escalation",
+    "Credentials for the staging box",
+    "Payroll corrections",
+    "Notes from today",
+)
+ATTACHMENTS = (
+    ("report.pdf", "application/pdf"),
+    ("export.csv", "text/csv"),
+    ("scan.png", "image/png"),
+    ("notes.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +174,60 @@ class Message:
         }
 
 
+@dataclass(slots=True)
+class Mail:
+    """An Outlook message in `mailbox`; `version` moves on every change (its changeKey)."""
+
+    id: str
+    mailbox: User
+    sender: User
+    subject: str
+    html: str
+    attachments: tuple[tuple[str, str, int], ...]
+    received: dt.datetime
+    modified: dt.datetime
+    planted: tuple[str, ...]
+    version: int = 1
+
+    @property
+    def change_key(self) -> str:
+        return f"CQAAABYAAAD{self.version:04d}{self.id[-8:]}"
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.change_key}"'
+
+    def to_graph(self) -> dict[str, Any]:
+        """The message as Graph serves it (attachments are listed apart, as in Graph)."""
+        return {
+            "@odata.etag": self.etag,
+            "id": self.id,
+            "changeKey": self.change_key,
+            "createdDateTime": _iso(self.received),
+            "receivedDateTime": _iso(self.received),
+            "sentDateTime": _iso(self.received),
+            "lastModifiedDateTime": _iso(self.modified),
+            "hasAttachments": bool(self.attachments),
+            "internetMessageId": f"<{self.id[-16:]}@contoso.example>",
+            "subject": self.subject,
+            "importance": "normal",
+            "isRead": self.version > 1,
+            "isDraft": False,
+            "body": {"contentType": "html", "content": self.html},
+            "from": _address(self.sender),
+            "sender": _address(self.sender),
+            "toRecipients": [_address(self.mailbox)],
+            "ccRecipients": [],
+            "bccRecipients": [],
+        }
+
+    def attachment_list(self) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "contentType": content_type, "size": size}
+            for name, content_type, size in self.attachments
+        ]
+
+
 @dataclass
 class SyntheticTenant:
     """People, chats and channels, and the messages they exchange over simulated time."""
@@ -167,6 +239,7 @@ class SyntheticTenant:
     clock: dt.datetime
     messages: list[Message] = field(default_factory=list)
     _live: list[Message] = field(default_factory=list)
+    mail: list[Mail] = field(default_factory=list)
 
     @classmethod
     def create(cls, rng: random.Random, *, start: dt.datetime, users: int = 40) -> SyntheticTenant:
@@ -234,12 +307,52 @@ class SyntheticTenant:
         message.modified = self.tick()
         return message
 
+    def receive(self, mailboxes: tuple[User, ...], *, sensitive: bool) -> Mail:
+        """New mail in one of `mailboxes`, from a colleague."""
+        mailbox = self.rng.choice(mailboxes)
+        sender = self.rng.choice([u for u in self.users if u != mailbox] or [mailbox])
+        body = teams_message_html(self.rng, sensitive=sensitive)
+        attachments = tuple(
+            (f"{self.rng.choice(('q3', 'draft', 'final', 'ops'))}-{name}", kind, size)
+            for name, kind in self.rng.sample(ATTACHMENTS, self.rng.choice((0, 0, 1, 2)))
+            for size in (self.rng.randint(2_000, 900_000),)
+        )
+        now = self.tick()
+        raw = uuid.UUID(int=self.rng.getrandbits(128)).bytes * 2
+        mail = Mail(
+            id="AAMkAG" + base64.urlsafe_b64encode(raw).decode().rstrip("="),
+            mailbox=mailbox,
+            sender=sender,
+            subject=self.rng.choice(MAIL_SUBJECTS),
+            html=body.html,
+            attachments=attachments,
+            received=now,
+            modified=now,
+            planted=body.planted,
+        )
+        self.mail.append(mail)
+        return mail
+
+    def reread(self) -> Mail | None:
+        """Earlier mail read or flagged: its content stays, its version moves."""
+        if not self.mail:
+            return None
+        mail = self.rng.choice(self.mail)
+        mail.version += 1
+        mail.modified = self.tick()
+        return mail
+
     def delete(self) -> Message | None:
         if not self._live:
             return None
         message = self._live.pop(self.rng.randrange(len(self._live)))
         message.deleted = message.modified = self.tick()
         return message
+
+
+def _address(user: User) -> dict[str, Any]:
+    local = user.display_name.lower().replace(" ", ".")
+    return {"emailAddress": {"name": user.display_name, "address": f"{local}@contoso.example"}}
 
 
 def _uuid(rng: random.Random) -> str:

@@ -16,13 +16,19 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from graphtap.deployment import Deployment
 from graphtap.subscriptions.keyvault import KeyVault
+from graphtap.subscriptions.payloadstore import payload_connection_string
 from graphtap.subscriptions.preflight import Check, check_deployment
+
+PAYLOAD_SECRET_CONTENT_TYPE = "graph-payload-storage-connection-string"  # noqa: S105
 
 
 @dataclass(frozen=True)
 class SecretOutcome:
     name: str
     created: bool
+    #: A secret bootstrap keeps current (the payload account's connection string) was
+    #: written anew because its value changed.
+    updated: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,11 @@ async def bootstrap(
     *,
     keyvault_options: dict[str, Any] | None = None,
     management_options: dict[str, Any] | None = None,
+    storage_management_options: dict[str, Any] | None = None,
 ) -> BootstrapResult:
-    """Preflight first; only a sound deployment gets its secrets."""
+    """Preflight first; only a sound deployment gets its secrets. With a payload store, the
+    account's connection string too, for Graph (`storage_management_options` go to the
+    Resource Manager client that reads the account key)."""
     checks = tuple(await check_deployment(deployment, credential, **(management_options or {})))
     if not all(check.ok for check in checks):
         return BootstrapResult(checks)
@@ -57,13 +66,22 @@ async def bootstrap(
         _, state_created = await keyvault.ensure_client_state(deployment.client_state_secret)
         # The processors hash findings under this key; created here so they only ever read it.
         _, key_created = await keyvault.ensure_finding_hash_key(deployment.finding_hash_key_secret)
-    finally:
-        await keyvault.close()
-    return BootstrapResult(
-        checks,
-        (
+        outcomes = [
             SecretOutcome(deployment.client_state_secret, state_created),
             SecretOutcome(deployment.finding_hash_key_secret, key_created),
-        ),
-        certificate.certificate_id,
-    )
+        ]
+        if deployment.payload_secret:
+            value = await payload_connection_string(
+                deployment, credential, **(storage_management_options or {})
+            )
+            action = await keyvault.put_secret(
+                deployment.payload_secret, value, content_type=PAYLOAD_SECRET_CONTENT_TYPE
+            )
+            outcomes.append(
+                SecretOutcome(
+                    deployment.payload_secret, action == "created", updated=action == "updated"
+                )
+            )
+    finally:
+        await keyvault.close()
+    return BootstrapResult(checks, tuple(outcomes), certificate.certificate_id)

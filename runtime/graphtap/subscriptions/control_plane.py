@@ -33,6 +33,7 @@ from graphtap.processing.lifecycle import (
 from graphtap.subscriptions.certificates import graph_certificate_value
 from graphtap.subscriptions.clock import Clock, SystemClock, utcnow
 from graphtap.subscriptions.cursor import CursorStore
+from graphtap.subscriptions.deltalinks import DeltaLinkStore
 from graphtap.subscriptions.desired import DesiredState, DesiredSubscription, load_desired
 from graphtap.subscriptions.graph import (
     GraphError,
@@ -47,6 +48,7 @@ from graphtap.subscriptions.keyvault import (
     KeyVault,
 )
 from graphtap.subscriptions.leadership import Leadership, NotLeader
+from graphtap.subscriptions.mailsync import GraphMailFolders, Mailbox, MailResync, mailboxes
 from graphtap.subscriptions.reconcile import (
     Action,
     Kind,
@@ -104,6 +106,15 @@ class ControlPlaneStatus:
     lifecycle_poisoned: tuple[PoisonedEvent, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Since when changes may have gone unnotified, and for which subscriptions' resources
+    (None: all of them, as after downtime)."""
+
+    start: dt.datetime
+    resources: frozenset[str] | None = None
+
+
 @dataclass
 class _Tracked:
     subscription: GraphSubscription | None
@@ -142,6 +153,8 @@ class ControlPlane:
         rng: random.Random | None = None,
         client_state_secret: str = DEFAULT_CLIENT_STATE_SECRET,
         leadership: Leadership | None = None,
+        mail_resync: MailResync | None = None,
+        blob_store_url: str | None = None,
     ) -> None:
         self.desired = desired
         self.reconciler = reconciler
@@ -152,9 +165,13 @@ class ControlPlane:
         self.settings = settings
         self.lifecycle_queue = lifecycle_queue
         self.resync = resync
+        #: Mail gaps: per-folder delta queries (Teams gaps go to `resync`).
+        self.mail_resync = mail_resync
         self.on_certificate = on_certificate
         self.heartbeat = heartbeat
         self.client_state_secret = client_state_secret
+        #: Rich subscriptions' `blobStoreUrl`, when the deployment has a payload store.
+        self.blob_store_url = blob_store_url
         #: Runs the loops only while this instance holds the leader lease (local: always).
         self.leadership = leadership or Leadership.single(clock)
         self._rng = rng or random.Random()
@@ -180,11 +197,13 @@ class ControlPlane:
         resync_store: CursorStore | None = None,
         instance: str = "local",
         leadership: Leadership | None = None,
+        delta_links: DeltaLinkStore | None = None,
     ) -> ControlPlane:
         """The control plane for a deployed environment (stack outputs or app settings).
 
         `resync_store` keeps resync jobs across restarts (without one they live only in this
-        process); `instance` names this host in the claims on them."""
+        process); `instance` names this host in the claims on them; `delta_links` keeps
+        each mailbox folder's delta link for mail resync."""
         clock = clock or SystemClock()
         client = build_client(
             credential, endpoint=deployment.graph_endpoint, transport=graph_transport
@@ -199,6 +218,17 @@ class ControlPlane:
                 store=resync_store,
                 owner=instance,
                 settings=settings.resync,
+            )
+            if resync_sink is not None
+            else None
+        )
+        mail_resync = (
+            MailResync(
+                GraphMailFolders(client),
+                resync_sink,
+                tenant_id=deployment.tenant_id,
+                clock=clock,
+                links=delta_links,
             )
             if resync_sink is not None
             else None
@@ -221,6 +251,8 @@ class ControlPlane:
             heartbeat=heartbeat,
             client_state_secret=deployment.client_state_secret,
             leadership=leadership,
+            mail_resync=mail_resync,
+            blob_store_url=deployment.blob_store_url,
         )
 
     # -- status ---------------------------------------------------------------------------
@@ -280,6 +312,8 @@ class ControlPlane:
             await asyncio.gather(holder, return_exceptions=True)
             if self.resync is not None:
                 await self.resync.store.close()
+            if self.mail_resync is not None:
+                await self.mail_resync.links.close()
 
     async def _stand_by(self, stop: asyncio.Event) -> int | None:
         """Until this instance is elected, it only reads: what Graph holds (so a standby's
@@ -399,6 +433,7 @@ class ControlPlane:
             client_state=self._client_state,
             certificate=graph_certificate_value(certificate.certificate),
             certificate_id=certificate.certificate_id,
+            blob_store_url=self.blob_store_url,
         )
         return self._target
 
@@ -492,7 +527,7 @@ class ControlPlane:
         last = float(self.heartbeat.read_text().strip() or "0")
         if self.clock.time() - last > 3 * self.settings.renewal_check:
             await self._resync_gap(
-                dt.datetime.fromtimestamp(last, dt.UTC), "control plane downtime"
+                Gap(dt.datetime.fromtimestamp(last, dt.UTC)), "control plane downtime"
             )
         self._beat()
 
@@ -543,23 +578,56 @@ class ControlPlane:
             # Recreating what is missing resyncs from when it was last seen alive.
             await self.reconcile()
         elif event.event == lifecycle.MISSED:
-            now = utcnow(self.clock)
-            await self._resync_gap(now - self.settings.missed_window, "missed notifications")
+            # Only the subscription that missed: a mailbox's folders, or Teams' exports
+            # (one not known yet: everything).
+            resources = None
+            if tracked is not None and tracked.subscription is not None:
+                resources = frozenset({tracked.subscription.resource})
+            start = utcnow(self.clock) - self.settings.missed_window
+            await self._resync_gap(Gap(start, resources), "missed notifications", strict=True)
         else:
             log.warning("unknown lifecycle event %r: ignored", event.event)
 
     async def resync_downtime(self, since: dt.datetime) -> None:
         """The host was down since `since`: read back what it may have missed."""
-        await self._resync_gap(since, "control plane downtime")
+        await self._resync_gap(Gap(since), "control plane downtime")
 
-    async def _resync_gap(self, start: dt.datetime | None, why: str) -> None:
-        if start is None:
+    async def _resync_gap(self, gap: Gap | None, why: str, *, strict: bool = False) -> None:
+        """Read the gap back: Teams resources through the export APIs, mailboxes through
+        their folders' delta queries. `strict`: a mail resync whose every folder failed
+        raises, so the lifecycle event that asked for it is kept and tried again."""
+        if gap is None:
             return
+        boxes, teams = self._split(gap.resources)
+        start = gap.start - self.settings.gap_margin
+        if teams:
+            await self._resync_teams(start, why)
+        if boxes:
+            await self._resync_mail(boxes, start, why, strict=strict)
+
+    def _split(self, resources: frozenset[str] | None) -> tuple[list[Mailbox], bool]:
+        """The mailboxes among `resources` (None: every declared one), and whether any
+        Teams resource is among them."""
+        if resources is None:
+            boxes = mailboxes(self.desired)
+            teams = any(Mailbox.of(s.resource, ()) is None for s in self.desired.subscriptions)
+            return boxes, teams
+        types = {s.resource.lower(): s.change_types for s in self.desired.subscriptions}
+        boxes, teams = [], False
+        for resource in sorted(resources):
+            box = Mailbox.of(resource, types.get(resource.lower(), ("created", "updated")))
+            if box is None:
+                teams = True
+            else:
+                boxes.append(box)
+        return boxes, teams
+
+    async def _resync_teams(self, start: dt.datetime, why: str) -> None:
         if self.resync is None or self._certificate is None or self._client_state is None:
             self._error(f"gap since {start:%Y-%m-%dT%H:%M:%SZ} ({why}) not resynced: no resync")
             return
         report = await self.resync.window(
-            start - self.settings.gap_margin,
+            start,
             utcnow(self.clock),
             certificate=self._certificate,
             client_state=self._client_state,
@@ -569,6 +637,23 @@ class ControlPlane:
         log.info(
             "resync (%s): %d messages, %d new verdicts", why, report.messages, report.new_verdicts
         )
+
+    async def _resync_mail(
+        self, boxes: list[Mailbox], start: dt.datetime, why: str, *, strict: bool
+    ) -> None:
+        if self.mail_resync is None or self._client_state is None:
+            self._error(
+                f"mail gap since {start:%Y-%m-%dT%H:%M:%SZ} ({why}) not resynced: no mail resync"
+            )
+            return
+        try:
+            await self.mail_resync.run(boxes, start, client_state=self._client_state, reason=why)
+        except GraphError:
+            if strict:
+                raise
+            self._error(f"mail resync ({why}) failed: {self.mail_resync.last_error}")
+            return
+        self._state.resyncs += 1
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -582,14 +667,16 @@ class ControlPlane:
             None,
         )
 
-    def _record(self, outcomes: list[Outcome]) -> dt.datetime | None:
-        """Remember what Graph said; returns when the earliest gap began, if one opened.
+    def _record(self, outcomes: list[Outcome]) -> Gap | None:
+        """Remember what Graph said; returns when the earliest gap began, if one opened,
+        and for which resources.
 
         A subscription that had to be created again (removed, expired, vanished) left a
         gap since it was last seen alive, whatever told the control plane about it.
         """
         now = utcnow(self.clock)
         gap: dt.datetime | None = None
+        reopened: set[str] = set()
         for outcome in outcomes:
             previous = self._state.tracked.get(outcome.resource)
             # Any recreation left a window without a subscription (removed, expired, or
@@ -597,6 +684,7 @@ class ControlPlane:
             recreated = outcome.action == "created" or outcome.action.startswith("recreated")
             if recreated and previous is not None and previous.confirmed_at is not None:
                 gap = min(gap or previous.confirmed_at, previous.confirmed_at)
+                reopened.add(outcome.resource)
             if outcome.error is not None:
                 self._error(f"{outcome.resource}: {outcome.error} ({outcome.error.hint})")
                 kind = outcome.action.removesuffix(" failed")
@@ -615,4 +703,4 @@ class ControlPlane:
             self._state.tracked[outcome.resource] = _Tracked(
                 subscription, outcome.action, "active", now
             )
-        return gap
+        return Gap(gap, frozenset(reopened)) if gap is not None else None

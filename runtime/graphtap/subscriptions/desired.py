@@ -69,6 +69,9 @@ class DesiredState:
     subscriptions: tuple[DesiredSubscription, ...]
     permissions: tuple[str, ...]
     renew_at: float = DEFAULT_RENEW_AT
+    #: Every resource as declared, `{id}` unexpanded: what the environment subscribes to
+    #: whatever its lists hold today (the stack grants for these, not for the lists).
+    declared: tuple[str, ...] = ()
 
     def by_key(self) -> dict[tuple[str, str], DesiredSubscription]:
         return {s.key: s for s in self.subscriptions}
@@ -124,7 +127,14 @@ def parse_desired(
         problems.append("no [[subscription]] declared [empty]")
     if problems:
         raise DesiredStateError(source, problems)
-    return DesiredState(environment, tuple(subscriptions), permissions, renew_at)
+    declared = tuple(
+        dict.fromkeys(
+            str(entry["resource"])
+            for entry in document.get("subscription", [])
+            if isinstance(entry.get("resource"), str)
+        )
+    )
+    return DesiredState(environment, tuple(subscriptions), permissions, renew_at, declared)
 
 
 def validate(

@@ -73,6 +73,9 @@ class NewSubscription:
     include_resource_data: bool
     encryption_certificate: str | None = None
     encryption_certificate_id: str | None = None
+    #: Where Graph writes a rich payload over 1 MB: a Key Vault secret's URL holding the
+    #: payload account's connection string (`?tenantId=<domain>`).
+    blob_store_url: str | None = None
 
     def __repr__(self) -> str:  # clientState is a secret: keep it out of logs and tracebacks
         return f"NewSubscription(resource={self.resource!r}, change_type={self.change_type!r})"
@@ -197,6 +200,9 @@ class GraphSubscriptions:
             encryption_certificate=request.encryption_certificate,
             encryption_certificate_id=request.encryption_certificate_id,
         )
+        if request.blob_store_url is not None:
+            # Not in Graph's metadata, so not in the SDK's model: sent as an additional field.
+            body.additional_data["blobStoreUrl"] = request.blob_store_url
         created = await _call(f"create {request.resource}", self._client.subscriptions.post(body))
         if created is None:
             raise GraphError(None, None, "Graph returned no subscription", "create")
@@ -286,20 +292,24 @@ class GraphExports:
         return f"{self._base}/{collection}/getAllMessages?%24filter={window}"
 
     async def _json(self, operation: str, url: str) -> dict[str, Any]:
-        info = RequestInformation(Method.GET)
-        info.url = url
-        info.headers.try_add("Accept", "application/json")
-        adapter = self._client.request_adapter
-        body = await _call(operation, adapter.send_primitive_async(info, "bytes", _ERRORS))
-        try:
-            page = json.loads(body) if body else {}
-        except ValueError:
-            raise GraphError(
-                None, None, "Graph returned a page that is not JSON", operation
-            ) from None
-        if not isinstance(page, dict) or not isinstance(page.get("value", []), list):
-            raise GraphError(None, None, "Graph returned a page without a value list", operation)
-        return page
+        return await get_json(self._client, operation, url)
+
+
+async def get_json(client: GraphServiceClient, operation: str, url: str) -> dict[str, Any]:
+    """A page of Graph's JSON at `url`, through the SDK's request adapter (authentication,
+    retry middleware); errors become `GraphError` or `RetryableError`."""
+    info = RequestInformation(Method.GET)
+    info.url = url
+    info.headers.try_add("Accept", "application/json")
+    adapter = client.request_adapter
+    body = await _call(operation, adapter.send_primitive_async(info, "bytes", _ERRORS))
+    try:
+        page = json.loads(body) if body else {}
+    except ValueError:
+        raise GraphError(None, None, "Graph returned a page that is not JSON", operation) from None
+    if not isinstance(page, dict) or not isinstance(page.get("value", []), list):
+        raise GraphError(None, None, "Graph returned a page without a value list", operation)
+    return page
 
 
 _ERRORS: dict[str, Any] = {"XXX": ODataError}

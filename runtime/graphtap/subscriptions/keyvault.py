@@ -110,6 +110,18 @@ class KeyVault:
         """The finding hash key, which `graphtap bootstrap` creates; the runtime only reads."""
         return self._hash_key(name, await self._read_secret(name, "finding hash key"))
 
+    async def put_secret(self, name: str, value: str, *, content_type: str) -> str:
+        """Write `value` unless the secret already holds it: "created", "updated" or "kept"
+        (a new version only when the value changed)."""
+        try:
+            current = (await self._secrets.get_secret(name)).value
+        except ResourceNotFoundError:
+            current = None
+        if current == value:
+            return "kept"
+        await self._secrets.set_secret(name, value, content_type=content_type)
+        return "created" if current is None else "updated"
+
     async def _read_secret(self, name: str, what: str) -> str:
         try:
             secret = await self._secrets.get_secret(name)

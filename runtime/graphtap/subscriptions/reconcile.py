@@ -45,6 +45,9 @@ class Target:
     client_state: str
     certificate: str | None
     certificate_id: str | None
+    #: Rich subscriptions' `blobStoreUrl` (payloads over 1 MB); None: the deployment has no
+    #: payload store.
+    blob_store_url: str | None = None
 
     def __repr__(self) -> str:  # clientState is a secret
         return (
@@ -211,6 +214,7 @@ class Reconciler:
             include_resource_data=want.rich,
             encryption_certificate=target.certificate if want.rich else None,
             encryption_certificate_id=target.certificate_id if want.rich else None,
+            blob_store_url=target.blob_store_url if want.rich else None,
         )
         return await self._write("create", lambda: self.graph.create(request))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import itertools
 import json
 import logging
@@ -32,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from graphtap.notifications.crypto import encrypt_content
 from graphtap.processing.committer import BatchCommitter
+from graphtap.processing.fetch import ContentFetcher
+from graphtap.processing.fetched import Fetched, Payload
 from graphtap.processing.pipeline import EventResult
 from graphtap.processing.sources import SourceEvent
 from graphtap.subscriptions.clock import Clock
@@ -54,11 +57,59 @@ log = logging.getLogger(__name__)
 RESYNC_PARTITION = "resync"
 #: Notifications per synthesized event body.
 BATCH = 50
+#: The largest body resync hands the pipeline, under the 1 MB an Event Hubs event may have.
+MAX_BODY_BYTES = 900_000
+#: A notification larger than this travels as Graph sends one over 1 MB: only an
+#: `additionalPayloadStorageId` in the body, its content handed over beside it.
+LARGE_ITEM_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncEvent:
+    """An event body resync synthesized, and (by item index) the large payloads its items
+    point at, which the fetcher then does not look for in the payload store."""
+
+    body: bytes
+    fetched: dict[int, Fetched] | None = None
+
+
+def pack(items: Sequence[dict[str, Any]]) -> list[ResyncEvent]:
+    """Notifications into event bodies of at most `BATCH` items and `MAX_BODY_BYTES`."""
+    events: list[ResyncEvent] = []
+    encoded: list[bytes] = []
+    fetched: dict[int, Fetched] = {}
+    size = 0
+
+    def flush() -> None:
+        nonlocal encoded, fetched, size
+        if encoded:
+            events.append(ResyncEvent(b'{"value":[' + b",".join(encoded) + b"]}", fetched or None))
+        encoded, fetched, size = [], {}, 0
+
+    for item in items:
+        text = json.dumps(item, separators=(",", ":")).encode()
+        payload = None
+        if len(text) > LARGE_ITEM_BYTES:
+            properties = {k: item[k] for k in _PAYLOAD_PROPERTIES if k in item}
+            small = {k: v for k, v in item.items() if k not in _PAYLOAD_PROPERTIES}
+            small["additionalPayloadStorageId"] = f"resync-{hashlib.sha256(text).hexdigest()}"
+            text, payload = json.dumps(small, separators=(",", ":")).encode(), Payload(properties)
+        if encoded and (len(encoded) == BATCH or size + len(text) + 32 > MAX_BODY_BYTES):
+            flush()
+        if payload is not None:
+            fetched[len(encoded)] = payload
+        encoded.append(text)
+        size += len(text) + 1
+    flush()
+    return events
+
+
+_PAYLOAD_PROPERTIES = ("resource", "resourceData", "encryptedContent")
 
 
 class ResyncSink(Protocol):
-    async def submit(self, bodies: Sequence[bytes]) -> int:
-        """Hand event bodies to the processing path; returns the new verdicts."""
+    async def submit(self, events: Sequence[ResyncEvent]) -> int:
+        """Hand synthesized events to the processing path; returns the new verdicts."""
         ...
 
 
@@ -72,17 +123,26 @@ class ProcessingSubmitter:
         self,
         process: Callable[[Sequence[SourceEvent]], Awaitable[list[EventResult]]],
         committer: BatchCommitter,
+        *,
+        fetcher: ContentFetcher | None = None,
     ) -> None:
         self._process = process
         self._committer = committer
+        #: Reads what resynced mail notifications point at, as for live ones.
+        self._fetcher = fetcher
         self._offsets = itertools.count(1)
         # One resync batch at a time: the units read concurrently, the CPU-bound processing
         # gains nothing from interleaving, and each batch's new verdicts stay its own.
         self._one_batch_at_a_time = asyncio.Lock()
 
-    async def submit(self, bodies: Sequence[bytes]) -> int:
-        events = [SourceEvent(RESYNC_PARTITION, next(self._offsets), body) for body in bodies]
+    async def submit(self, synthesized: Sequence[ResyncEvent]) -> int:
+        events = [
+            SourceEvent(RESYNC_PARTITION, next(self._offsets), e.body, e.fetched)
+            for e in synthesized
+        ]
         async with self._one_batch_at_a_time:
+            if self._fetcher is not None:
+                await self._fetcher.fill(events)
             results = await self._process(events)
             before = self._committer.summary.verdicts
             await self._committer.commit(results, events=len(events), checkpoint=_no_checkpoint)
@@ -379,11 +439,7 @@ class Resync:
         if not fresh:
             return 0
         items = [self._notification(m, certificate, client_state) for m in fresh.values()]
-        bodies = [
-            json.dumps({"value": items[i : i + BATCH]}, separators=(",", ":")).encode()
-            for i in range(0, len(items), BATCH)
-        ]
-        run.new_verdicts += await self._sink.submit(bodies)
+        run.new_verdicts += await self._sink.submit(pack(items))
         run.seen.update(fresh)  # only once committed: a failed commit is read again
         run.messages += len(fresh)
         return len(fresh)

@@ -80,6 +80,19 @@ EXPORT_READS = ThrottleSettings(
 )
 
 
+#: Outlook allows 10,000 requests per 10 minutes per app and mailbox, 4 at a time: one
+#: throttle per mailbox keeps a resync's reads to 4 + 15/s x 600 s = 9,004 in any 10 minutes,
+#: leaving the live path's fetches room in the same budget.
+MAIL_READS = ThrottleSettings(
+    rate=15.0,
+    burst=4,
+    concurrency=4,
+    limit=10_000,
+    window=600.0,
+    what="Outlook requests per mailbox",
+)
+
+
 @dataclass
 class ThrottleStats:
     writes: int = 0

@@ -23,7 +23,8 @@ from graphtap.subscriptions.desired import DesiredStateError, load_desired
 def secrets_table(result: BootstrapResult) -> Table:
     table = Table("Key Vault secret", "action")
     for secret in result.secrets:
-        table.add_row(secret.name, "created" if secret.created else "kept")
+        action = "created" if secret.created else "updated" if secret.updated else "kept"
+        table.add_row(secret.name, action)
     return table
 
 

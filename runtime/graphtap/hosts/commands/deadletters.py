@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ from graphtap.processing.endpoints import (
     default_lifecycle_queue,
     open_stores,
 )
+from graphtap.processing.fetch.payloads import parse_payload_store
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outbox import ActionOutbox
 from graphtap.processing.replay import (
@@ -277,6 +279,21 @@ def _item_rows(body: str, items: str | None, limit: int = 5) -> list[tuple[str, 
 )
 @lifecycle_queue_option
 @click.option(
+    "--payload-store",
+    default=None,
+    help="Where Graph put payloads over 1 MB: local:DIR, or "
+    "blob:https://ACCOUNT.blob.core.windows.net (Graph's container there, signed in with "
+    "DefaultAzureCredential) [default: none].",
+)
+@click.option(
+    "--graph-endpoint",
+    envvar="GRAPHTAP_GRAPH_ENDPOINT",
+    default=None,
+    help="Read Outlook messages again from this Graph (e.g. https://graph.microsoft.com), "
+    "signed in with DefaultAzureCredential: on the web app, the runtime identity, which holds "
+    "Mail.Read [default: $GRAPHTAP_GRAPH_ENDPOINT, which the stack sets there].",
+)
+@click.option(
     "--policy",
     "policy_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -294,6 +311,8 @@ def replay_letters(
     sink: str,
     dead_letter: str | None,
     lifecycle_queue: Path | None,
+    payload_store: str | None,
+    graph_endpoint: str | None,
     policy_path: Path | None,
     hash_key_file: Path | None,
 ) -> None:
@@ -330,6 +349,18 @@ def replay_letters(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
+    if reason == str(Reason.FETCH_FAILED) and not graph_endpoint:
+        raise click.UsageError(
+            "fetch_failed letters are Outlook messages to read again from Graph: give "
+            "--graph-endpoint (set on the web app as $GRAPHTAP_GRAPH_ENDPOINT), and run where "
+            "the runtime identity signs in"
+        )
+    if payload_store is not None:
+        try:  # a bad spec is refused before anything is read
+            parse_payload_store(payload_store)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--payload-store") from None
+
     async def run(reader: DeadLetterReader) -> ReplayReport:
         letters = await reader.letters(where)
         failed_again: AsyncDeadLetterStore
@@ -361,6 +392,18 @@ def replay_letters(
             close_stores()
             lifecycle.close()
             raise
+        credential = _credential() if payload_store and payload_store.startswith("blob:") else None
+        fetcher = compose.payload_fetcher(settings, payload_store, credential=credential)
+        if graph_endpoint:  # Outlook messages, read with the runtime identity's Mail.Read
+            from graphtap.hosts.azure import open_mail
+
+            credential = credential or _credential()
+            mail = open_mail(credential, graph_endpoint)
+            fetcher = (
+                compose.content_fetcher(settings, mail=mail)
+                if fetcher is None
+                else replace(fetcher, mail=mail)
+            )
         try:
             return await replay(
                 reader,
@@ -370,8 +413,13 @@ def replay_letters(
                 dead_letters=failed_again,
                 lifecycle=lifecycle,
                 outbox=outbox,
+                fetcher=fetcher,
             )
         finally:
+            if fetcher is not None:
+                await fetcher.close()
+            if credential is not None:
+                await credential.close()
             if letters_endpoint is None:
                 await failed_again.close()
             close_stores()

@@ -27,6 +27,15 @@ lifecycle_queue_option = click.option(
     help="SQLite file of lifecycle events for the control plane [default: beside the sink].",
 )
 
+#: `--payload-store`, alike for every command that processes notifications locally.
+payload_store_option = click.option(
+    "--payload-store",
+    default=None,
+    help="Where Graph put payloads over 1 MB: local:DIR, a folder of files named by "
+    "additionalPayloadStorageId [default: none; such items are dead-lettered "
+    "payload_unavailable].",
+)
+
 
 def decryption_options(function: Any) -> Any:
     """`--keys`, `--key-password` and `--client-state`, alike for every command that

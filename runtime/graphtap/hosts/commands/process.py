@@ -20,6 +20,7 @@ from graphtap.hosts.commands.options import (
     finding_hash_key,
     hash_key_file_option,
     lifecycle_queue_option,
+    payload_store_option,
 )
 from graphtap.inspection import Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError, LocalHubUnusable
@@ -34,6 +35,7 @@ from graphtap.processing.endpoints import (
     EndpointError,
     default_lifecycle_queue,
 )
+from graphtap.processing.fetch import ContentFetcher
 from graphtap.processing.pipeline import PipelineSettings
 from graphtap.processing.runner import (
     DEFAULT_BATCH_SIZE,
@@ -57,6 +59,7 @@ from graphtap.transactions import StoreError
     help="jsonl:FILE or sqlite:FILE [default: the sink's store].",
 )
 @lifecycle_queue_option
+@payload_store_option
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
@@ -121,6 +124,7 @@ def process(
     sink: str,
     dead_letter: str | None,
     lifecycle_queue: Path | None,
+    payload_store: str | None,
     workers: int,
     batch_size: int,
     consumer_group: str,
@@ -160,6 +164,10 @@ def process(
         token_policy=TokenPolicy(app_ids=app_ids, jwks=jwks, cloud=cloud) if app_ids else None,
         max_event_bytes=max_event_bytes,
     )
+    try:
+        fetcher = compose.payload_fetcher(settings, payload_store)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--payload-store") from None
     console = Console(stderr=True)
     console.print(f"keys: {', '.join(e.certificate_id for e in ring.entries())}")
     progress = Progress(
@@ -184,6 +192,7 @@ def process(
             follow=follow,
             on_start=lambda total: progress.update(task, total=total),
             on_progress=lambda _summary, events: progress.advance(task, events),
+            fetcher=fetcher,
         )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
@@ -203,6 +212,7 @@ def run_processor(
     follow: bool,
     on_start: Callable[[int | None], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    fetcher: ContentFetcher | None = None,
 ) -> Summary:
     """Open the endpoints, run to the end (or a stop signal), close everything.
 
@@ -229,7 +239,7 @@ def run_processor(
         if isinstance(source, LocalHubSource):
             waiting = sum(p.lag for p in source.hub.partitions(consumer_group))
         on_start(waiting)
-    processor = run.processor(settings, options, on_progress=on_progress)
+    processor = run.processor(settings, options, on_progress=on_progress, fetcher=fetcher)
     restore = _stop_on_signals(source)
     try:
         return processor.run()

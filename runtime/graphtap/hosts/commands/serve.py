@@ -29,7 +29,12 @@ from starlette.applications import Starlette
 
 from graphtap.deployment import Deployment, DeploymentError
 from graphtap.hosts.access import AccessPolicy
-from graphtap.hosts.commands.options import HASH_KEY_ENV, finding_hash_key, hash_key_file_option
+from graphtap.hosts.commands.options import (
+    HASH_KEY_ENV,
+    finding_hash_key,
+    hash_key_file_option,
+    payload_store_option,
+)
 from graphtap.hosts.findings import FindingRow
 from graphtap.hosts.history import DEFAULT_INTERVAL, RecentFindings, StatusHistory
 from graphtap.hosts.webapp import ControlPlaneView, StatusSources, create_app
@@ -107,6 +112,7 @@ class ControlPlaneService(Protocol):
 @click.option("--sink", default=None, help="sqlite:FILE or jsonl:FILE (local hub only).")
 @click.option("--dead-letter", default=None, help="jsonl:FILE or sqlite:FILE (local hub only).")
 @click.option("--lifecycle-queue", type=click.Path(dir_okay=False, path_type=Path))
+@payload_store_option
 @click.option("--consumer-group", default=DEFAULT_CONSUMER_GROUP, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option(
@@ -154,6 +160,7 @@ def serve(
     sink: str | None,
     dead_letter: str | None,
     lifecycle_queue: Path | None,
+    payload_store: str | None,
     consumer_group: str,
     workers: int,
     batch_size: int,
@@ -191,6 +198,7 @@ def serve(
             consumer_group,
             options,
             _inspection(policy_path, hash_key_file),
+            payload_store,
         )
 
         async def opened() -> Opened:
@@ -198,6 +206,11 @@ def serve(
 
         asyncio.run(_serve(opened, host, port, chart_interval))
         return
+    if payload_store is not None:
+        raise click.UsageError(
+            "--payload-store is for the local hub; on Azure the deployment's payload account "
+            "($GRAPHTAP_PAYLOAD_ACCOUNT_URL) is read"
+        )
     try:
         deployment = Deployment.from_app_settings()
     except DeploymentError as exc:
@@ -363,6 +376,7 @@ def _local_service(
     consumer_group: str,
     options: ProcessorOptions,
     inspection: InspectionSettings,
+    payload_store: str | None = None,
 ) -> tuple[Service, None]:
     from graphtap.hosts.local import LocalHubService, LocalServiceSettings
 
@@ -393,10 +407,15 @@ def _local_service(
                     policy=inspection.policy,
                 ),
                 options=options,
+                payload_store=payload_store,
             )
         )
     except (EndpointError, KeyRingError, LocalHubError) as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        compose.payload_fetcher(service.settings.pipeline, payload_store)  # fail fast
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--payload-store") from None
     settings = service.settings
     try:
         # Fail fast, before serving: a damaged, read-only or foreign store or hub is one

@@ -71,6 +71,19 @@ from graphtap.subscriptions.certificates import load_certificate
     help="Share of changes made faulty (tampered, wrong clientState, ...).",
 )
 @click.option(
+    "--large-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of new and edited messages over 1 MB: the event names a blob in "
+    "--payload-store instead of carrying the content, as Graph does.",
+)
+@click.option(
+    "--payload-store",
+    default=None,
+    help="local:DIR, the folder standing for Graph's payload container (created if missing).",
+)
+@click.option(
     "--max-batch",
     type=click.IntRange(1, 100),
     default=3,
@@ -89,6 +102,8 @@ def simulate(
     sensitive_share: float,
     lifecycle_share: float,
     fault_share: float,
+    large_share: float,
+    payload_store: str | None,
     max_batch: int,
 ) -> None:
     """Emit Teams chat and channel message notifications for a synthetic tenant.
@@ -99,25 +114,36 @@ def simulate(
     """
     if (out_file is None) == (hub is None):
         raise click.UsageError("give exactly one of --out FILE.jsonl or --hub local:DIR")
+    if large_share and payload_store is None:
+        raise click.UsageError("--large-share needs --payload-store local:DIR to write them to")
+    payloads = None
+    if payload_store is not None:
+        try:
+            payloads = Endpoint.parse(payload_store, allowed=("local",), what="--payload-store")
+        except EndpointError as exc:
+            raise click.UsageError(str(exc)) from None
+        payloads.path.mkdir(parents=True, exist_ok=True)
     settings = SimulationSettings(
         count=count,
         seed=seed,
         sensitive_share=sensitive_share,
         lifecycle_share=lifecycle_share,
         fault_share=fault_share,
+        large_share=large_share,
         max_batch=max_batch,
     )
     try:
         certificate = load_certificate(cert_path)
+        store = payloads.path if payloads is not None else None
         events = simulate_events(
             settings, certificate=certificate, certificate_id=cert_id, client_state=client_state
         )
         if hub is not None:
             location = Endpoint.parse(hub, allowed=("local",), what="--hub").path
             with LocalHub(location, partitions=partitions) as local:
-                totals = write_events(events, hub=local)
+                totals = write_events(events, hub=local, payload_store=store)
         else:
-            totals = write_events(events, out_file=out_file)
+            totals = write_events(events, out_file=out_file, payload_store=store)
     except LocalHubUnusable as exc:  # damaged, read-only, a full disk: not a usage error
         raise click.ClickException(str(exc)) from None
     except (ValueError, EndpointError, LocalHubError) as exc:
@@ -126,4 +152,5 @@ def simulate(
         f"wrote {totals['events']} events: {totals['changes']} changes, "
         f"{totals['validation']} validation, {totals['lifecycle']} lifecycle, "
         f"{totals['faults']} faulty"
+        + (f", {totals['large']} over 1 MB in {payload_store}" if payload_store else "")
     )

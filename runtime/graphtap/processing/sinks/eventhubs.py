@@ -14,13 +14,13 @@ A small, bounded set of recently sent keys skips re-sending what this process al
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
@@ -160,7 +160,8 @@ class EventHubsVerdictSink:
 
 
 def _event(verdict: Verdict) -> EventData:
-    event = EventData(json.dumps(verdict.to_dict(), separators=(",", ":")).encode())
+    # orjson: compact UTF-8 JSON, a tenth of `json.dumps`'s time, on the event loop per verdict.
+    event = EventData(orjson.dumps(verdict.to_dict()))
     event.content_type = CONTENT_TYPE
     event.properties = {"verdict_key": verdict.key, "severity": verdict.severity}
     return event

@@ -6,17 +6,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from graphtap.processing.fetched import Fetched
 from graphtap.processing.records import pickled_as_fields
 
 
 @pickled_as_fields
 @dataclass(slots=True)  # one per event: a frozen dataclass costs more to build
 class SourceEvent:
-    """One Event Hubs event: its body and where it sits, for checkpoints and dead letters."""
+    """One Event Hubs event: its body and where it sits, for checkpoints and dead letters.
+    `fetched` holds, by item index, the content its items point at (see `processing.fetch`)."""
 
     partition: str
     offset: int
     body: bytes
+    fetched: dict[int, Fetched] | None = None
 
 
 class EventSource(Protocol):

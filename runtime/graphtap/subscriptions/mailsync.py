@@ -1,0 +1,329 @@
+"""Mail gap resync: each mailbox folder's delta query, from where it last stopped.
+
+Outlook's `missed` event, a mail subscription created again and control-plane downtime all
+mean that changes may have gone unnotified. A folder's delta query (`/users/{id}/mailFolders/
+{id}/messages/delta`) returns what changed since the link stored for that folder, or, the
+first time, the messages received since the gap began. Each change becomes the basic
+notification Graph would have sent and goes through the same fetch, pipeline and commit step
+as a live one, so its verdict key is the live path's and a change already seen adds nothing.
+
+A page's changes are committed before the link after it is stored: a restart goes on from
+that page, and a link Graph no longer honours (410 Gone, `syncStateNotFound`) starts the
+folder over from the gap. Teams gaps are not read here: they go to the export APIs
+(`graphtap.subscriptions.resync`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+from msgraph.graph_service_client import GraphServiceClient
+
+from graphtap.subscriptions.clock import Clock
+from graphtap.subscriptions.deltalinks import DeltaLinkStore, MemoryDeltaLinks
+from graphtap.subscriptions.desired import DesiredState
+from graphtap.subscriptions.graph import GraphError, get_json
+from graphtap.subscriptions.resync import ResyncEvent, ResyncSink, pack
+from graphtap.subscriptions.throttle import MAIL_READS, ThrottleSettings, WriteThrottle
+
+log = logging.getLogger(__name__)
+
+#: A mail subscription's resource: a whole mailbox, or one folder of it.
+_MAIL_RESOURCE = re.compile(
+    r"/?users/(?P<user>[^/]+)(?:/mailFolders(?:\('(?P<quoted>[^']+)'\)|/(?P<folder>[^/]+)))?"
+    r"/messages",
+    re.IGNORECASE,
+)
+#: What Graph answers for a delta link it no longer honours.
+_RESET_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateInvalid"})
+#: The subscription id resynced notifications carry: no subscription delivered them.
+RESYNC_SUBSCRIPTION = "resync"
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """A mailbox a subscription watches: every folder, or the one it names."""
+
+    user: str
+    folder: str | None
+    change_types: tuple[str, ...]
+
+    @classmethod
+    def of(cls, resource: str, change_types: Sequence[str]) -> Mailbox | None:
+        match = _MAIL_RESOURCE.fullmatch(resource)
+        if match is None:
+            return None
+        folder = match.group("quoted") or match.group("folder")
+        return cls(match.group("user"), folder, tuple(change_types))
+
+
+def mailboxes(desired: DesiredState) -> list[Mailbox]:
+    """The mailboxes an environment's subscriptions watch, in declaration order."""
+    found = (Mailbox.of(s.resource, s.change_types) for s in desired.subscriptions)
+    return [m for m in found if m is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaPage:
+    changes: list[dict[str, Any]]
+    next_link: str | None
+    delta_link: str | None
+
+
+class GraphMailFolders:
+    """Outlook's folder list and per-folder delta, as Graph's JSON through the SDK's request
+    adapter (its authentication and retry middleware): resync needs each change's id and
+    `@odata.etag` only; the message itself is read by the live path's fetcher."""
+
+    def __init__(self, client: GraphServiceClient) -> None:
+        self._client = client
+        self._base = client.request_adapter.base_url.rstrip("/")
+
+    async def folders(self, user: str) -> list[str]:
+        """Every folder of the mailbox, child folders included."""
+        found: list[str] = []
+        pending = [f"{self._base}/users/{quote(user, safe='')}/mailFolders"]
+        while pending:
+            link: str | None = f"{pending.pop()}?%24select=id,childFolderCount&%24top=100"
+            while link:
+                page = await get_json(self._client, f"list mail folders of {user}", link)
+                for folder in page.get("value", []):
+                    if not isinstance(folder, dict) or not folder.get("id"):
+                        continue
+                    found.append(str(folder["id"]))
+                    if folder.get("childFolderCount"):
+                        pending.append(
+                            f"{self._base}/users/{quote(user, safe='')}/mailFolders/"
+                            f"{quote(str(folder['id']), safe='')}/childFolders"
+                        )
+                link = page.get("@odata.nextLink")
+        return found
+
+    async def exists(self, user: str, message_id: str) -> bool:
+        """Whether the mailbox still holds the message (in any folder)."""
+        url = (
+            f"{self._base}/users/{quote(user, safe='')}/messages/"
+            f"{quote(message_id, safe='')}?%24select=id"
+        )
+        try:
+            await get_json(self._client, f"read a message of {user}", url)
+        except GraphError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def delta(
+        self, user: str, folder: str, *, link: str | None, since: dt.datetime
+    ) -> DeltaPage:
+        """The page `link` names, or the first page of a new sync from `since`."""
+        if link is None:
+            received = quote(f"receivedDateTime ge {since.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}")
+            link = (
+                f"{self._base}/users/{quote(user, safe='')}/mailFolders/"
+                f"{quote(folder, safe='')}/messages/delta?%24select=id,changeKey"
+                f"&%24filter={received}"
+            )
+        page = await get_json(self._client, f"mail delta of {user}", link)
+        changes = [c for c in page.get("value", []) if isinstance(c, dict) and c.get("id")]
+        return DeltaPage(
+            changes,
+            page.get("@odata.nextLink") or None,
+            page.get("@odata.deltaLink") or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MailResyncReport:
+    reason: str
+    mailboxes: int
+    folders: int
+    changes: int
+    new_verdicts: int
+    failed_folders: int
+
+
+@dataclass
+class _Tally:
+    folders: int = 0
+    changes: int = 0
+    new_verdicts: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class MailResync:
+    def __init__(
+        self,
+        graph: GraphMailFolders,
+        sink: ResyncSink,
+        *,
+        tenant_id: str,
+        clock: Clock,
+        links: DeltaLinkStore | None = None,
+        throttle: ThrottleSettings = MAIL_READS,
+    ) -> None:
+        self._graph = graph
+        self._sink = sink
+        self._tenant_id = tenant_id
+        self._clock = clock
+        self.links: DeltaLinkStore = links if links is not None else MemoryDeltaLinks()
+        self._throttle_settings = throttle
+        self._throttles: dict[str, WriteThrottle] = {}
+        self.last_error: str | None = None
+
+    async def run(
+        self,
+        boxes: Sequence[Mailbox],
+        since: dt.datetime,
+        *,
+        client_state: str,
+        reason: str,
+    ) -> MailResyncReport:
+        """Read every folder of `boxes` from its stored link (or from `since`) to the end.
+
+        A folder that fails is counted and the others go on; its link stays where the last
+        committed page left it, so the next run resumes there. Raises only if every folder
+        that was tried failed, so the caller keeps the lifecycle event and tries again."""
+        tally = _Tally()
+        for box in boxes:
+            throttle = self._throttle(box.user)
+            try:
+                folders = [box.folder] if box.folder is not None else await self._folders(box)
+            except GraphError as error:
+                tally.failed += 1
+                tally.errors.append(str(error))
+                continue
+            for folder in folders:
+                tally.folders += 1
+                try:
+                    await self._folder(box, folder, since, client_state, throttle, tally)
+                except GraphError as error:
+                    tally.failed += 1
+                    tally.errors.append(str(error))
+                    log.warning(
+                        "mail resync (%s): folder of %s failed: %s", reason, box.user, error
+                    )
+        self.last_error = tally.errors[-1] if tally.errors else None
+        report = MailResyncReport(
+            reason, len(boxes), tally.folders, tally.changes, tally.new_verdicts, tally.failed
+        )
+        log.info(
+            "mail resync (%s): %d mailboxes, %d folders, %d changes, %d new verdicts, %d failed",
+            reason,
+            report.mailboxes,
+            report.folders,
+            report.changes,
+            report.new_verdicts,
+            report.failed_folders,
+        )
+        if tally.failed and tally.failed >= tally.folders:
+            raise GraphError(None, None, f"every folder failed; last: {tally.errors[-1]}", reason)
+        return report
+
+    async def _folder(
+        self,
+        box: Mailbox,
+        folder: str,
+        since: dt.datetime,
+        client_state: str,
+        throttle: WriteThrottle,
+        tally: _Tally,
+    ) -> None:
+        link = await self.links.get(box.user, folder)
+        restarted = False
+        while True:
+            try:
+                page = await throttle.run(
+                    partial(self._graph.delta, box.user, folder, link=link, since=since)
+                )
+            except GraphError as error:
+                if link is None or restarted or not _reset(error):
+                    raise
+                log.info(
+                    "mail resync: %s's delta link for a folder was reset; reading again", box.user
+                )
+                await self.links.drop(box.user, folder)
+                link, restarted = None, True
+                continue
+            tally.changes += len(page.changes)
+            bodies = self._bodies(box, await self._settled(box, page.changes), client_state)
+            if bodies:
+                tally.new_verdicts += await self._sink.submit(bodies)
+            following = page.next_link or page.delta_link
+            if following is None:
+                raise GraphError(
+                    None, None, "delta page has neither nextLink nor deltaLink", "mail delta"
+                )
+            await self.links.put(box.user, folder, following)
+            if page.next_link is None:
+                return
+            link = following
+
+    async def _settled(self, box: Mailbox, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`changes` without the removals that are moves: a folder's delta says `@removed`
+        both for a message deleted and for one moved to another folder, where it is still
+        the mailbox's (and the destination folder's delta reports it)."""
+        if "deleted" not in box.change_types:
+            return [c for c in changes if "@removed" not in c]  # not notified live either
+        kept = []
+        for change in changes:
+            if "@removed" in change and await self._throttle(box.user).run(
+                partial(self._graph.exists, box.user, str(change["id"]))
+            ):
+                continue
+            kept.append(change)
+        return kept
+
+    def _bodies(
+        self, box: Mailbox, changes: Sequence[dict[str, Any]], client_state: str
+    ) -> list[ResyncEvent]:
+        """The basic notifications Graph would have sent for `changes`, in events."""
+        items = []
+        for change in changes:
+            removed = "@removed" in change
+            message_id = str(change["id"])
+            resource = f"users/{box.user}/messages/{message_id}"
+            etag = change.get("@odata.etag")
+            if etag is None and change.get("changeKey"):
+                etag = f'W/"{change["changeKey"]}"'
+            resource_data: dict[str, Any] = {
+                "@odata.type": "#Microsoft.Graph.Message",
+                "@odata.id": resource,
+                "id": message_id,
+            }
+            if etag is not None:
+                resource_data["@odata.etag"] = etag
+            items.append(
+                {
+                    "subscriptionId": RESYNC_SUBSCRIPTION,
+                    "changeType": "deleted" if removed else "updated",
+                    "tenantId": self._tenant_id,
+                    "clientState": client_state,
+                    "resource": resource,
+                    "resourceData": resource_data,
+                }
+            )
+        return pack(items)
+
+    async def _folders(self, box: Mailbox) -> list[str]:
+        return await self._throttle(box.user).run(partial(self._graph.folders, box.user))
+
+    def _throttle(self, user: str) -> WriteThrottle:
+        throttle = self._throttles.get(user.lower())
+        if throttle is None:
+            throttle = self._throttles[user.lower()] = WriteThrottle(
+                self._clock, self._throttle_settings
+            )
+        return throttle
+
+
+def _reset(error: GraphError) -> bool:
+    return error.status == 410 or (error.code or "") in _RESET_CODES
