@@ -16,7 +16,7 @@ from graphtap.processing.fetch import ContentFetcher, FetchError, FetchRetry
 from graphtap.processing.fetch.payloads import LocalPayloadStore, open_payload_store
 from graphtap.processing.pipeline import Pipeline
 from graphtap.processing.sources import SourceEvent
-from graphtap.processing.verdicts import GONE, INSPECTED, NOT_INCLUDED
+from graphtap.processing.verdicts import GONE, INSPECTED
 
 from .conftest import CLIENT_STATE, Scenario
 
@@ -210,11 +210,23 @@ def test_mail_is_fetched_and_inspected(pipeline: Pipeline) -> None:
     assert CARD not in letter.message
 
 
-def test_mail_without_a_reader_keeps_its_not_included_verdict(pipeline: Pipeline) -> None:
-    event = SourceEvent("0", 0, orjson.dumps({"value": [_mail("m1")]}))
+def test_mail_nothing_read_is_a_letter_not_a_verdict_until_replayed_with_a_reader(
+    pipeline: Pipeline,
+) -> None:
+    """Without a Graph client (a local `process`), a mail change must not get a verdict that
+    would stand for content never inspected: it waits as `fetch_failed` for a replay."""
+    body = orjson.dumps({"value": [_mail("m1"), _mail("m2", "deleted")]})
+    event = SourceEvent("0", 0, body)
     _fill(ContentFetcher(ClientStateCheck([CLIENT_STATE])), event)
-    [verdict] = pipeline.process(event).verdicts
-    assert verdict.content == NOT_INCLUDED
+    result = pipeline.process(event)
+    assert [v.content for v in result.verdicts] == ["deleted"]
+    [letter] = result.dead_letters
+    assert letter.reason == "fetch_failed"
+    assert "--graph-endpoint" in letter.message
+    reader = Mailboxes({(USER, "m1"): _message("m1", f"<p>{CARD} exp 12/29</p>")})
+    again = SourceEvent("0", 0, body)
+    _fill(ContentFetcher(ClientStateCheck([CLIENT_STATE]), mail=reader), again)
+    assert [v.content for v in pipeline.process(again).verdicts] == ["inspected", "deleted"]
 
 
 def test_one_version_of_a_message_has_one_key_however_it_was_notified(pipeline: Pipeline) -> None:

@@ -14,7 +14,7 @@ from graphtap.processing.fetch.mail import GraphMailReader
 from graphtap.subscriptions.clock import utcnow
 from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSettings
 from graphtap.subscriptions.deltalinks import SqliteDeltaLinks
-from graphtap.subscriptions.graph import build_client
+from graphtap.subscriptions.graph import GraphError, build_client
 from graphtap.subscriptions.mailsync import GraphMailFolders, Mailbox, MailResync, mailboxes
 from graphtap.subscriptions.rotation import KeyFolderPublisher
 from tests.subscriptions.conftest import (
@@ -277,5 +277,28 @@ def test_downtime_reads_every_declared_mailbox_back(setup: Setup) -> None:
         boxes.deliver(BOB, _mail("also while down", "<p>x</p>"))
         await setup.plane.resync_downtime(utcnow(setup.bench.clock))
         assert sorted(c for _, c in setup.verdicts().values()) == ["inspected", "inspected"]
+
+    asyncio.run(scenario())
+
+
+def test_a_folder_that_keeps_failing_is_set_aside_and_read_on_the_next_round(
+    setup: Setup,
+) -> None:
+    async def scenario() -> None:
+        await setup.start()
+        boxes = setup.bench.graph.mailboxes
+        boxes.notify = None
+        boxes.deliver(ALICE, _mail("lost", f"<p>{CARD}</p>"))
+        boxes.fail(503)  # Outlook unavailable past every retry
+        resync = setup.plane.mail_resync
+        assert resync is not None
+        with pytest.raises(GraphError, match="set aside for retry"):
+            await setup.resync(ALICE)
+        assert resync.pending == 1  # the mailbox's folder list, not yet read
+        assert setup.verdicts() == {}
+        boxes.heal()
+        await setup.plane.retry_mail_resync()  # the next reconcile round
+        assert resync.pending == 0
+        assert [c for _, c in setup.verdicts().values()] == ["inspected"]
 
     asyncio.run(scenario())

@@ -62,7 +62,12 @@ def content_fetcher(
 ) -> ContentFetcher:
     """What reads, before the pipeline, the content items point at (Graph's large payloads,
     Outlook messages), for items carrying one of the pipeline's accepted clientStates."""
-    return ContentFetcher(ClientStateCheck(settings.client_states), payloads=payloads, mail=mail)
+    return ContentFetcher(
+        ClientStateCheck(settings.client_states),
+        payloads=payloads,
+        mail=mail,
+        max_event_bytes=settings.max_event_bytes,
+    )
 
 
 def payload_fetcher(

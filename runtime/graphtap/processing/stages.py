@@ -222,19 +222,30 @@ class DecryptContent:
 
 class UseFetchedMessage:
     """Outlook messages: the body cannot ride in a notification, so the host read the message
-    from Graph; one deleted before that has nothing left to inspect."""
+    from Graph; one deleted before that has nothing left to inspect. A message nothing read
+    (no Graph client where it was processed) is a `fetch_failed` letter, not a verdict: a
+    verdict would stand for the change without its content ever having been inspected."""
 
     def __call__(self, ctx: ItemContext) -> Outcome | None:
         fetched = ctx.fetched
+        n = ctx.notification
         if isinstance(fetched, MailMessage):
             ctx.resource = fetched.message
         elif isinstance(fetched, Gone):
             ctx.gone = True
-        elif (
-            isinstance(fetched, Unavailable)
-            and ctx.notification.additional_payload_storage_id is None
-        ):
+        elif isinstance(fetched, Unavailable) and n.additional_payload_storage_id is None:
             raise NotificationError(fetched.reason, fetched.problem)
+        elif (
+            fetched is None
+            and ctx.resource is None
+            and n.change_type != "deleted"
+            and mail_message(n.resource, n.tenant_id) is not None
+        ):
+            raise NotificationError(
+                Reason.FETCH_FAILED,
+                "the Outlook message was not read: no Graph client is configured here "
+                "(replay with --graph-endpoint)",
+            )
         return None
 
 
@@ -304,7 +315,6 @@ class IssueVerdict:
             version = str(notified) if notified is not None else version
             key = mail_verdict_key(
                 tenant_id,
-                mailbox[0],
                 mailbox[1],
                 deleted=n.change_type == "deleted",
                 version=version,

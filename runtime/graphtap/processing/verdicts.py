@@ -30,17 +30,17 @@ def verdict_key(
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def mail_verdict_key(
-    tenant_id: str, user_id: str, message_id: str, *, deleted: bool, version: str | None
-) -> str:
+def mail_verdict_key(tenant_id: str, message_id: str, *, deleted: bool, version: str | None) -> str:
     """The key of one version of one Outlook message, equal whichever path saw it.
 
     Graph notifies a new message as `created` and often `updated` too, and a folder's delta
     query says neither: the etag alone names the version, so the change type is reduced to
-    changed or deleted, and the resource to `users/{user}/messages/{id}`."""
-    resource = f"users/{user_id.lower()}/messages/{message_id}"
+    changed or deleted. The mailbox is left out: Graph writes it as `{id}@{tenant}` in
+    notifications and as the declared id or UPN elsewhere, while an Outlook message id already
+    names its mailbox's store. A deletion carries no version on every path, so it has none."""
+    change = "deleted" if deleted else "changed"
     return verdict_key(
-        tenant_id, resource, message_id, "deleted" if deleted else "changed", version
+        tenant_id, f"messages/{message_id}", message_id, change, None if deleted else version
     )
 
 

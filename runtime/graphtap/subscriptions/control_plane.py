@@ -450,8 +450,17 @@ class ControlPlane:
     async def _reconcile_round(self) -> None:
         await self.reconcile()
         # A job stopped by an error (throttled past every retry, a permission missing) or
-        # left by an instance that went quiet is taken up again.
+        # left by an instance that went quiet is taken up again; so are mail folders set aside.
         await self.resume_resyncs()
+        await self.retry_mail_resync()
+
+    async def retry_mail_resync(self) -> None:
+        """Read again the mail folders earlier resyncs could not finish."""
+        if self.mail_resync is None or self._client_state is None:
+            return
+        report = await self.mail_resync.retry(client_state=self._client_state)
+        if report is not None and report.failed_folders:
+            self._error(f"mail resync retry: {self.mail_resync.last_error}")
 
     async def resume_resyncs(self) -> None:
         """Finish the unfinished resync jobs in the store, each from its cursor."""

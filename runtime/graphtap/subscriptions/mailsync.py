@@ -31,7 +31,12 @@ from graphtap.subscriptions.deltalinks import DeltaLinkStore, MemoryDeltaLinks
 from graphtap.subscriptions.desired import DesiredState
 from graphtap.subscriptions.graph import GraphError, get_json
 from graphtap.subscriptions.resync import ResyncEvent, ResyncSink, pack
-from graphtap.subscriptions.throttle import MAIL_READS, ThrottleSettings, WriteThrottle
+from graphtap.subscriptions.throttle import (
+    MAIL_READS,
+    RetryableError,
+    ThrottleSettings,
+    WriteThrottle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ _MAIL_RESOURCE = re.compile(
 )
 #: What Graph answers for a delta link it no longer honours.
 _RESET_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateInvalid"})
+#: Messages a folder's first delta, filtered on `receivedDateTime`, returns at most.
+FIRST_READ_CAP = 5_000
 #: The subscription id resynced notifications carry: no subscription delivered them.
 RESYNC_SUBSCRIPTION = "resync"
 
@@ -178,6 +185,10 @@ class MailResync:
         self._throttle_settings = throttle
         self._throttles: dict[str, WriteThrottle] = {}
         self.last_error: str | None = None
+        #: (mailbox, folder or None for its folder list) -> (mailbox, the earliest gap start):
+        #: what failed and is read again each reconcile round. In memory: after a restart,
+        #: the downtime resync reads every mailbox from its stored links anyway.
+        self._pending: dict[tuple[str, str | None], tuple[Mailbox, dt.datetime]] = {}
 
     async def run(
         self,
@@ -189,28 +200,29 @@ class MailResync:
     ) -> MailResyncReport:
         """Read every folder of `boxes` from its stored link (or from `since`) to the end.
 
-        A folder that fails is counted and the others go on; its link stays where the last
-        committed page left it, so the next run resumes there. Raises only if every folder
-        that was tried failed, so the caller keeps the lifecycle event and tries again."""
+        A folder (or a mailbox's folder list) that fails is set aside and the others go on;
+        its link stays where the last committed page left it. What was set aside is read
+        again by `retry` (each reconcile round) until it succeeds, and this run raises
+        `GraphError` naming it, so a lifecycle event that asked for it stays queued."""
         tally = _Tally()
         for box in boxes:
-            throttle = self._throttle(box.user)
             try:
                 folders = [box.folder] if box.folder is not None else await self._folders(box)
-            except GraphError as error:
-                tally.failed += 1
-                tally.errors.append(str(error))
+            except (GraphError, RetryableError) as error:
+                self._set_aside(box, None, since, str(error), tally)
                 continue
+            self._pending.pop((box.user, None), None)
             for folder in folders:
                 tally.folders += 1
                 try:
-                    await self._folder(box, folder, since, client_state, throttle, tally)
-                except GraphError as error:
-                    tally.failed += 1
-                    tally.errors.append(str(error))
+                    await self._folder(box, folder, since, client_state, tally)
+                except (GraphError, RetryableError) as error:
+                    self._set_aside(box, folder, since, str(error), tally)
                     log.warning(
-                        "mail resync (%s): folder of %s failed: %s", reason, box.user, error
+                        "mail resync (%s): a folder of %s failed: %s", reason, box.user, error
                     )
+                else:
+                    self._pending.pop((box.user, folder), None)
         self.last_error = tally.errors[-1] if tally.errors else None
         report = MailResyncReport(
             reason, len(boxes), tally.folders, tally.changes, tally.new_verdicts, tally.failed
@@ -224,9 +236,54 @@ class MailResync:
             report.new_verdicts,
             report.failed_folders,
         )
-        if tally.failed and tally.failed >= tally.folders:
-            raise GraphError(None, None, f"every folder failed; last: {tally.errors[-1]}", reason)
+        if tally.failed:
+            raise GraphError(
+                None, None, f"{tally.failed} set aside for retry; last: {tally.errors[-1]}", reason
+            )
         return report
+
+    async def retry(self, *, client_state: str) -> MailResyncReport | None:
+        """Read again what earlier runs set aside (a folder, or a mailbox whose folders could
+        not be listed), each from its stored link or its gap's start."""
+        if not self._pending:
+            return None
+        tally = _Tally()
+        for (user, folder), (box, since) in list(self._pending.items()):
+            if folder is None:
+                try:
+                    folders = await self._folders(box)
+                except (GraphError, RetryableError) as error:
+                    self._set_aside(box, None, since, str(error), tally)
+                    continue
+                del self._pending[(user, None)]
+            else:
+                folders = [folder]
+            for name in folders:
+                tally.folders += 1
+                try:
+                    await self._folder(box, name, since, client_state, tally)
+                except (GraphError, RetryableError) as error:
+                    self._set_aside(box, name, since, str(error), tally)
+                else:
+                    self._pending.pop((user, name), None)
+        self.last_error = tally.errors[-1] if tally.errors else None
+        return MailResyncReport(
+            "retry", 0, tally.folders, tally.changes, tally.new_verdicts, tally.failed
+        )
+
+    @property
+    def pending(self) -> int:
+        """Folders (or mailboxes' folder lists) set aside, to be read again."""
+        return len(self._pending)
+
+    def _set_aside(
+        self, box: Mailbox, folder: str | None, since: dt.datetime, error: str, tally: _Tally
+    ) -> None:
+        tally.failed += 1
+        tally.errors.append(error)
+        key = (box.user, folder)
+        earlier = self._pending.get(key)
+        self._pending[key] = (box, min(since, earlier[1]) if earlier else since)
 
     async def _folder(
         self,
@@ -234,11 +291,12 @@ class MailResync:
         folder: str,
         since: dt.datetime,
         client_state: str,
-        throttle: WriteThrottle,
         tally: _Tally,
     ) -> None:
+        throttle = self._throttle(box.user)
         link = await self.links.get(box.user, folder)
         restarted = False
+        first_read = 0 if link is None else None  # changes of a first, filtered read
         while True:
             try:
                 page = await throttle.run(
@@ -251,9 +309,11 @@ class MailResync:
                     "mail resync: %s's delta link for a folder was reset; reading again", box.user
                 )
                 await self.links.drop(box.user, folder)
-                link, restarted = None, True
+                link, restarted, first_read = None, True, 0
                 continue
             tally.changes += len(page.changes)
+            if first_read is not None:
+                first_read += len(page.changes)
             bodies = self._bodies(box, await self._settled(box, page.changes), client_state)
             if bodies:
                 tally.new_verdicts += await self._sink.submit(bodies)
@@ -264,6 +324,13 @@ class MailResync:
                 )
             await self.links.put(box.user, folder, following)
             if page.next_link is None:
+                if first_read is not None and first_read >= FIRST_READ_CAP:
+                    log.warning(
+                        "mail resync: a folder of %s returned Graph's cap of %d messages on "
+                        "its first read; older mail of the gap was not read",
+                        box.user,
+                        FIRST_READ_CAP,
+                    )
                 return
             link = following
 

@@ -392,19 +392,22 @@ def replay_letters(
             close_stores()
             lifecycle.close()
             raise
-        credential = _credential() if payload_store and payload_store.startswith("blob:") else None
-        fetcher = compose.payload_fetcher(settings, payload_store, credential=credential)
-        if graph_endpoint:  # Outlook messages, read with the runtime identity's Mail.Read
-            from graphtap.hosts.azure import open_mail
-
-            credential = credential or _credential()
-            mail = open_mail(credential, graph_endpoint)
-            fetcher = (
-                compose.content_fetcher(settings, mail=mail)
-                if fetcher is None
-                else replace(fetcher, mail=mail)
-            )
+        credential = None
+        fetcher = None
         try:
+            if payload_store and payload_store.startswith("blob:"):
+                credential = _credential()
+            fetcher = compose.payload_fetcher(settings, payload_store, credential=credential)
+            if graph_endpoint:  # Outlook messages, read with the runtime identity's Mail.Read
+                from graphtap.hosts.azure import open_mail
+
+                credential = credential or _credential()
+                mail = open_mail(credential, graph_endpoint)
+                fetcher = (
+                    compose.content_fetcher(settings, mail=mail)
+                    if fetcher is None
+                    else replace(fetcher, mail=mail)
+                )
             return await replay(
                 reader,
                 letters,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +27,11 @@ import orjson
 from graphtap.notifications.authenticity import ClientStateCheck
 from graphtap.notifications.binding import mail_message
 from graphtap.notifications.errors import NotificationError, Reason
-from graphtap.notifications.model import ChangeNotification, parse_collection
+from graphtap.notifications.model import (
+    DEFAULT_MAX_EVENT_BYTES,
+    ChangeNotification,
+    parse_collection,
+)
 from graphtap.processing.fetched import Fetched, Gone, MailMessage, Payload, Unavailable
 from graphtap.processing.sources import SourceEvent
 
@@ -81,40 +85,59 @@ class ContentFetcher:
     retry: FetchRetry = field(default_factory=FetchRetry)
     #: Reads in flight for one batch, across stores and mailboxes.
     concurrency: int = 32
+    #: The pipeline's event size limit: the fetcher reads what the pipeline would accept.
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    #: Seconds a batch's reads may take in all (a throttled mailbox may ask for minutes):
+    #: what is unread by then is `Unavailable` and dead-lettered, so the batch moves on well
+    #: inside the Function App's timeout, and replay reads it later.
+    deadline: float = 240.0
 
     async def fill(self, events: Sequence[SourceEvent]) -> None:
-        jobs: list[tuple[SourceEvent, int, Awaitable[Fetched]]] = []
+        jobs: list[tuple[SourceEvent, int, Reason, Coroutine[Any, Any, Fetched]]] = []
         for event in events:
             if _MAY_POINT_ELSEWHERE.search(event.body) is None:
                 continue
             have = event.fetched.keys() if event.fetched else ()
-            for index, job in self._wanted(event.body, skip=have):
-                jobs.append((event, index, job))
+            for index, reason, job in self._wanted(event.body, skip=have):
+                jobs.append((event, index, reason, job))
         if not jobs:
             return
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def run(job: Awaitable[Fetched]) -> Fetched:
-            async with limit:
-                return await job
+        async def run(job: Coroutine[Any, Any, Fetched]) -> Fetched:
+            try:
+                async with limit:
+                    return await job
+            finally:
+                job.close()  # one cancelled before its turn never ran: nothing to warn of
 
-        fetched = await asyncio.gather(*(run(job) for _, _, job in jobs))
-        for (event, index, _), content in zip(jobs, fetched, strict=True):
+        tasks = [asyncio.ensure_future(run(job)) for *_, job in jobs]
+        done, late = await asyncio.wait(tasks, timeout=self.deadline)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        for (event, index, reason, _), task in zip(jobs, tasks, strict=True):
             if event.fetched is None:
                 event.fetched = {}
-            event.fetched[index] = content
+            if task in done:
+                event.fetched[index] = task.result()
+            else:
+                log.warning("item %d not read within %g s: dead-lettered", index, self.deadline)
+                event.fetched[index] = Unavailable(
+                    reason, f"not read within the batch's {self.deadline:g} s"
+                )
 
     def _wanted(
         self, body: bytes, *, skip: Collection[int] = ()
-    ) -> list[tuple[int, Awaitable[Fetched]]]:
+    ) -> list[tuple[int, Reason, Coroutine[Any, Any, Fetched]]]:
         """(item index, read) for every accepted item of `body` that points elsewhere, but
         those in `skip` (already at hand, as resync hands them); an event the pipeline will
         reject anyway is left to it."""
         try:
-            collection = parse_collection(body)
+            collection = parse_collection(body, max_bytes=self.max_event_bytes)
         except NotificationError:
             return []
-        wanted: list[tuple[int, Awaitable[Fetched]]] = []
+        wanted: list[tuple[int, Reason, Coroutine[Any, Any, Fetched]]] = []
         for item in collection.items:
             if not isinstance(item, ChangeNotification) or item.is_lifecycle or item.index in skip:
                 continue
@@ -123,11 +146,12 @@ class ContentFetcher:
             except NotificationError:
                 continue
             if item.additional_payload_storage_id is not None:
-                wanted.append((item.index, self._payload(item.additional_payload_storage_id)))
+                read = self._payload(item.additional_payload_storage_id)
+                wanted.append((item.index, Reason.PAYLOAD_UNAVAILABLE, read))
             elif self.mail is not None and item.change_type != "deleted":
                 mailbox = mail_message(item.resource, item.tenant_id)
                 if mailbox is not None:
-                    wanted.append((item.index, self._message(*mailbox)))
+                    wanted.append((item.index, Reason.FETCH_FAILED, self._message(*mailbox)))
         return wanted
 
     async def _payload(self, storage_id: str) -> Fetched:
