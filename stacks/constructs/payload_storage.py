@@ -26,15 +26,10 @@ from stacks.cdk import (
     StorageAccountNetworkRules,
     StorageAccountSasPolicy,
     StorageContainer,
-    StorageManagementPolicy,
-    StorageManagementPolicyRule,
-    StorageManagementPolicyRuleActions,
-    StorageManagementPolicyRuleActionsBaseBlob,
-    StorageManagementPolicyRuleFilters,
 )
 from stacks.constructs import DeploymentFacts, Placement
 from stacks.constructs.identity import KEY_VAULT_SECRETS_USER, grant
-from stacks.constructs.storage import hardened_account
+from stacks.constructs.storage import forget_blobs, hardened_account
 
 BLOB_DATA_READER = "Storage Blob Data Reader"
 KEY_VAULT_SECRETS_OFFICER = "Key Vault Secrets Officer"
@@ -93,24 +88,12 @@ class PayloadStorage(Construct):
             storage_account_id=self.account.id,
             container_access_type="private",
         )
-        self.lifecycle = StorageManagementPolicy(
+        self.lifecycle = forget_blobs(
             self,
-            "lifecycle",
-            storage_account_id=self.account.id,
-            rule=[
-                StorageManagementPolicyRule(
-                    name="forget-payloads-past-hub-retention",
-                    enabled=True,
-                    filters=StorageManagementPolicyRuleFilters(
-                        blob_types=["blockBlob"], prefix_match=[f"{PAYLOAD_CONTAINER}/"]
-                    ),
-                    actions=StorageManagementPolicyRuleActions(
-                        base_blob=StorageManagementPolicyRuleActionsBaseBlob(
-                            delete_after_days_since_modification_greater_than=(props.retention_days)
-                        )
-                    ),
-                )
-            ],
+            self.account,
+            rule="forget-payloads-past-hub-retention",
+            container=PAYLOAD_CONTAINER,
+            days=props.retention_days,
         )
         secret = f"{props.key_vault_id}/secrets/{props.secret_name}"
         self.runtime_reader = grant(

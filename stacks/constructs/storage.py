@@ -101,6 +101,32 @@ def hardened_account(
     )
 
 
+def forget_blobs(
+    scope: Construct, account: StorageAccount, *, rule: str, container: str, days: int
+) -> StorageManagementPolicy:
+    """The account's lifecycle policy: block blobs in `container` are deleted `days` after
+    they last changed (past them, nothing can ask for them again)."""
+    return StorageManagementPolicy(
+        scope,
+        "lifecycle",
+        storage_account_id=account.id,
+        rule=[
+            StorageManagementPolicyRule(
+                name=rule,
+                enabled=True,
+                filters=StorageManagementPolicyRuleFilters(
+                    blob_types=["blockBlob"], prefix_match=[f"{container}/"]
+                ),
+                actions=StorageManagementPolicyRuleActions(
+                    base_blob=StorageManagementPolicyRuleActionsBaseBlob(
+                        delete_after_days_since_modification_greater_than=days
+                    )
+                ),
+            )
+        ],
+    )
+
+
 class CheckpointStorage(Construct):
     def __init__(self, scope: Construct, id_: str, props: StorageProps) -> None:
         super().__init__(scope, id_)
@@ -134,27 +160,12 @@ class CheckpointStorage(Construct):
             name=props.lifecycle_poison_queue,
             storage_account_id=self.account.id,
         )
-        self.lifecycle = StorageManagementPolicy(
+        self.lifecycle = forget_blobs(
             self,
-            "lifecycle",
-            storage_account_id=self.account.id,
-            rule=[
-                StorageManagementPolicyRule(
-                    name="forget-old-verdict-keys",
-                    enabled=True,
-                    filters=StorageManagementPolicyRuleFilters(
-                        blob_types=["blockBlob"],
-                        prefix_match=[f"{props.verdict_ledger_container}/"],
-                    ),
-                    actions=StorageManagementPolicyRuleActions(
-                        base_blob=StorageManagementPolicyRuleActionsBaseBlob(
-                            delete_after_days_since_modification_greater_than=(
-                                props.verdict_ledger_days
-                            )
-                        )
-                    ),
-                )
-            ],
+            self.account,
+            rule="forget-old-verdict-keys",
+            container=props.verdict_ledger_container,
+            days=props.verdict_ledger_days,
         )
         self.function_containers: dict[str, StorageContainer] = {}
         if props.function_containers:
