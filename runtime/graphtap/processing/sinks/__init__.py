@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
+
+from azure.core.exceptions import AzureError
 
 from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.verdicts import Verdict
@@ -51,4 +53,25 @@ async def gather_all(writes: Iterable[Awaitable[T]]) -> list[T]:
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+    return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+
+
+async def gather_storage(
+    calls: Sequence[Awaitable[T]],
+    *,
+    unavailable: type[Exception],
+    describe: Callable[[int, int], str],
+) -> list[T]:
+    """`gather_all` for Storage calls: every call is awaited; if any failed with an Azure
+    error, `unavailable` is raised with `describe(failed, total)` and the first error's type
+    and first line (never a body); any other failure is raised as it is."""
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if failures:
+        first = failures[0]
+        if not isinstance(first, AzureError):
+            raise first
+        lines = str(first.message or first).strip().splitlines()
+        detail = f"{type(first).__name__}: {lines[0] if lines else 'no message'}"
+        raise unavailable(f"{describe(len(failures), len(outcomes))}: {detail}") from first
     return [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]

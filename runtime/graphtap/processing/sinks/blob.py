@@ -20,11 +20,12 @@ from typing import Any
 
 import orjson
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
 from graphtap.processing.deadletters import DeadEvent, DeadLetter
+from graphtap.processing.sinks import gather_storage
 
 JSON = ContentSettings(content_type="application/json")
 
@@ -75,19 +76,13 @@ class BlobDeadLetters:
 
     async def _write_all(self, what: str, blobs: dict[str, dict[str, Any]]) -> int:
         """Create each blob not created before; return how many were new."""
-        outcomes = await asyncio.gather(
-            *(self._write(name, record) for name, record in blobs.items()),
-            return_exceptions=True,
+        outcomes = await gather_storage(
+            [self._write(name, record) for name, record in blobs.items()],
+            unavailable=DeadLettersUnavailable,
+            describe=lambda failed, total: (
+                f"{failed} of {total} {what} not stored in {self.location}"
+            ),
         )
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            first = failures[0]
-            if not isinstance(first, AzureError):
-                raise first
-            raise DeadLettersUnavailable(
-                f"{len(failures)} of {len(blobs)} {what} not stored in "
-                f"{self.location}: {type(first).__name__}: {_first_line(first)}"
-            ) from first
         return sum(1 for outcome in outcomes if outcome is True)
 
     async def _write(self, name: str, record: dict[str, Any]) -> bool:
@@ -102,8 +97,3 @@ class BlobDeadLetters:
 
     async def close(self) -> None:
         await self._container.close()
-
-
-def _first_line(error: AzureError) -> str:
-    lines = str(error.message or error).strip().splitlines()
-    return lines[0] if lines else "no message"

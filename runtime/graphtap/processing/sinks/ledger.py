@@ -41,7 +41,6 @@ import orjson
 from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
-    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -49,7 +48,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
-from graphtap.processing.sinks import AsyncVerdictSink
+from graphtap.processing.sinks import AsyncVerdictSink, gather_storage
 from graphtap.processing.verdicts import Verdict
 
 log = logging.getLogger(__name__)
@@ -134,17 +133,13 @@ class BlobVerdictLedger:
         await self._container.close()
 
     async def _each(self, call: Callable[[Any], Any], items: Sequence[Any], what: str) -> list[Any]:
-        outcomes = await asyncio.gather(*(call(item) for item in items), return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            first = failures[0]
-            if not isinstance(first, AzureError):
-                raise first
-            raise LedgerUnavailable(
-                f"{len(failures)} of {len(items)} verdict keys could not {what} in "
-                f"{self.location}: {type(first).__name__}: {_first_line(first)}"
-            ) from first
-        return outcomes
+        return await gather_storage(
+            [call(item) for item in items],
+            unavailable=LedgerUnavailable,
+            describe=lambda failed, total: (
+                f"{failed} of {total} verdict keys could not {what} in {self.location}"
+            ),
+        )
 
     async def _claim(self, key: str) -> Claim | str:
         """The claim, `SENT`, or `HELD` (by another writer, within its `claim_ttl`)."""
@@ -267,8 +262,3 @@ class LedgeredSink:
 
 def _blob_name(key: str) -> str:
     return f"{key}.json"
-
-
-def _first_line(error: AzureError) -> str:
-    lines = str(error.message or error).strip().splitlines()
-    return lines[0] if lines else "no message"
