@@ -141,6 +141,8 @@ class AzuriteStorage:
     resource_id: str = ""  # the storage account's ARM id, for the Authority's scopes
     #: Every call refused, by error code (Azurite's or the authorization's).
     refused: list[str] = field(default_factory=list)
+    #: The same, with the container (or queue) each refused call was for.
+    refused_at: list[tuple[str, str]] = field(default_factory=list)
     fault: Fault | None = None
     #: The account key, for an account that allows shared keys (the payload account Graph
     #: writes to); None: a request signed with a key is refused, as such an account does.
@@ -228,12 +230,20 @@ class AzuriteStorage:
     def reset(self) -> None:
         """An empty account: every container and queue deleted."""
         self.refused.clear()
+        self.refused_at.clear()
         self.fault = None
         for container in self.containers():
             self._sync("DELETE", "blob", container, restype="container")
         listing = self._sync("GET", "queue", "", comp="list").text
         for queue in re.findall(r"<Queue><Name>([^<]+)</Name>", listing):
             self._sync("DELETE", "queue", queue)
+
+    def record_refusal(self, code: str, url: str) -> None:
+        self.refused.append(code)
+        path = unquote(urlsplit(url).path).lstrip("/")
+        if path.startswith(f"{DEV_ACCOUNT}/"):  # forwarded: path-style, the account first
+            path = path.removeprefix(f"{DEV_ACCOUNT}/")
+        self.refused_at.append((code, path.partition("/")[0]))
 
     # -- authorization ---------------------------------------------------------------------
 
@@ -382,13 +392,13 @@ class AuthorizingTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         if refusal is None and await self._exists_against_wildcard(request, **kwargs):
             refusal = 412, "ConditionNotMet"
         if refusal is not None:
-            self.storage.refused.append(refusal[1])
+            self.storage.record_refusal(refusal[1], request.url)
             return _error(request, *refusal)
         request.url = self.storage.forward_url(request.url)
         _sign(request)
         response = await self._inner.send(request, **kwargs)
         if response.status_code >= 400 and (code := response.headers.get("x-ms-error-code")):
-            self.storage.refused.append(code)
+            self.storage.record_refusal(code, request.url)
         return response
 
     async def _exists_against_wildcard(self, request: Any, **kwargs: Any) -> bool:
