@@ -14,11 +14,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from graphtap.inspection import compiled
 from graphtap.notifications.model import EncryptedContent
 from tests.fakes.azurite import Azurite, AzuriteStorage, running
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_detectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of compiled detectors for the run (and the commands it starts), not the
+    user's: the suite builds hundreds of inspectors and compiles the policy once."""
+    folder = tmp_path_factory.mktemp("compiled-detectors")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(compiled.CACHE_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

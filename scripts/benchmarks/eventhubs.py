@@ -42,7 +42,7 @@ from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink
+from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, records
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.sources.eventhubs import (
@@ -91,7 +91,7 @@ def run(console: Console) -> dict[str, Any]:
             root, console, count=NOTIFICATIONS, seed=2, partitions=PARTITIONS
         )
         runs: dict[str, list[Summary]] = {}
-        verdict_bytes: list[int] = []
+        packs: list[tuple[int, int]] = []  # (bytes, verdicts) of each findings-hub event
         # Interleaved rounds, median per path: a busy machine slows both paths alike.
         for round_number in range(ROUNDS):
             for workers in sorted({1, cores}):
@@ -99,9 +99,9 @@ def run(console: Console) -> dict[str, Any]:
                     root, settings, workers=workers, run=f"eh-{workers}-{round_number}"
                 )
                 runs.setdefault(f"local_{workers}", []).append(local)
-                summary, sizes = _eventhubs(bodies, settings, workers, storage)
+                summary, sent = _eventhubs(bodies, settings, workers, storage)
                 runs.setdefault(f"eventhubs_{workers}", []).append(summary)
-                verdict_bytes = verdict_bytes or sizes
+                packs = packs or sent
         measured = {
             name: sorted(summaries, key=lambda s: s.notifications_per_second)[ROUNDS // 2]
             for name, summaries in runs.items()
@@ -110,7 +110,8 @@ def run(console: Console) -> dict[str, Any]:
     notifications = measured["local_1"].notifications
     body_bytes = sum(map(len, bodies))
     per_notification = body_bytes / notifications
-    per_verdict = statistics.fmean(verdict_bytes)
+    verdicts_sent = sum(count for _, count in packs)
+    per_verdict = sum(size for size, _ in packs) / verdicts_sent
     per_event = notifications / len(bodies)
     rates = {name: round(s.notifications_per_second, 1) for name, s in measured.items()}
     # An instance runs with whichever worker count measured faster on this machine.
@@ -142,6 +143,7 @@ def run(console: Console) -> dict[str, Any]:
         "instance_notifications_per_second": instance_rate,
         "bytes_per_notification": round(per_notification),
         "bytes_per_verdict": round(per_verdict),
+        "verdicts_per_findings_event": round(verdicts_sent / len(packs), 2),
         "notifications_per_event": round(per_event, 2),
         "sizing": [
             sizing_row(target, instance_rate, per_notification, per_verdict)
@@ -155,7 +157,9 @@ def run(console: Console) -> dict[str, Any]:
 def sizing_row(
     target: int, instance_rate: float, bytes_per_notification: float, bytes_per_verdict: float
 ) -> dict[str, Any]:
-    """Capacity for `target` notifications/s, one notification per event (Graph's worst case).
+    """Capacity for `target` notifications/s, one notification per event (Graph's worst case)
+    and one verdict per findings-hub event (the sink's worst case: packs form only where a
+    batch holds several verdicts of one conversation).
 
     Throughput units are namespace-wide: ingress carries the notifications and the verdicts,
     egress the processor's reads and one findings consumer's. A partition is read by one
@@ -231,12 +235,12 @@ def fake_azure(storage: AzuriteStorage) -> Iterator[FakeNamespace]:
 
 def _eventhubs(
     bodies: list[bytes], settings: PipelineSettings, workers: int, storage: AzuriteStorage
-) -> tuple[Summary, list[int]]:
+) -> tuple[Summary, list[tuple[int, int]]]:
     with fake_azure(storage) as namespace, tempfile.TemporaryDirectory() as scratch:
         namespace.publish("notifications", bodies)
         summary = asyncio.run(_consume(namespace, settings, workers, Path(scratch)))
-        sizes = [len(body) for body in namespace.bodies("findings")]
-    return summary, sizes
+        sent = [(len(body), len(records(body))) for body in namespace.bodies("findings")]
+    return summary, sent
 
 
 async def _consume(
@@ -349,6 +353,8 @@ def _print(console: Console, figures: dict[str, Any]) -> None:
     console.print(
         f"bytes per notification {figures['bytes_per_notification']:,}, per verdict "
         f"{figures['bytes_per_verdict']:,}; {figures['notifications_per_event']} "
-        "notifications per event in the simulation (sizing assumes 1)"
+        "notifications per event in the simulation (sizing assumes 1); "
+        f"{figures['verdicts_per_findings_event']} verdicts per findings-hub event (sizing "
+        "assumes 1: a conversation's verdicts share an event only when one batch holds several)"
     )
     console.print(sizing_markdown(figures))

@@ -57,6 +57,7 @@ from graphtap.deployment import Deployment
 from graphtap.hosts.azure import AzureServiceOptions, deployed_policy
 from graphtap.hosts.function import FunctionHandler, open_handler
 from graphtap.processing.fetch.payloads import PAYLOAD_CONTAINER
+from graphtap.processing.sinks.eventhubs import records
 from graphtap.processing.sinks.loganalytics import VERDICT_TABLE
 from graphtap.processing.sources import eventhubs as eventhubs_source
 from graphtap.simulation.emitter import oversized_html
@@ -580,7 +581,7 @@ async def _rehearse(
                 dead_letters[reason] = dead_letters.get(reason, 0) + count
     finally:
         await _stop_all(stops)
-    findings = [json.loads(b) for b in azure.namespace.bodies(deployment.findings_hub)]
+    findings = [r for b in azure.namespace.bodies(deployment.findings_hub) for r in records(b)]
     return azure, Outcome(
         result,
         changes,
@@ -680,7 +681,7 @@ def _mail(azure: Azure, tenant: SyntheticTenant, count: int) -> int:
 
 def _verdict_keys(azure: Azure) -> list[str]:
     findings = azure.outputs["findings_hub"]
-    return [json.loads(body)["verdict_key"] for body in azure.namespace.bodies(findings)]
+    return [r["verdict_key"] for body in azure.namespace.bodies(findings) for r in records(body)]
 
 
 def _denied(azure: Azure) -> str:

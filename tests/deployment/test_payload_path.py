@@ -23,6 +23,7 @@ from graphtap.deployment import Deployment
 from graphtap.hosts.azure import AzureServiceOptions, deployed_policy
 from graphtap.hosts.function import open_handler
 from graphtap.processing.fetch.payloads import PAYLOAD_CONTAINER
+from graphtap.processing.sinks.eventhubs import records
 from graphtap.simulation.emitter import EVENT_LIMIT_BYTES, oversized_html
 from graphtap.simulation.tenant import SyntheticTenant
 from graphtap.subscriptions.bootstrap import bootstrap
@@ -105,7 +106,7 @@ async def deliver_large_message(azure: Azure, state: Path) -> tuple[str, list[di
     finally:
         await storage.aclose()
         await payloads.aclose()
-    findings = [json.loads(b) for b in azure.namespace.bodies(deployment.findings_hub)]
+    findings = [r for b in azure.namespace.bodies(deployment.findings_hub) for r in records(b)]
     return message.id, findings
 
 

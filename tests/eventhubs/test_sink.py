@@ -8,11 +8,13 @@ import json
 import pytest
 
 from graphtap.processing.sinks.eventhubs import (
+    PACK_BYTES,
     EventHubsVerdictSink,
     RecentKeys,
     RetryPolicy,
     SinkUnavailable,
     partition_key,
+    records,
 )
 from graphtap.processing.verdicts import Verdict, verdict_key
 from tests.eventhubs.conftest import FINDINGS, NAMESPACE, FakeCredential
@@ -63,10 +65,12 @@ def sink(**options: object) -> EventHubsVerdictSink:
 
 
 def sent(hubs: Installed) -> list[tuple[int, bytes | None, dict[str, object]]]:
+    """Every verdict on the findings hub: its partition, its event's key, the record."""
     return [
-        (index, event.partition_key, json.loads(event.body))
+        (index, event.partition_key, record)
         for index, partition in enumerate(hubs.namespace.partitions(FINDINGS))
         for event in partition.events
+        for record in records(event.body)
     ]
 
 
@@ -155,15 +159,35 @@ def test_keys_sent_by_this_process_are_not_sent_again(hubs: Installed) -> None:
     assert len(sent(hubs)) == 2
 
 
-def test_every_event_carries_its_verdict_key_as_a_property(hubs: Installed) -> None:
+def test_a_conversation_travels_packed_in_events_of_at_most_64_kb(hubs: Installed) -> None:
+    small = [verdict("19:a", n) for n in range(3)]
+    large = [verdict("19:b", n, findings=20) for n in range(3, 60)]  # ~4 KB each
+
     async def scenario() -> None:
         target = sink(retry=FAST)
-        await target.write_verdicts([verdict("19:a", 1)])
+        await target.write_verdicts([*small, *large])
         await target.close()
 
     asyncio.run(scenario())
-    [event] = [e for p in hubs.namespace.partitions(FINDINGS) for e in p.events]
-    assert event.properties["verdict_key"] == verdict("19:a", 1).key
+    events = [e for p in hubs.namespace.partitions(FINDINGS) for e in p.events]
+    by_key: dict[bytes | None, list[list[dict[str, object]]]] = {}
+    for event in events:
+        assert len(event.body) <= PACK_BYTES
+        assert json.loads(event.body).keys() == {"records"}
+        packed = records(event.body)
+        assert event.properties["verdict_count"] == len(packed)
+        severities = {r["severity"] for r in packed}
+        assert event.properties["severity"] == ("high" if "high" in severities else "none")
+        by_key.setdefault(event.partition_key, []).append(packed)
+    assert [len(p) for p in by_key[b"19:a"]] == [3]  # one event for the small conversation
+    assert len(by_key[b"19:b"]) > 1  # 57 x 4 KB does not fit one 64 KB event
+    offsets = [r["source"]["offset"] for pack in by_key[b"19:b"] for r in pack]  # type: ignore[index]
+    assert offsets == list(range(3, 60))
+
+
+def test_a_findings_hub_event_that_is_not_a_pack_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="records"):
+        records(b'{"verdict_key": "k"}')
 
 
 def test_recent_keys_are_bounded() -> None:

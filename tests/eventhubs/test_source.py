@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 
 import pytest
 from azure.eventhub.exceptions import ConnectionLostError, EventDataSendError
 
+from graphtap.processing.sinks.eventhubs import records
 from graphtap.processing.sources.eventhubs import (
     EARLIEST,
     LATEST,
@@ -38,7 +38,7 @@ from tests.fakes.eventhubs import Installed
 
 
 def findings(hubs: Installed) -> list[dict[str, object]]:
-    return [json.loads(body) for body in hubs.namespace.bodies(FINDINGS)]
+    return [r for body in hubs.namespace.bodies(FINDINGS) for r in records(body)]
 
 
 def publish(hubs: Installed, traffic: list[SimulatedEvent]) -> None:

@@ -13,6 +13,7 @@ import httpx
 from graphtap.hosts.azure import AzureServiceOptions, EventHubsService
 from graphtap.hosts.commands.serve import build_app
 from graphtap.inspection import Policy
+from graphtap.processing.sinks.eventhubs import records
 from graphtap.processing.verdicts import GONE, INSPECTED
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.clock import SystemClock
@@ -70,7 +71,7 @@ def test_the_service_reads_notified_mail_and_sends_one_verdict_per_change(
             await wait_for(lambda: drained(hubs), what="all partitions checkpointed")
 
     asyncio.run(scenario())
-    verdicts = [json.loads(b) for b in hubs.namespace.bodies(FINDINGS)]
+    verdicts = [r for b in hubs.namespace.bodies(FINDINGS) for r in records(b)]
     mail_verdicts = [v for v in verdicts if "/messages/" in v["resource"].lower()]
     assert len(mail_verdicts) == len(mail)
     contents = {(v["message_id"], v["content"]) for v in mail_verdicts}

@@ -18,7 +18,7 @@ from graphtap.processing.executor import PipelineExecutor
 from graphtap.processing.handler import BatchHandler
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.pipeline import PipelineSettings
-from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, SinkUnavailable
+from graphtap.processing.sinks.eventhubs import EventHubsVerdictSink, SinkUnavailable, records
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.summary import Summary
 from graphtap.simulation.emitter import SimulatedEvent
@@ -97,11 +97,13 @@ def test_handler_sends_one_verdict_per_change_to_the_findings_hub(
     run, summary = handler
     events = trigger_events([e.body for e in traffic], "3")
     asyncio.run(run.handle(events))
-    keys = [json.loads(b)["verdict_key"] for b in hubs.namespace.bodies(FINDINGS)]
+    keys = [r["verdict_key"] for b in hubs.namespace.bodies(FINDINGS) for r in records(b)]
     assert sorted(keys) == sorted(expected.verdict_keys)
     assert summary.events == len(traffic)
     assert summary.dead_letters == expected.dead_letters
-    sources = {json.loads(b)["source"]["partition"] for b in hubs.namespace.bodies(FINDINGS)}
+    sources = {
+        r["source"]["partition"] for b in hubs.namespace.bodies(FINDINGS) for r in records(b)
+    }
     assert sources == {"3"}
 
 

@@ -9,7 +9,6 @@ the lifecycle queue, the status page listing the subscriptions the control plane
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ import pytest
 from graphtap.deployment import Deployment
 from graphtap.hosts.commands import serve as serve_command
 from graphtap.inspection import Policy
+from graphtap.processing.sinks.eventhubs import records
 from graphtap.simulation.emitter import SimulationSettings, simulate
 from graphtap.subscriptions.blobcursor import BlobCursorStore
 from graphtap.subscriptions.clock import SystemClock
@@ -180,7 +180,7 @@ def test_serve_on_azure_runs_processor_and_control_plane_together(
     assert [s["state"] for s in status["subscriptions"]] == ["active"] * 4
     assert all(s["id"] and s["expiration"] for s in status["subscriptions"])
     assert status["summary"]["dead_letters_by_reason"] == {}
-    verdicts = [json.loads(b) for b in namespace.bodies("findings")]
+    verdicts = [r for b in namespace.bodies("findings") for r in records(b)]
     assert len(verdicts) == status["summary"]["verdicts"]
     assert (len(verdicts) > 0) is processes
     assert ("control plane only" in page) is not processes

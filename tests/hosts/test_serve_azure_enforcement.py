@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from graphtap.deployment import Deployment
 from graphtap.hosts import azure as azure_host
 from graphtap.hosts.commands import serve as serve_command
 from graphtap.inspection import load_policy
+from graphtap.processing.sinks.eventhubs import records
 from graphtap.simulation.tenant import Message
 from graphtap.subscriptions.clock import SystemClock
 from tests.enforcement.conftest import ALICE, CARD, CHAT, ENFORCING, policy_file
@@ -91,6 +91,6 @@ def test_the_web_app_applies_actions_once(
 
     asyncio.run(scenario())
     assert graph.violations_set == [("1772438400123", "blockaccess")]
-    verdicts = [json.loads(b) for b in namespace.bodies("findings")]
+    verdicts = [r for b in namespace.bodies("findings") for r in records(b)]
     states = sorted(v["action"]["state"] for v in verdicts if v.get("action"))
     assert states == ["already_applied", "pending"]

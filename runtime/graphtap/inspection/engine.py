@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import regex
 
-from graphtap.inspection import validators
+from graphtap.inspection import compiled, validators
 from graphtap.inspection.keywords import (
     LONGEST_KEYWORD,
     PROXIMITY,
@@ -408,9 +408,7 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
                 expressions.append("|".join(map(re.escape, keywords)).encode("ascii"))
                 flags.append(hyperscan.HS_FLAG_CASELESS)
                 ids.append(gate)
-    database = hyperscan.Database()
-    database.compile(expressions=expressions, ids=ids, elements=len(ids), flags=flags)
-    return database
+    return compiled.database(hyperscan, expressions, flags, ids)
 
 
 # The longest match of a rule that needs a keyword (a bank account number, 17 digits and

@@ -19,6 +19,7 @@ from graphtap.processing.pipeline import EventResult, Pipeline, PipelineSettings
 from graphtap.processing.runner import (
     load_pipeline,
     process_in_worker,
+    split,
     start_worker,
     worker_ready,
 )
@@ -60,10 +61,11 @@ class PipelineExecutor:
             pipeline, executor = self._pipeline, self._executor  # one generation per batch
             if pipeline is not None:
                 return await loop.run_in_executor(executor, pipeline.process_batch, events)
-            size = -(-len(events) // self.workers)
-            chunks = [list(events[i : i + size]) for i in range(0, len(events), size)]
             parts = await asyncio.gather(
-                *(loop.run_in_executor(executor, process_in_worker, c) for c in chunks)
+                *(
+                    loop.run_in_executor(executor, process_in_worker, part)
+                    for part in split(events, self.workers)
+                )
             )
             return [result for part in parts for result in part]
 

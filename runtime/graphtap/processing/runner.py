@@ -103,17 +103,19 @@ class Processor:
             # Start every worker (and load its keys) before the clock starts.
             list(pool.map(worker_ready, range(self._options.workers)))
             started = time.perf_counter()
-            in_flight: deque[tuple[list[SourceEvent], Future[list[EventResult]]]] = deque()
+            in_flight: deque[tuple[list[SourceEvent], list[Future[list[EventResult]]]]] = deque()
             for batch in self._source.batches(self._options.batch_size):
-                # A worker runs whole batches, as a single worker does; two per worker in
-                # flight keep every worker busy while batches commit strictly in order.
+                # Each batch is split across the workers, so the last batch of a run (or of
+                # a burst) keeps every core busy too; batches still in flight behind it keep
+                # the workers fed while batches commit strictly in order.
                 self._fetch(batch)
-                in_flight.append((batch, pool.submit(process_in_worker, batch)))
+                parts = split(batch, self._options.workers)
+                in_flight.append((batch, [pool.submit(process_in_worker, p) for p in parts]))
                 while len(in_flight) > 2 * self._options.workers:
-                    self._commit_future(*in_flight.popleft())
+                    self._commit_futures(*in_flight.popleft())
                     self.summary.seconds = time.perf_counter() - started
             while in_flight:
-                self._commit_future(*in_flight.popleft())
+                self._commit_futures(*in_flight.popleft())
                 self.summary.seconds = time.perf_counter() - started
         return self.summary
 
@@ -123,8 +125,10 @@ class Processor:
             assert self._loop is not None
             self._loop.run(self._fetcher.fill(batch))
 
-    def _commit_future(self, batch: list[SourceEvent], future: Future[list[EventResult]]) -> None:
-        self._commit(batch, future.result())
+    def _commit_futures(
+        self, batch: list[SourceEvent], parts: list[Future[list[EventResult]]]
+    ) -> None:
+        self._commit(batch, [result for part in parts for result in part.result()])
 
     def _commit(self, batch: Sequence[SourceEvent], results: Sequence[EventResult]) -> None:
         async def checkpoint() -> None:
@@ -155,6 +159,12 @@ def start_worker(settings: PipelineSettings) -> None:
 
 def worker_ready(_: int) -> bool:
     return _worker_pipeline is not None
+
+
+def split(events: Sequence[SourceEvent], workers: int) -> list[list[SourceEvent]]:
+    """`events` in at most `workers` runs of consecutive events, as even as they come."""
+    size = -(-len(events) // workers)
+    return [list(events[i : i + size]) for i in range(0, len(events), size)]
 
 
 def process_in_worker(events: list[SourceEvent]) -> list[EventResult]:
