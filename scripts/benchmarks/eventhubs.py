@@ -1,7 +1,7 @@
 """End-to-end rate through the Event Hubs adapters next to the local-hub rate, and sizing.
 
 The same simulated rich notifications (RSA-2048) go through both paths in one run, in
-five interleaved rounds (the median rate of each path is reported, and the median of the
+seven interleaved rounds (the median rate of each path is reported, and the median of the
 rounds' own Event Hubs to local-hub shares):
 
 - local hub: `LocalHubSource` -> pipeline -> SQLite, the synchronous runner;
@@ -62,7 +62,7 @@ from tests.fakes.azurite import AzuriteStorage, running  # noqa: E402
 from tests.fakes.eventhubs import FakeNamespace, checkpoint_store, install  # noqa: E402
 
 NOTIFICATIONS = 4_000
-ROUNDS = 5
+ROUNDS = 7
 PARTITIONS = 4
 NAMESPACE = "bench.servicebus.windows.net"
 CHECKPOINTS = "checkpoints"

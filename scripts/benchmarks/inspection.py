@@ -38,7 +38,8 @@ SPEED_SEED, SPEED_BYTES = 1_234, 20 * 1024 * 1024
 # Traffic, unlike the quality corpus, is mostly clean: one message in twenty carries a value.
 SPEED_SENSITIVE_SHARE = 0.05
 SMALL_MESSAGES = 5_000
-TARGETS = {"precision": 0.99, "recall": 0.98, "html_mb_s": 20.0, "text_mb_s": 50.0}
+# HTML to findings on the speed corpus (the mostly clean one), with the Hyperscan engine.
+TARGETS = {"precision": 0.99, "recall": 0.98, "html_mb_s": 30.0, "text_mb_s": 50.0}
 
 
 def run(console: Console) -> dict[str, Any]:
@@ -180,6 +181,14 @@ def _speed_on(
         f"{results['mean_message_bytes']} bytes; targets >= {TARGETS['html_mb_s']:.0f} MB/s "
         f"HTML, >= {TARGETS['text_mb_s']:.0f} MB/s text"
     )
+    if sensitive_share == SPEED_SENSITIVE_SHARE:
+        engine = "hyperscan" if "hyperscan" in inspectors else next(iter(inspectors))
+        met = results[engine]["html_mb_s"] >= TARGETS["html_mb_s"]
+        results["html_target_met"] = met
+        console.print(
+            f"{engine}: HTML to findings {results[engine]['html_mb_s']} MB/s on the speed "
+            f"corpus; target >= {TARGETS['html_mb_s']:.0f} MB/s: {met}"
+        )
     return results
 
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from graphtap.inspection import tables as tables_module
 from graphtap.inspection import text as text_module
 from graphtap.inspection.text import (
     _BLOCK_NAMES,
@@ -22,7 +23,7 @@ from graphtap.inspection.text import (
     message_text,
     normalise,
 )
-from graphtap.simulation.corpus import teams_message_html
+from graphtap.simulation.corpus import labeled_message, teams_message_html
 
 
 def test_inline_markup_does_not_split_a_number() -> None:
@@ -150,7 +151,7 @@ _TAG = st.builds(
     st.sampled_from(["", "", " /", "/"]),
 )
 _REFERENCES = ["&nbsp;", "&amp;", "&lt;", "&quot;", "&not", "&notin;", "&notit;", "&amp", "& "]
-_REFERENCES += ["&#39;", "&#x1;", "&#0;", "&;", "&am", "p;", "&", "#49;"]
+_REFERENCES += ["&#39;", "&#x1;", "&#0;", "&;", "&am", "p;", "&", "#49;", "&Tab;", "&NewLine;"]
 _ODD_MARKUP = ["<", " < ", ">", "</>", "<?x?>", "<!DOCTYPE html>", "<!-- c -->", "\x00", "\x01"]
 _TEXT = st.one_of(
     st.text(alphabet="ab 19-\t\n\r\f\x0b\xa0é", max_size=8),
@@ -168,11 +169,7 @@ _TEXT = st.one_of(
 @example("<Div>upper</Div><dIV>mixed</dIV>")
 @example("<p>&am<b></b>p; &<i></i>#49;</p>")  # references cut by tags stay as written
 def test_simple_markup_reads_exactly_as_the_parser_reads_it(html: str) -> None:
-    with (
-        mock.patch.object(text_module, "_usual_text", return_value=None),
-        mock.patch.object(text_module, "_simple_text", return_value=None),
-    ):
-        by_parser = html_to_text(html)
+    by_parser = _parser_text(html)
     assert html_to_text(html) == by_parser
     with mock.patch.object(text_module, "_usual_text", return_value=None):
         assert html_to_text(html) == by_parser  # the general path, for every markup
@@ -203,12 +200,15 @@ def test_usual_tags_are_lower_case_and_none_is_special_to_the_tree_builder() -> 
 @pytest.mark.parametrize(
     "html",
     [
-        "<table><tr><td>1</td></tr></table>x",  # text outside cells moves before the table
-        "<pre>\nfirst</pre>",  # the newline after <pre> is dropped
         "<p>a &#1; b</p>",  # numeric references: the parser's table, not html.unescape's
         "<p>a < b</p>",
         "<!-- x --><p>a</p>",
         "</p>  <p>a</p>",
+        "<table><tr><td>1</td><table>",  # a table directly in a table
+        "<table><tr><div>x</div></tr></table>",  # an element between rows
+        "<pre>&NewLine;first</pre>",  # maybe the newline the parser drops after <pre>
+        "<style>p{}</style></p> x",  # an end tag in the head
+        '<style>p{}</style x="open',  # an end tag that is not simple
     ],
 )
 def test_other_markup_goes_to_the_parser(html: str) -> None:
@@ -216,8 +216,116 @@ def test_other_markup_goes_to_the_parser(html: str) -> None:
     assert _simple_text(html) is None
 
 
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        # Marks between cells move in front of the table, as the tree builder moves them.
+        ("<table><tr><td>1</td></tr></table>x", "\n\n\n\n\n1\nx"),
+        ("<pre>\nfirst</pre>", "\nfirst\n"),  # the newline after <pre> is dropped
+        ("<style>p{}</style>\n <p>a</p>", "\na\n"),  # the head's white space with it
+    ],
+)
+def test_tables_pre_and_style_take_the_short_path(html: str, text: str) -> None:
+    assert _usual_text(html) is not None
+    assert html_to_text(html) == text
+
+
+def _parser_text(html: str) -> str:
+    with (
+        mock.patch.object(text_module, "_usual_text", return_value=None),
+        mock.patch.object(text_module, "_simple_text", return_value=None),
+    ):
+        return html_to_text(html)
+
+
+_TABLE_TAG = st.builds(
+    lambda end, name, rest: f"<{end}{name}{rest}",
+    st.sampled_from(["", "", "/"]),
+    st.sampled_from(["table", "tr", "td", "th", "tbody", "thead", "tfoot", "p", "b", "pre"]),
+    st.sampled_from([">", ">", ' class="a">', "/>", "\n>"]),
+)
+# (With the characters that bracket runs between cells, written in the source.)
+_TABLE_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        "\n",
+        "\r\n",
+        "\r",
+        "x",
+        "12",
+        "&nbsp;",
+        "&amp;",
+        "&Tab;",
+        "\t",
+        "\x0b",
+        "\x01",
+        "\x02",
+        "\x03",
+    ]
+)
+_STYLE = st.sampled_from(
+    ["<style>a{}</style>", "<STYLE>q</style/>", "<style>open", "<style>b</style x='>'>", "</style>"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(_TABLE_TAG, _TABLE_TEXT, _STYLE), max_size=16).map("".join))
+@example("<table> <tr><td>1</td> x <td>2</td></tr></table>")
+@example("<table><td>1<table><tr><td>2</table>3</table>")
+@example("<table>\t<tbody>\n<tr><th>1</td>2</th></tbody></table>")
+@example("<style>a{}</style> &Tab;<p>x</p>")
+@example("\x0b\r<tfoot>\n")  # a CR and a LF a stripped tag separates stay two line breaks
+def test_tables_read_exactly_as_the_parser_reads_them(html: str) -> None:
+    assert html_to_text(html) == _parser_text(html)
+
+
+_CELL = st.lists(st.one_of(_TABLE_TEXT, st.sampled_from(["<b>", "</b>", "<p>", "<br>"]))).map(
+    "".join
+)
+_BETWEEN = st.sampled_from(["", "", "", "", " ", "x", "\x02", "<style>a{}</style>"])
+_ROW = st.lists(
+    st.tuples(_BETWEEN, st.sampled_from(["td", "th"]), _CELL).map(
+        lambda cell: f"{cell[0]}<{cell[1]}>{cell[2]}</{cell[1]}>"
+    ),
+    max_size=3,
+).map(lambda cells: "<tr>" + "".join(cells) + "</tr>")
+_WRITTEN_OUT_TABLE = st.tuples(st.lists(st.tuples(_BETWEEN, _ROW), max_size=3), _BETWEEN).map(
+    lambda table: "<table>" + "".join(a + b for a, b in table[0]) + table[1] + "</table>"
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(_WRITTEN_OUT_TABLE, _CELL), min_size=1, max_size=4).map("".join))
+@example("<table><tr><td>1</td><td>2<b>3</b></td></tr><tr><th>a</th></tr></table>x")
+@example("<table><tr><td>\x02</td></tr></table>")  # a bracket character in a cell
+def test_tables_written_out_in_full_read_as_the_parser_reads_them(html: str) -> None:
+    """Every row and cell closed: such tables are read without walking their tags."""
+    assert html_to_text(html) == _parser_text(html)
+
+
+def test_a_table_written_out_in_full_is_not_walked_tag_by_tag() -> None:
+    html = "<p>a</p><table><tr><th>h</th></tr><tr><td>1</td><td>2</td></tr></table>b"
+    with mock.patch.object(tables_module, "_fostered_tag_by_tag") as walk:
+        assert html_to_text(html) == _parser_text(html)
+    walk.assert_not_called()
+
+
 def test_simulated_chat_bodies_take_the_short_path() -> None:
     rng = random.Random(7)
     bodies = [teams_message_html(rng, sensitive=i % 3 == 0).html for i in range(300)]
     simple = sum(_usual_text(body) is not None for body in bodies)
     assert simple >= 0.9 * len(bodies)
+
+
+@pytest.mark.parametrize("length", ["post", "long"])
+def test_simulated_posts_and_pastes_take_the_short_path_and_read_as_the_parser(
+    length: str,
+) -> None:
+    """Lists, tables, logs in `pre` and mails with their style sheets."""
+    rng = random.Random(11)
+    bodies = [labeled_message(rng, sensitive=i % 2 == 0, length=length).html for i in range(40)]
+    assert any("<table" in body and "<pre" in body and "<style" in body for body in bodies)
+    for body in bodies:
+        assert _usual_text(body) is not None
+        assert html_to_text(body) == _parser_text(body)

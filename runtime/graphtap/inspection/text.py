@@ -17,6 +17,8 @@ from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser
 
+from graphtap.inspection.tables import TABLE_TAGS, foster
+
 # Elements whose start or end is a line boundary when rendered.
 _BLOCK_NAMES = (
     "p", "div", "br", "li", "dd", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
@@ -48,8 +50,6 @@ _TAG_REST = (  # attributes, with every quoting, and the end of the tag
     rf"[{_HTML_SPACE}/]*>"
 )
 _SIMPLE_TAG = re.compile(rf"</?{_TAG_NAME}{_TAG_REST}")
-# The same, keeping the tag's name: `split` gives text, name, text, ..., text.
-_NAMED_SIMPLE_TAG = re.compile(rf"</?({_TAG_NAME}){_TAG_REST}")
 _TREE_BUILDER_NAMES = (
     "html", "head", "body", "frameset", "frame", "base", "basefont", "bgsound", "link", "meta",
     "title", "style", "script", "noscript", "template", "noframes", "noembed", "iframe", "xmp",
@@ -70,9 +70,30 @@ _USUAL_TAGS: dict[str, str] = {
         "",
     ),
 }  # fmt: skip
-# Longer bodies (pastes, tables, mail threads) are seldom usual markup, and finding that out
-# costs a whole pass: they go straight to the general path.
-_USUAL_MAX_CHARS = 1024
+# The special elements usual markup may hold too, as the short path reads them: `pre` (a
+# newline right after its start tag is dropped), tables (see `tables`) and `style` (raw text,
+# dropped whole). Keys are names as `_TOKEN` gives them: end tags with their slash, None for
+# a whole `style` element.
+_SHORT_PATH_TAGS: dict[str | None, str] = {
+    None: "",
+    **{key: left for name, left in _USUAL_TAGS.items() for key in (name, f"/{name}")},
+    **{name: _MARK if name.lstrip("/") in _BLOCK_NAMES else "" for name in TABLE_TAGS},
+    "pre": _MARK,
+    "/pre": _MARK,
+}
+_STYLE = "[sS][tT][yY][lL][eE]"
+_NAME_ENDS = f"(?=[{_HTML_SPACE}/>])"
+# A simple tag, its name kept with an end tag's slash; or a whole `style` element, whose raw
+# text the first `</style` ends, kept as None. When that end tag is not simple, the element
+# ends before it and it stays in the text: a `<` there sends the markup to the parser.
+_TOKEN = re.compile(
+    rf"<(?:{_STYLE}{_NAME_ENDS}{_TAG_REST}[^<]*+(?:<(?!/{_STYLE}{_NAME_ENDS})[^<]*+)*"
+    rf"(?:</{_STYLE}{_NAME_ENDS}{_TAG_REST}|(?=<)|\Z)"
+    rf"|(/?{_TAG_NAME})(?:>|{_TAG_REST}))"  # (most tags have no attributes: `>` first)
+)
+# References that decode to white space, which the parser drops before the body starts.
+_WHITE_REFERENCES = ("&Tab;", "&NewLine;")
+_DROPPED_FIRST = ("</", *_WHITE_REFERENCES)  # what the parser may drop before the body
 # The longest markup the parser reads at once (see `_pieces`), unless it holds at most
 # `_WHOLE_MAX_TAGS` tags and no long one: the work the parser does per tag grows with the
 # elements open (2,048 nested elements cost it 6 ms) and per attribute with the attributes
@@ -83,6 +104,7 @@ PARSE_PIECE = 12 * 1024
 _WHOLE_MAX_TAGS = 2048
 _WHOLE_MAX_CHARS = 32 * 1024
 _LONG_TAG = re.compile(r"<[^<>]{2048}")  # (or a `<` in text before a long paragraph)
+_LONG_TAG_UNMARKED = re.compile(r"<[^<>]{2047}")  # the same once a mark ends the run
 _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 # A character reference cut by a tag (`&am<b></b>p;`, which reads as "&amp;"): stripping the
 # tag would join the halves into a reference the parser never saw.
@@ -99,7 +121,8 @@ def html_to_text(html: str) -> str:
         return normalise(_source_whitespace(html))
     if _MARK in html:
         html = html.replace(_MARK, "")
-    text = _usual_text(html) if len(html) <= _USUAL_MAX_CHARS else None
+    short = len(html) <= PARSE_PIECE // 2 or _read_whole(html)
+    text = _usual_text(html) if short else None
     if text is None:
         any_case = _UPPER_CASE_TAG.search(html) is not None
         marked = (_BLOCK_TAG_ANY_CASE if any_case else _BLOCK_TAG).sub(_MARK + "<", html)
@@ -112,17 +135,68 @@ def html_to_text(html: str) -> str:
 
 
 def _usual_text(html: str) -> str | None:
-    """`_simple_text` of markup whose tags are all `_USUAL_TAGS`, marks included, in one
-    pass over the body; None for anything else."""
+    """`_parsed_text` of markup whose tags are all `_SHORT_PATH_TAGS`, marks included, in
+    one pass over the body and a walk over its table tags; None for anything else."""
     body = _body_start(html)
     if body is None:
         return None
-    parts = _NAMED_SIMPLE_TAG.split(body)
+    parts = _TOKEN.split(body)
+    names = parts[1::2]
     try:
-        parts[1::2] = map(_USUAL_TAGS.__getitem__, parts[1::2])
+        parts[1::2] = map(_SHORT_PATH_TAGS.__getitem__, names)
     except KeyError:
         return None
+    if names:
+        if names[0] is None and not parts[0] and not _head_dropped(parts, names):
+            return None
+        if "<pre" in body and not _pre_newlines_dropped(parts, names):
+            return None
+        if "<table" in body and not foster(parts, names):
+            return None
     return _decoded("".join(parts))
+
+
+def _read_whole(html: str) -> bool:
+    """Whether `_parsed_in_pieces` reads `html`, once marked, in one parse: the short path
+    reads as one parse does. (A mark goes before a `<` at most.)"""
+    tags = html.count("<")
+    size = len(html) + tags
+    return size <= PARSE_PIECE or (
+        tags <= _WHOLE_MAX_TAGS
+        and (size <= _WHOLE_MAX_CHARS or _LONG_TAG_UNMARKED.search(html) is None)
+    )
+
+
+def _head_dropped(parts: list[str], names: list[str | None]) -> bool:
+    """Drop the white space after `style` elements that open the markup: the parser puts
+    them in the head, and that white space with them. False where it may do more."""
+    index = 0
+    while index < len(names) and names[index] is None:
+        following = parts[2 * index + 2].lstrip(_HTML_SPACE)
+        parts[2 * index + 2] = following
+        if following:
+            return not following.startswith(_WHITE_REFERENCES)
+        index += 1
+        name = names[index] if index < len(names) else None
+        if name is not None and name.startswith("/"):
+            return False  # ignored in the head, which goes on dropping white space
+    return True
+
+
+def _pre_newlines_dropped(parts: list[str], names: list[str | None]) -> bool:
+    """Drop the newline right after each `<pre>` start tag, as the parser does. False where
+    a reference starts that text (it may be a newline too)."""
+    index = -1
+    try:
+        while True:
+            index = names.index("pre", index + 1)
+            following = parts[2 * index + 2]
+            if following.startswith("\n"):
+                parts[2 * index + 2] = following[1:]
+            elif following.startswith("&"):
+                return False
+    except ValueError:
+        return True
 
 
 def _parsed_text(html: str) -> str:
@@ -216,15 +290,19 @@ def _simple_text(html: str, *, special: re.Pattern[str] = _SPECIAL_TAG_ANY_CASE)
 
 
 def _body_start(html: str) -> str | None:
-    """`html` from where the parser starts keeping text, or None where stripping tags cannot
-    give the parser's text (numeric references, references cut by a tag, NULs, an end tag
-    first)."""
+    """`html` from where the parser starts keeping text, line breaks as the parser reads
+    them, or None where stripping tags cannot give the parser's text (numeric references,
+    references cut by a tag, NULs, an end tag or a white-space reference first)."""
     if "&#" in html or "\x00" in html or ("&" in html and _REFERENCE_CUT.search(html)):
         return None
     # Before the first tag or character, the parser is outside the body: whitespace is dropped.
     html = html.lstrip(_HTML_SPACE)
-    if html.startswith("</"):
+    if html.startswith(_DROPPED_FIRST):
         return None  # an end tag there is dropped or re-read; the parser knows which
+    # CR LF and CR are LF before the parser reads anything; a tag stripped later must not
+    # join a CR and a LF it separates into one.
+    if "\r" in html:
+        html = html.replace("\r\n", "\n").replace("\r", "\n")
     return html
 
 
@@ -232,8 +310,6 @@ def _decoded(stripped: str) -> str | None:
     """Text with its tags stripped, references decoded; None if a `<` is left over."""
     if "<" in stripped:
         return None
-    if "\r" in stripped:
-        stripped = stripped.replace("\r\n", "\n").replace("\r", "\n")
     return html_entities.unescape(stripped) if "&" in stripped else stripped
 
 
