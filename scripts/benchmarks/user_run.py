@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 NOTIFICATIONS = 20_000
-ROUNDS = 5
+ROUNDS = 7
 CLIENT_STATE = "bench-client-state"
 TARGET_SPEEDUP = 1.8
 GRAPHTAP = Path(sys.executable).with_name("graphtap")

@@ -45,22 +45,24 @@ def database(
     """The block-mode database of these expressions: loaded from the cache when it holds
     one compiled from exactly these inputs on this kind of CPU, else compiled (and kept)."""
     folder = cache_dir()
-    path = (
-        None
-        if folder is None
-        else folder / f"hyperscan-{_key(hyperscan, expressions, flags, ids)}.db"
-    )
-    if path is not None:
-        loaded = _load(hyperscan, path)
-        if loaded is not None:
-            return loaded
-    compiled = hyperscan.Database()
-    compiled.compile(
+    if folder is None:
+        return _compiled(hyperscan, expressions, flags, ids)
+    path = folder / f"hyperscan-{_key(hyperscan, expressions, flags, ids)}.db"
+    database = _load(hyperscan, path)
+    if database is None:
+        database = _compiled(hyperscan, expressions, flags, ids)
+        _store(path, hyperscan.dumpb(database))
+    return database
+
+
+def _compiled(
+    hyperscan: Any, expressions: Sequence[bytes], flags: Sequence[int], ids: Sequence[int]
+) -> Any:
+    database = hyperscan.Database()
+    database.compile(
         expressions=list(expressions), ids=list(ids), elements=len(ids), flags=list(flags)
     )
-    if path is not None:
-        _store(path, hyperscan.dumpb(compiled))
-    return compiled
+    return database
 
 
 def _key(
