@@ -474,6 +474,22 @@ class Authority:
         self.denied.append(denial)
         return denial
 
+    def refuse_arm(
+        self, token: str | None, *, call: str, scope: str, action: str
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """Resource Manager's answer to a management call the caller's roles do not grant
+        (403 AuthorizationFailed, worded as Azure words it), or None when they do."""
+        denial = self.check(
+            token, service="Resource Manager", call=call, resource=scope, action=action
+        )
+        if denial is None:
+            return None
+        message = (
+            f"The client '{denial.principal}' does not have authorization to perform action "
+            f"'{action}' over scope '{scope}' or the scope is invalid."
+        )
+        return 403, {"error": {"code": "AuthorizationFailed", "message": message}}, {}
+
     def check_graph(self, token: str | None, *, call: str, any_of: Iterable[str]) -> Denial | None:
         """Graph's app-only decision: one of `any_of` among the token's `roles`."""
         wanted = tuple(any_of)

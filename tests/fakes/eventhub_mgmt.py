@@ -47,19 +47,11 @@ class FakeEventHubManagement:
             else "Microsoft.EventHub/namespaces/read"
         )
         if self.authority is not None and (
-            denial := self.authority.check(
-                request.headers.get("Authorization"),
-                service="Resource Manager",
-                call=f"GET {path}",
-                resource=path,
-                action=action,
+            refusal := self.authority.refuse_arm(
+                request.headers.get("Authorization"), call=f"GET {path}", scope=path, action=action
             )
         ):
-            message = (
-                f"The client '{denial.principal}' does not have authorization to perform action "
-                f"'{action}' over scope '{path}' or the scope is invalid."
-            )
-            return 403, {"error": {"code": "AuthorizationFailed", "message": message}}, {}
+            return refusal
         namespace = self.namespaces.get((m.group(1), m.group(2), m.group(3)))
         if namespace is None:
             return 404, _not_found("Microsoft.EventHub/namespaces", m.group(3)), {}

@@ -58,19 +58,14 @@ class FakeStorageManagement:
             return 400, {"error": {"code": "BadRequest", "message": path}}, {}
         resource = path.rsplit("/", 1)[0]
         if self.authority is not None and (
-            denial := self.authority.check(
+            refusal := self.authority.refuse_arm(
                 request.headers.get("Authorization"),
-                service="Resource Manager",
                 call=f"POST {path}",
-                resource=resource,
+                scope=resource,
                 action=LIST_KEYS,
             )
         ):
-            message = (
-                f"The client '{denial.principal}' does not have authorization to perform action "
-                f"'{LIST_KEYS}' over scope '{resource}' or the scope is invalid."
-            )
-            return 403, {"error": {"code": "AuthorizationFailed", "message": message}}, {}
+            return refusal
         account = self.accounts.get((m.group(1), m.group(2), m.group(3)))
         if account is None:
             message = (
