@@ -17,6 +17,7 @@ from graphtap.hosts import azure
 from graphtap.hosts.cli import cli
 from graphtap.hosts.commands import deadletters
 from graphtap.notifications.authenticity import ClientStateCheck
+from graphtap.notifications.outlook import mail_change_item, mail_resource
 from graphtap.processing import compose
 from graphtap.processing.fetch import ContentFetcher, FetchRetry
 from graphtap.processing.fetch.mail import GraphMailReader, MailboxLimiter, MailboxLimits
@@ -35,20 +36,15 @@ USER = "0b4c1f1e-aaaa-4bbb-8ccc-dddddddddddd"
 
 
 def _notification(message_id: str, etag: str) -> bytes:
-    resource = f"Users/{USER}@{TENANT}/Messages/{message_id}"
-    item = {
-        "subscriptionId": "sub-mail",
-        "changeType": "created",
-        "tenantId": TENANT,
-        "clientState": STATE,
-        "resource": resource,
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.Message",
-            "@odata.id": resource,
-            "@odata.etag": etag,
-            "id": message_id,
-        },
-    }
+    item = mail_change_item(
+        subscription_id="sub-mail",
+        change_type="created",
+        tenant_id=TENANT,
+        client_state=STATE,
+        resource=mail_resource(USER, TENANT, message_id),
+        message_id=message_id,
+        etag=etag,
+    )
     return orjson.dumps({"value": [item]})
 
 

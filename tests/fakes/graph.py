@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from graphtap.localhub import LocalHub
 from graphtap.notifications.crypto import encrypt_content
 from graphtap.notifications.keyring import thumbprint
+from graphtap.notifications.outlook import mail_change_item, mail_resource
 from graphtap.simulation.emitter import change_item
 from graphtap.simulation.tenant import Message
 from graphtap.subscriptions.clock import Clock
@@ -774,21 +775,16 @@ class FakeGraph(httpx.AsyncBaseTransport):
     ) -> bool:
         """Send the basic notification Outlook writes for a message (it names the message;
         the content stays in the mailbox) through `stored`'s channel."""
-        resource = f"Users/{user_id}@{self.tenant_id}/Messages/{message.id}"
-        item = {
-            "subscriptionId": stored.id,
-            "subscriptionExpirationDateTime": _iso(stored.expiration),
-            "changeType": change_type,
-            "clientState": stored.client_state,
-            "tenantId": self.tenant_id,
-            "resource": resource,
-            "resourceData": {
-                "@odata.type": "#Microsoft.Graph.Message",
-                "@odata.id": resource,
-                "@odata.etag": message.etag,
-                "id": message.id,
-            },
-        }
+        item = mail_change_item(
+            subscription_id=stored.id,
+            expiration=_iso(stored.expiration),
+            change_type=change_type,
+            client_state=stored.client_state,
+            tenant_id=self.tenant_id,
+            resource=mail_resource(user_id, self.tenant_id, message.id),
+            message_id=message.id,
+            etag=message.etag,
+        )
         return self._send([item], stored.notification_url)
 
     def _purge(self) -> None:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from graphtap.notifications.authenticity import ClientStateCheck
+from graphtap.notifications.outlook import mail_change_item
 from graphtap.processing.fetch import ContentFetcher, FetchError, FetchRetry
 from graphtap.processing.fetch.payloads import LocalPayloadStore, open_payload_store
 from graphtap.processing.pipeline import Pipeline
@@ -161,19 +162,15 @@ class Mailboxes:
 def _mail(
     message_id: str, change: str = "created", *, resource_user: str = f"{USER}@{TENANT}"
 ) -> dict[str, Any]:
-    return {
-        "subscriptionId": "sub-mail",
-        "changeType": change,
-        "tenantId": TENANT,
-        "clientState": CLIENT_STATE,
-        "resource": f"Users/{resource_user}/Messages/{message_id}",
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.Message",
-            "@odata.id": f"Users/{resource_user}/Messages/{message_id}",
-            "@odata.etag": 'W/"CQAAABYAAAD1"',
-            "id": message_id,
-        },
-    }
+    return mail_change_item(
+        subscription_id="sub-mail",
+        change_type=change,
+        tenant_id=TENANT,
+        client_state=CLIENT_STATE,
+        resource=f"Users/{resource_user}/Messages/{message_id}",
+        message_id=message_id,
+        etag='W/"CQAAABYAAAD1"',
+    )
 
 
 def _message(message_id: str, body: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from graphtap.notifications.authenticity import ClientStateCheck
+from graphtap.notifications.outlook import mail_change_item, mail_resource
 from graphtap.processing.committer import BlockingDeadLetters, BlockingVerdicts
 from graphtap.processing.fetch import ContentFetcher, FetchRetry
 from graphtap.processing.fetch.mail import (
@@ -77,20 +78,15 @@ def _letter(user: str, **overrides: Any) -> dict[str, Any]:
 
 
 def _notification(user: str, message_id: str, etag: str, change: str = "created") -> bytes:
-    resource = f"Users/{user}@{TENANT}/Messages/{message_id}"
-    item = {
-        "subscriptionId": "sub-mail",
-        "changeType": change,
-        "tenantId": TENANT,
-        "clientState": CLIENT_STATE,
-        "resource": resource,
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.Message",
-            "@odata.id": resource,
-            "@odata.etag": etag,
-            "id": message_id,
-        },
-    }
+    item = mail_change_item(
+        subscription_id="sub-mail",
+        change_type=change,
+        tenant_id=TENANT,
+        client_state=CLIENT_STATE,
+        resource=mail_resource(user, TENANT, message_id),
+        message_id=message_id,
+        etag=etag,
+    )
     return orjson.dumps({"value": [item]})
 
 

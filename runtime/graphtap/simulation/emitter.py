@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from graphtap.notifications.crypto import encrypt_content
 from graphtap.notifications.keyring import thumbprint
+from graphtap.notifications.outlook import mail_change_item, mail_resource
 from graphtap.simulation.tenant import Mail, Message, SyntheticTenant, User
 
 DEFAULT_START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
@@ -174,21 +175,16 @@ class NotificationEmitter:
     def mail_change(self, mail: Mail, change_type: str) -> dict[str, Any]:
         """Outlook's basic notification: it names the message, the content stays in Graph."""
         subscription = self.subscriptions[f"/users/{mail.mailbox.id}/messages"]
-        resource = f"Users/{mail.mailbox.id}@{self.tenant_id}/Messages/{mail.id}"
-        return {
-            "subscriptionId": subscription.id,
-            "subscriptionExpirationDateTime": _iso(subscription.expiration),
-            "changeType": change_type,
-            "clientState": self.client_state,
-            "tenantId": self.tenant_id,
-            "resource": resource,
-            "resourceData": {
-                "@odata.type": "#Microsoft.Graph.Message",
-                "@odata.id": resource,
-                "@odata.etag": mail.etag,
-                "id": mail.id,
-            },
-        }
+        return mail_change_item(
+            subscription_id=subscription.id,
+            expiration=_iso(subscription.expiration),
+            change_type=change_type,
+            client_state=self.client_state,
+            tenant_id=self.tenant_id,
+            resource=mail_resource(mail.mailbox.id, self.tenant_id, mail.id),
+            message_id=mail.id,
+            etag=mail.etag,
+        )
 
     def subscription_for(self, message: Message) -> SimulatedSubscription:
         key = (

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from msgraph.graph_service_client import GraphServiceClient
 
+from graphtap.notifications.outlook import mail_change_item
 from graphtap.subscriptions.clock import Clock
 from graphtap.subscriptions.deltalinks import DeltaLinkStore, MemoryDeltaLinks
 from graphtap.subscriptions.desired import DesiredState
@@ -361,22 +362,16 @@ class MailResync:
             etag = change.get("@odata.etag")
             if etag is None and change.get("changeKey"):
                 etag = f'W/"{change["changeKey"]}"'
-            resource_data: dict[str, Any] = {
-                "@odata.type": "#Microsoft.Graph.Message",
-                "@odata.id": resource,
-                "id": message_id,
-            }
-            if etag is not None:
-                resource_data["@odata.etag"] = etag
             items.append(
-                {
-                    "subscriptionId": RESYNC_SUBSCRIPTION,
-                    "changeType": "deleted" if removed else "updated",
-                    "tenantId": self._tenant_id,
-                    "clientState": client_state,
-                    "resource": resource,
-                    "resourceData": resource_data,
-                }
+                mail_change_item(
+                    subscription_id=RESYNC_SUBSCRIPTION,
+                    change_type="deleted" if removed else "updated",
+                    tenant_id=self._tenant_id,
+                    client_state=client_state,
+                    resource=resource,
+                    message_id=message_id,
+                    etag=etag,
+                )
             )
         return pack(items)
 
