@@ -13,7 +13,7 @@ is reported, and the median of the rounds' own Event Hubs to local-hub shares):
 Both rates are steady state, by one definition: from the first batch read (the local
 runner, its hub open) or received (the consumer, connected and owning its partitions) to the
 last commit; the load balancer runs at its production interval, so ownership renewals are not
-part of the figures. A run is long enough (12,000 notifications, about 6 s with two workers)
+part of the figures. A run is long enough (12,000 notifications, about 5 s with two workers)
 that its first and last batches, when not every worker has work, weigh little: at 4,000 a
 run lasted 2 s and the shares of single rounds spread over 0.78-1.07. With one worker and
 with one worker per core (the consumer's single worker is a process of its own on a machine

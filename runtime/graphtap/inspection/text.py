@@ -121,7 +121,7 @@ def html_to_text(html: str) -> str:
         return normalise(_source_whitespace(html))
     if _MARK in html:
         html = html.replace(_MARK, "")
-    short = len(html) <= PARSE_PIECE // 2 or _read_whole(html)
+    short = len(html) <= PARSE_PIECE // 2 or _one_parse(html, marks_to_come=True)
     text = _usual_text(html) if short else None
     if text is None:
         any_case = _UPPER_CASE_TAG.search(html) is not None
@@ -156,14 +156,19 @@ def _usual_text(html: str) -> str | None:
     return _decoded("".join(parts))
 
 
-def _read_whole(html: str) -> bool:
-    """Whether `_parsed_in_pieces` reads `html`, once marked, in one parse: the short path
-    reads as one parse does. (A mark goes before a `<` at most.)"""
+def _one_parse(html: str, *, marks_to_come: bool = False) -> bool:
+    """Whether `_parsed_in_pieces` reads `html` in one parse. `marks_to_come`: `html` before
+    its line marks go in (each adds a character before a `<`), as the short path asks: it
+    reads markup as one parse does, so it takes only what one parse would read."""
+    size = len(html)
+    if size <= PARSE_PIECE and not marks_to_come:
+        return True
     tags = html.count("<")
-    size = len(html) + tags
+    if marks_to_come:
+        size += tags
+    long_tag = _LONG_TAG_UNMARKED if marks_to_come else _LONG_TAG
     return size <= PARSE_PIECE or (
-        tags <= _WHOLE_MAX_TAGS
-        and (size <= _WHOLE_MAX_CHARS or _LONG_TAG_UNMARKED.search(html) is None)
+        tags <= _WHOLE_MAX_TAGS and (size <= _WHOLE_MAX_CHARS or long_tag.search(html) is None)
     )
 
 
@@ -211,10 +216,7 @@ def _parsed_text(html: str) -> str:
 def _parsed_in_pieces(html: str, *, any_case: bool = True) -> str:
     """`_parsed_text` of `html`, whole when the parser's work on it is bounded anyway (few
     tags, none long: every document of the speed corpus), else piece by piece."""
-    if len(html) <= PARSE_PIECE or (
-        html.count("<") <= _WHOLE_MAX_TAGS
-        and (len(html) <= _WHOLE_MAX_CHARS or _LONG_TAG.search(html) is None)
-    ):
+    if _one_parse(html):
         return _parsed_text(html)
     return "".join(map(_parsed_text, _pieces(html, any_case=any_case)))
 

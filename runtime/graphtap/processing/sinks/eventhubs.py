@@ -35,7 +35,7 @@ from azure.eventhub import EventData
 from azure.eventhub.aio import EventHubProducerClient
 from azure.eventhub.exceptions import EventHubError
 
-from graphtap.inspection.policy import SEVERITIES
+from graphtap.inspection.policy import highest_severity
 from graphtap.processing.sinks import gather_all
 from graphtap.processing.verdicts import Verdict
 
@@ -204,10 +204,6 @@ def _event(pack: list[Verdict], bodies: list[bytes]) -> EventData:
     event.content_type = CONTENT_TYPE
     event.properties = {
         "verdict_count": len(pack),
-        "severity": max((v.severity for v in pack), key=_rank),
+        "severity": highest_severity([v.severity for v in pack]),
     }
     return event
-
-
-def _rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
