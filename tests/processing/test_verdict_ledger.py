@@ -27,17 +27,21 @@ QUICK = LedgerSettings(claim_ttl=0.3, poll_initial=0.01, poll_max=0.05)
 
 
 class Recorder:
-    """A findings hub that remembers every verdict it accepted, and can be made to fail."""
+    """A findings hub that remembers every verdict it accepted, and can be made to fail:
+    the next `failures` calls, or once for each call carrying a key in `fail_once`."""
 
     def __init__(self, sent: list[str]) -> None:
         self.sent = sent
         self.failures = 0
+        self.fail_once: set[str] = set()
         self.delay = 0.0
 
     async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
         await asyncio.sleep(self.delay)
-        if self.failures:
-            self.failures -= 1
+        refused = self.fail_once.intersection(v.key for v in verdicts)
+        if self.failures or refused:
+            self.failures = max(self.failures - 1, 0)
+            self.fail_once -= refused
             raise ConnectionError("findings hub unreachable")
         self.sent.extend(v.key for v in verdicts)
         return len(verdicts)
@@ -192,7 +196,8 @@ def test_a_batch_waiting_on_a_failed_one_fails_too(service: AzuriteStorage) -> N
     async def scenario() -> list[Any]:
         sink, hub, _ = writer(service, sent, owner="web")
         hub.delay = 0.05
-        hub.failures = 1
+        # The shared key's send fails, whichever batch's claim reaches the ledger first.
+        hub.fail_once = {shared.key}
         return list(
             await asyncio.gather(
                 sink.write_verdicts([shared]),
