@@ -49,7 +49,7 @@ from tests.fakes.authorization import (
     GRAPH_USERS,
     Authority,
 )
-from tests.fakes.mailboxes import FakeMailboxes, StoredMessage
+from tests.fakes.mailboxes import FakeMailboxes, StoredMessage, asks_immutable_ids
 
 WINDOW = 20.0
 GRAPH = "https://graph.microsoft.com"
@@ -95,6 +95,9 @@ class StoredSubscription:
     last_reauthorize: float | None = None
     #: Where Graph writes payloads over 1 MB (a Key Vault secret's URL); not returned by GET.
     blob_store_url: str | None = None
+    #: Created with `Prefer: IdType="ImmutableId"`: its mail notifications name immutable ids
+    #: (Outlook's own ids otherwise, which change when a message moves). Not returned by GET.
+    immutable_ids: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -340,7 +343,9 @@ class FakeGraph(httpx.AsyncBaseTransport):
                 return self._list(request)
             if method == "POST":
                 return self._create(
-                    json.loads(request.content), request.headers.get("Authorization")
+                    json.loads(request.content),
+                    request.headers.get("Authorization"),
+                    immutable_ids=asks_immutable_ids(request),
                 )
         match = re.fullmatch(r"/subscriptions/([^/]+)(/reauthorize)?", path)
         if match:
@@ -443,7 +448,9 @@ class FakeGraph(httpx.AsyncBaseTransport):
             body["@odata.nextLink"] = f"{GRAPH}/v1.0/subscriptions?$skiptoken={skip}"
         return httpx.Response(200, json=body)
 
-    def _create(self, body: dict[str, Any], request_token: str | None = None) -> httpx.Response:
+    def _create(
+        self, body: dict[str, Any], request_token: str | None = None, *, immutable_ids: bool = False
+    ) -> httpx.Response:
         now = self.clock.time()
         for name in ("resource", "changeType", "notificationUrl", "expirationDateTime"):
             if not body.get(name):
@@ -551,6 +558,7 @@ class FakeGraph(httpx.AsyncBaseTransport):
             certificate=certificate,
             certificate_id=body.get("encryptionCertificateId"),
             blob_store_url=body.get("blobStoreUrl"),
+            immutable_ids=immutable_ids,
         )
         if not self._send([_validation_item(self._rng)], stored.notification_url):
             # Graph sends a validation event before it accepts an Event Hubs subscription.
@@ -781,8 +789,8 @@ class FakeGraph(httpx.AsyncBaseTransport):
             change_type=change_type,
             client_state=stored.client_state,
             tenant_id=self.tenant_id,
-            resource=mail_resource(user_id, self.tenant_id, message.id),
-            message_id=message.id,
+            resource=mail_resource(user_id, self.tenant_id, message.id_for(stored.immutable_ids)),
+            message_id=message.id_for(stored.immutable_ids),
             etag=message.etag,
         )
         return self._send([item], stored.notification_url)

@@ -16,7 +16,10 @@ change) and their attachments. It serves what graphtap reads and its rules (soc-
   and the 10,001st in 10 minutes is 429, both with Retry-After; `peak` records the most in
   flight ever seen;
 - Mail.Read (or Mail.ReadWrite) from the token's roles (an `Authority`) or the app's
-  `permissions`; without it, Graph's 403 `ErrorAccessDenied`.
+  `permissions`; without it, Graph's 403 `ErrorAccessDenied`;
+- ids as Outlook gives them: a message has an immutable id for its lifetime, served to
+  requests with `Prefer: IdType="ImmutableId"`, and a default id, served to the others, that
+  is new after each move (the old one then finds nothing); a request may name either.
 Tests put mail in with `deliver`, change it with `update`, `move` and `delete` (each notified
 through `notify`), and inject outages with `fail`.
 """
@@ -81,6 +84,7 @@ _MAILBOX_PATH = re.compile(r"/users/([^/]+)/(messages|mailFolders)(/.*)?", re.IG
 
 @dataclass
 class StoredMessage:
+    #: The immutable id (`Prefer: IdType="ImmutableId"`): kept for the message's lifetime.
     id: str
     folder: str
     properties: dict[str, Any]
@@ -88,15 +92,20 @@ class StoredMessage:
     change_key: str
     #: The mailbox's change sequence when this message last changed (for delta).
     sequence: int
+    #: The id Outlook gives without that header: a new one each time the message moves.
+    rest_id: str = ""
 
     @property
     def etag(self) -> str:
         return f'W/"{self.change_key}"'
 
-    def to_graph(self) -> dict[str, Any]:
+    def id_for(self, immutable: bool) -> str:
+        return self.id if immutable else self.rest_id
+
+    def to_graph(self, *, immutable: bool = True) -> dict[str, Any]:
         return {
             "@odata.etag": self.etag,
-            "id": self.id,
+            "id": self.id_for(immutable),
             **self.properties,
             "changeKey": self.change_key,
             "parentFolderId": self.folder,
@@ -116,8 +125,10 @@ class Mailbox:
     user_id: str
     folders: dict[str, Folder] = field(default_factory=dict)
     messages: dict[str, StoredMessage] = field(default_factory=dict)
-    #: Deleted or moved out: message id -> (folder it left, sequence when it left).
+    #: Deleted or moved out: (folder it left, immutable id) -> sequence when it left.
     removed: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: The id without the header that a message had in the folder it left (same keys).
+    left_as: dict[tuple[str, str], str] = field(default_factory=dict)
     sequence: int = 0
     #: Delta tokens from an older generation have expired (syncStateNotFound); from an older
     #: reset, the service asks for a full resync (410 resyncRequired).
@@ -220,6 +231,7 @@ class FakeMailboxes:
             [self._attachment(a) for a in attachments],
             self._opaque("ck"),
             self._next(box),
+            rest_id=self._opaque("rest"),
         )
         box.messages[message_id] = stored
         box.removed.pop((target.id, message_id), None)
@@ -238,12 +250,16 @@ class FakeMailboxes:
         return stored
 
     def move(self, user_id: str, message_id: str, folder: str) -> StoredMessage:
+        """To another folder (a user, or an inbox rule the moment mail arrives): the immutable
+        id stays, the id without `Prefer: IdType="ImmutableId"` is a new one."""
         box = self.mailbox(user_id)
         stored = box.messages[message_id]
         target = box.folder(folder)
         if target is None:
             raise KeyError(f"mailbox {user_id} has no folder {folder!r}")
         box.removed[(stored.folder, message_id)] = self._next(box)
+        box.left_as[(stored.folder, message_id)] = stored.rest_id
+        stored.rest_id = self._opaque("rest")
         stored.folder = target.id
         stored.change_key = self._opaque("ck")
         stored.sequence = self._next(box)
@@ -255,6 +271,7 @@ class FakeMailboxes:
         box = self.mailbox(user_id)
         stored = box.messages.pop(message_id)
         box.removed[(stored.folder, message_id)] = self._next(box)
+        box.left_as[(stored.folder, message_id)] = stored.rest_id
         self._notify(user_id, stored, "deleted")
 
     def expire_delta_tokens(self, user_id: str) -> None:
@@ -277,7 +294,13 @@ class FakeMailboxes:
         self.faults.clear()
 
     def message(self, user_id: str, message_id: str) -> StoredMessage | None:
-        return self.mailbox(user_id).messages.get(message_id)
+        """By either id: the immutable one, or the one without the header it has now (an
+        id from before a move finds nothing, as Outlook's does)."""
+        box = self.mailbox(user_id)
+        stored = box.messages.get(message_id)
+        if stored is None:
+            stored = next((m for m in box.messages.values() if m.rest_id == message_id), None)
+        return stored
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -397,7 +420,7 @@ class FakeMailboxes:
     ) -> httpx.Response:
         if not parts or len(parts) > 2 or (len(parts) == 2 and parts[1] != "attachments"):
             return _error(400, "BadRequest", f"Unsupported request GET {request.url.path}")
-        stored = box.messages.get(parts[0])
+        stored = self.message(box.user_id, parts[0])
         if stored is None or (folder is not None and stored.folder != folder.id):
             return _error(
                 404, "ErrorItemNotFound", "The specified object was not found in the store."
@@ -413,7 +436,8 @@ class FakeMailboxes:
         if unknown:
             return _unknown_property(unknown[0], "message")
         self.reads[(box.user_id.lower(), stored.id)] += 1
-        body = _project(stored.to_graph(), select, always=("@odata.etag", "id"))
+        immutable = asks_immutable_ids(request)
+        body = _project(stored.to_graph(immutable=immutable), select, always=("@odata.etag", "id"))
         body["@odata.context"] = f"{GRAPH}/v1.0/$metadata#users('{box.user_id}')/messages/$entity"
         return httpx.Response(200, json=body)
 
@@ -457,8 +481,12 @@ class FakeMailboxes:
             received = _received_filter(params.get("$filter"))
             if isinstance(received, httpx.Response):
                 return received
+        immutable = asks_immutable_ids(request)
         changes: list[tuple[int, dict[str, Any]]] = [
-            (m.sequence, _project(m.to_graph(), select, always=("@odata.etag", "id")))
+            (
+                m.sequence,
+                _project(m.to_graph(immutable=immutable), select, always=("@odata.etag", "id")),
+            )
             for m in box.messages.values()
             if m.folder == folder.id
             and since < m.sequence <= until
@@ -468,8 +496,9 @@ class FakeMailboxes:
             changes = sorted(changes, key=lambda change: change[0])[:INITIAL_FILTERED_MAX]
         if since:
             changes += [
-                (sequence, {"id": message_id, "@removed": {"reason": "deleted"}})
+                (sequence, {"id": removed_id, "@removed": {"reason": "deleted"}})
                 for (where, message_id), sequence in box.removed.items()
+                for removed_id in [message_id if immutable else box.left_as[(where, message_id)]]
                 if where == folder.id
                 and since < sequence <= until
                 and not (
@@ -544,6 +573,12 @@ def _received_after(message: StoredMessage, received: Sequence[str]) -> bool:
     moment = dt.datetime.fromisoformat(instant.replace("Z", "+00:00"))
     at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return at >= moment if operator == "ge" else at > moment
+
+
+def asks_immutable_ids(request: httpx.Request) -> bool:
+    """`Prefer: IdType="ImmutableId"` among the request's preferences (they apply to it only)."""
+    prefer = ",".join(request.headers.get_list("Prefer"))
+    return re.search(r'(?:^|[,;\s])IdType="?ImmutableId"?', prefer, re.IGNORECASE) is not None
 
 
 def _select(request: httpx.Request) -> list[str] | None:

@@ -14,6 +14,7 @@ from msgraph.generated.users.item.mail_folders.item.messages.delta.delta_request
 )
 from msgraph.graph_service_client import GraphServiceClient
 
+from graphtap.notifications.outlook import IMMUTABLE_IDS
 from graphtap.subscriptions.clock import VirtualClock
 from graphtap.subscriptions.graph import build_client
 from tests.fakes.graph import FakeGraph
@@ -26,15 +27,30 @@ def _client(graph: FakeGraph) -> GraphServiceClient:
     return build_client(FakeCredential(), transport=graph)
 
 
+def _immutable_ids() -> RequestConfiguration[Any]:
+    config: RequestConfiguration[Any] = RequestConfiguration()
+    config.headers.add("Prefer", IMMUTABLE_IDS)
+    return config
+
+
 async def _sync(
-    client: GraphServiceClient, link: str | None = None, *, page: int = 2
+    client: GraphServiceClient,
+    link: str | None = None,
+    *,
+    page: int = 2,
+    folder: str = "inbox",
+    immutable: bool = True,
 ) -> tuple[list[dict[str, Any]], str, int]:
-    """Every page of one round: (items as id/@removed/subject, the deltaLink, pages)."""
-    delta = client.users.by_user_id(USER).mail_folders.by_mail_folder_id("inbox").messages.delta
+    """Every page of one round: (items as id/@removed/subject, the deltaLink, pages).
+    `immutable`: every request asks for immutable ids (the header holds for one request)."""
+    delta = client.users.by_user_id(USER).mail_folders.by_mail_folder_id(folder).messages.delta
     query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=["subject"])
     config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
     config.headers.add("Prefer", f"odata.maxpagesize={page}")
-    response = await (delta.with_url(link).get() if link else delta.get(config))
+    following = _immutable_ids() if immutable else None
+    if immutable:
+        config.headers.add("Prefer", IMMUTABLE_IDS)
+    response = await (delta.with_url(link).get(following) if link else delta.get(config))
     items: list[dict[str, Any]] = []
     pages = 0
     while True:
@@ -46,7 +62,7 @@ async def _sync(
         if response.odata_delta_link:
             return items, response.odata_delta_link, pages
         assert response.odata_next_link
-        response = await delta.with_url(response.odata_next_link).get()
+        response = await delta.with_url(response.odata_next_link).get(following)
 
 
 def test_delta_pages_a_folder_then_returns_what_changed_and_what_left() -> None:
@@ -74,6 +90,41 @@ def test_delta_pages_a_folder_then_returns_what_changed_and_what_left() -> None:
     assert by_id[ids[2]]["@removed"] == {"reason": "deleted"}
     assert by_id[fresh]["subject"] == "m5"
     assert asyncio.run(_sync(client, link2))[0] == []  # nothing since
+
+
+def test_a_moved_message_keeps_only_its_immutable_id() -> None:
+    """Without `Prefer: IdType="ImmutableId"` Outlook gives a moved message a new id: the id
+    a notification named finds nothing, and the old folder's delta reports it removed."""
+    graph = FakeGraph(VirtualClock())
+    boxes = graph.mailboxes
+    stored = boxes.deliver(USER, {"subject": "moved by a rule"})
+    archive = boxes.add_folder(USER, "Projects")
+    client = _client(graph)
+    old_ids = {i["id"] for i in asyncio.run(_sync(client, immutable=False))[0]}
+    _, link, _ = asyncio.run(_sync(client))
+    _, plain_link, _ = asyncio.run(_sync(client, immutable=False))
+    (old_id,) = old_ids
+    assert old_id != stored.id
+
+    boxes.move(USER, stored.id, archive.id)
+    messages = client.users.by_user_id(USER).messages
+    with pytest.raises(ODataError) as gone:
+        asyncio.run(messages.by_message_id(old_id).get())
+    assert gone.value.response_status_code == 404
+    found = asyncio.run(messages.by_message_id(stored.id).get(_immutable_ids()))
+    assert found is not None
+    assert (found.id, found.subject) == (stored.id, "moved by a rule")
+    assert found.parent_folder_id == archive.id
+    # Each delta names the change with the ids its requests asked for.
+    assert asyncio.run(_sync(client, link))[0] == [
+        {"id": stored.id, "subject": None, "@removed": {"reason": "deleted"}}
+    ]
+    assert asyncio.run(_sync(client, plain_link, immutable=False))[0] == [
+        {"id": old_id, "subject": None, "@removed": {"reason": "deleted"}}
+    ]
+    in_archive = asyncio.run(_sync(client, folder=archive.id, immutable=False))[0]
+    assert [i["id"] for i in in_archive] == [stored.rest_id]
+    assert stored.rest_id != old_id
 
 
 def test_an_expired_or_reset_token_is_410_and_a_full_sync_starts_over() -> None:

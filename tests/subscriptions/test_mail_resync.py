@@ -98,6 +98,52 @@ def setup(bench: Bench, tmp_path: Path) -> Setup:
     return Setup(bench, tmp_path)
 
 
+def test_mail_an_inbox_rule_moves_before_it_is_read_is_inspected_where_it_went(
+    setup: Setup,
+) -> None:
+    """The subscription and every read ask for immutable ids: the id the notification names
+    still finds the message after the move (Outlook's default id would answer 404)."""
+
+    async def scenario() -> None:
+        await setup.start()
+        boxes = setup.bench.graph.mailboxes
+        leaked = boxes.deliver(ALICE, _mail("cards", f"<p>card {CARD} exp 12/29</p>"))
+        boxes.move(ALICE, leaked.id, "archive")  # before the processor reads it
+        await setup.processing.drain()
+        rows = setup.processing.store._db.execute(
+            "SELECT change_type, message_id, content, severity FROM verdicts"
+        ).fetchall()
+        # The created and the move's update: two versions, each read and inspected.
+        assert sorted(rows) == [
+            ("created", leaked.id, "inspected", "high"),
+            ("updated", leaked.id, "inspected", "high"),
+        ]
+
+    asyncio.run(scenario())
+
+
+def test_mail_of_a_subscription_created_without_immutable_ids_is_still_read(
+    setup: Setup,
+) -> None:
+    """One an earlier version (or another tool) created names Outlook's default ids: each
+    is read and keyed as its notification names it, not dead-lettered as another message."""
+
+    async def scenario() -> None:
+        await setup.start()
+        graph = setup.bench.graph
+        for stored in graph.subscriptions.values():
+            stored.immutable_ids = False
+        leaked = graph.mailboxes.deliver(ALICE, _mail("cards", f"<p>card {CARD} exp 12/29</p>"))
+        await setup.processing.drain()
+        rows = setup.processing.store._db.execute(
+            "SELECT message_id, content, severity FROM verdicts"
+        ).fetchall()
+        assert rows == [(leaked.rest_id, "inspected", "high")]
+        assert setup.processing.summary.dead_letters_by_reason == {}
+
+    asyncio.run(scenario())
+
+
 def test_a_resync_after_live_delivery_adds_nothing_and_finds_what_was_missed(
     setup: Setup,
 ) -> None:

@@ -7,9 +7,22 @@ the ones Graph would send. One shape for all of them, here.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MESSAGE_TYPE = "#Microsoft.Graph.Message"
+#: The `Prefer` value that asks Outlook for immutable ids. A message keeps its id when it
+#: moves between folders (an inbox rule moves it the moment it arrives), so the id a
+#: notification names still finds the message when it is read, and a folder's delta reports a
+#: move, not a deletion and a new message. Every mail request sends it, and a mail
+#: subscription is created with it: Graph then writes immutable ids in its notifications.
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
+#: A mail subscription's resource: a whole mailbox, or one folder of it.
+MAIL_SUBSCRIPTION = re.compile(
+    r"/?users/(?P<user>[^/]+)(?:/mailFolders(?:\('(?P<quoted>[^']+)'\)|/(?P<folder>[^/]+)))?"
+    r"/messages",
+    re.IGNORECASE,
+)
 
 
 def mail_resource(user: str, tenant_id: str, message_id: str) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import (
@@ -36,6 +37,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from graphtap.deployment import DEFAULT_GRAPH_ENDPOINT
+from graphtap.notifications.outlook import IMMUTABLE_IDS, MAIL_SUBSCRIPTION
 from graphtap.subscriptions.throttle import RETRYABLE_STATUS, RetryableError
 
 API_VERSION = "v1.0"
@@ -203,7 +205,12 @@ class GraphSubscriptions:
         if request.blob_store_url is not None:
             # Not in Graph's metadata, so not in the SDK's model: sent as an additional field.
             body.additional_data["blobStoreUrl"] = request.blob_store_url
-        created = await _call(f"create {request.resource}", self._client.subscriptions.post(body))
+        config: RequestConfiguration[Any] = RequestConfiguration()
+        if MAIL_SUBSCRIPTION.fullmatch(request.resource):
+            config.headers.add("Prefer", IMMUTABLE_IDS)  # its notifications name immutable ids
+        created = await _call(
+            f"create {request.resource}", self._client.subscriptions.post(body, config)
+        )
         if created is None:
             raise GraphError(None, None, "Graph returned no subscription", "create")
         return _from_sdk(created)
@@ -295,12 +302,17 @@ class GraphExports:
         return await get_json(self._client, operation, url)
 
 
-async def get_json(client: GraphServiceClient, operation: str, url: str) -> dict[str, Any]:
+async def get_json(
+    client: GraphServiceClient, operation: str, url: str, *, prefer: str | None = None
+) -> dict[str, Any]:
     """A page of Graph's JSON at `url`, through the SDK's request adapter (authentication,
-    retry middleware); errors become `GraphError` or `RetryableError`."""
+    retry middleware); errors become `GraphError` or `RetryableError`. `prefer`: the
+    request's `Prefer` header (a link Graph returned keeps its query, not its headers)."""
     info = RequestInformation(Method.GET)
     info.url = url
     info.headers.try_add("Accept", "application/json")
+    if prefer is not None:
+        info.headers.try_add("Prefer", prefer)
     adapter = client.request_adapter
     body = await _call(operation, adapter.send_primitive_async(info, "bytes", _ERRORS))
     try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,7 +25,7 @@ from urllib.parse import quote
 
 from msgraph.graph_service_client import GraphServiceClient
 
-from graphtap.notifications.outlook import mail_change_item
+from graphtap.notifications.outlook import IMMUTABLE_IDS, MAIL_SUBSCRIPTION, mail_change_item
 from graphtap.subscriptions.clock import Clock
 from graphtap.subscriptions.deltalinks import DeltaLinkStore, MemoryDeltaLinks
 from graphtap.subscriptions.desired import DesiredState
@@ -41,12 +40,6 @@ from graphtap.subscriptions.throttle import (
 
 log = logging.getLogger(__name__)
 
-#: A mail subscription's resource: a whole mailbox, or one folder of it.
-_MAIL_RESOURCE = re.compile(
-    r"/?users/(?P<user>[^/]+)(?:/mailFolders(?:\('(?P<quoted>[^']+)'\)|/(?P<folder>[^/]+)))?"
-    r"/messages",
-    re.IGNORECASE,
-)
 #: What Graph answers for a delta link it no longer honours.
 _RESET_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateInvalid"})
 #: Messages a folder's first delta, filtered on `receivedDateTime`, returns at most.
@@ -65,7 +58,7 @@ class Mailbox:
 
     @classmethod
     def of(cls, resource: str, change_types: Sequence[str]) -> Mailbox | None:
-        match = _MAIL_RESOURCE.fullmatch(resource)
+        match = MAIL_SUBSCRIPTION.fullmatch(resource)
         if match is None:
             return None
         folder = match.group("quoted") or match.group("folder")
@@ -121,7 +114,7 @@ class GraphMailFolders:
             f"{quote(message_id, safe='')}?%24select=id"
         )
         try:
-            await get_json(self._client, f"read a message of {user}", url)
+            await get_json(self._client, f"read a message of {user}", url, prefer=IMMUTABLE_IDS)
         except GraphError as error:
             if error.status == 404:
                 return False
@@ -139,7 +132,7 @@ class GraphMailFolders:
                 f"{quote(folder, safe='')}/messages/delta?%24select=id,changeKey"
                 f"&%24filter={received}"
             )
-        page = await get_json(self._client, f"mail delta of {user}", link)
+        page = await get_json(self._client, f"mail delta of {user}", link, prefer=IMMUTABLE_IDS)
         changes = [c for c in page.get("value", []) if isinstance(c, dict) and c.get("id")]
         return DeltaPage(
             changes,

@@ -33,6 +33,7 @@ from msgraph.generated.users.item.messages.item.message_item_request_builder imp
 )
 from msgraph.graph_service_client import GraphServiceClient
 
+from graphtap.notifications.outlook import IMMUTABLE_IDS
 from graphtap.processing.fetch import FetchError
 
 T = TypeVar("T")
@@ -191,7 +192,7 @@ class MailboxLimiter:
 
 class GraphMailReader:
     """`MailReader` over msgraph-sdk: one message with its attachments' names, or None when
-    Graph answers 404 (deleted or moved before it was read)."""
+    Graph answers 404 (deleted before it was read; ids survive moves, see `IMMUTABLE_IDS`)."""
 
     def __init__(self, client: GraphServiceClient, limiter: MailboxLimiter | None = None) -> None:
         self._client = client
@@ -206,8 +207,10 @@ class GraphMailReader:
         message = await self._get(user_id, "read message", info)
         if message is None:
             return None
-        if message.get("id") != message_id:
-            raise FetchError(f"read message: Graph returned another message than {message_id!r}")
+        # Graph answers with the immutable id. A subscription created without the header
+        # names messages by Outlook's default id instead; the message is still the one the
+        # request named, and keeps that name (a verdict keys on the id its notification gave).
+        message["id"] = message_id
         if message.get("hasAttachments"):
             attachments = await self._attachments(user_id, item)
             if attachments is None:
@@ -246,6 +249,7 @@ class GraphMailReader:
         self, user_id: str, operation: str, info: RequestInformation
     ) -> dict[str, Any] | None:
         info.headers.try_add("Accept", "application/json")
+        info.headers.try_add("Prefer", IMMUTABLE_IDS)  # ids that survive a move to a folder
         adapter: Any = self._client.request_adapter  # send_primitive_async's stub says None
         try:
             body = await self.limiter.call(
