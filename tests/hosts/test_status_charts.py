@@ -104,7 +104,10 @@ def test_history_samples_until_stopped() -> None:
         task = asyncio.create_task(
             history.run(lambda: summary(next(counter) * 5), lambda: partitions(1), stop)
         )
-        await asyncio.sleep(0.1)
+        # Until three samples are taken: a paused loop may bunch the timers, never skip them.
+        async with asyncio.timeout(10):
+            while len(history.samples()) < 3:
+                await asyncio.sleep(0.01)
         stop.set()
         await asyncio.wait_for(task, 1)
 

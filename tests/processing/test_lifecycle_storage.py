@@ -107,7 +107,7 @@ def test_an_event_that_fails_n_times_moves_to_the_poison_queue(
     storage = account(azurite, estate)
 
     async def scenario() -> tuple[list[PoisonedEvent], list[LifecycleEvent]]:
-        leader = host(storage, estate, max_attempts=3, visibility=1)
+        leader = host(storage, estate, max_attempts=3, visibility=2)
         try:
             await leader.put([event("reauthorizationRequired", 1)])
             for attempt in range(1, 4):
@@ -115,7 +115,7 @@ def test_an_event_that_fails_n_times_moves_to_the_poison_queue(
                 await leader.retry_later(failing, f"Graph said 403 ({attempt})")
                 if attempt < 3:
                     assert await leader.pending() == []  # hidden until it times out
-                    await asyncio.sleep(1.2)
+                    await asyncio.sleep(2.2)
             return await leader.poisoned(), await leader.pending()
         finally:
             await leader.close()
@@ -124,7 +124,7 @@ def test_an_event_that_fails_n_times_moves_to_the_poison_queue(
     poisoned, left = asyncio.run(scenario())
     assert poisoned == [PoisonedEvent("reauthorizationRequired", "sub-1", 3, "Graph said 403 (3)")]
     assert left == []
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30
 
 
 def test_copies_of_one_event_from_both_hosts_are_handled_once_and_settled_together(

@@ -105,13 +105,13 @@ def test_following_flushes_a_partition_when_full_or_when_its_oldest_event_waited
         key = {hub.partition_for(f"key-{i}"): f"key-{i}" for i in range(20)}
         hub.send([b"a", b"b", b"c", b"d"], partition_key=key[0])  # a full batch
         [late] = hub.send([b"late"], partition_key=key[1])
-    source = LocalHubSource(tmp_path, follow=True, poll_interval=0.01, max_wait=1.0)
+    source = LocalHubSource(tmp_path, follow=True, poll_interval=0.01, max_wait=3.0)
     batches = source.batches(4)
     assert [e.body for e in next(batches)] == [b"a", b"b", b"c", b"d"]  # full: at once
-    assert time.time() - late.enqueued_at < 1.0
+    assert time.time() - late.enqueued_at < 3.0
     # Not full: held until its oldest event has waited max_wait.
     assert [e.body for e in next(batches)] == [b"late"]
-    assert time.time() - late.enqueued_at >= 1.0
+    assert time.time() - late.enqueued_at >= 3.0
     source.stop()
     source.close()
 
@@ -120,8 +120,9 @@ def test_a_drained_hub_hands_over_partial_batches_at_once(tmp_path: Path) -> Non
     with LocalHub(tmp_path, partitions=1) as hub:
         hub.send([b"a"])
     started = time.monotonic()
-    assert [[e.body for e in b] for b in LocalHubSource(tmp_path).batches(4)] == [[b"a"]]
-    assert time.monotonic() - started < 0.2  # without follow, nothing is held back
+    source = LocalHubSource(tmp_path, max_wait=60)
+    assert [[e.body for e in b] for b in source.batches(4)] == [[b"a"]]
+    assert time.monotonic() - started < 30  # without follow, nothing waits out max_wait
 
 
 def test_wait_settings_must_make_sense(tmp_path: Path) -> None:

@@ -35,8 +35,10 @@ class Recorder:
         self.failures = 0
         self.fail_once: set[str] = set()
         self.delay = 0.0
+        self.called = asyncio.Event()  # a writer won its claims and is sending
 
     async def write_verdicts(self, verdicts: Sequence[Verdict]) -> int:
+        self.called.set()
         await asyncio.sleep(self.delay)
         refused = self.fail_once.intersection(v.key for v in verdicts)
         if self.failures or refused:
@@ -118,11 +120,13 @@ def test_a_claim_settled_while_waiting_is_not_sent_again(service: AzuriteStorage
     one = [verdict("19:chat", 1)]
 
     async def scenario() -> int:
-        slow, slow_hub, _ = writer(service, sent, owner="slow")
+        # The claim outlives any pause of a loaded machine: this is not about taking over.
+        settings = LedgerSettings(claim_ttl=60, poll_initial=0.01, poll_max=0.05)
+        slow, slow_hub, _ = writer(service, sent, owner="slow", settings=settings)
         slow_hub.delay = 0.1  # claimed, then a slow send
-        other, _, _ = writer(service, sent, owner="other")
+        other, _, _ = writer(service, sent, owner="other", settings=settings)
         sending = asyncio.create_task(slow.write_verdicts(one))
-        await asyncio.sleep(0.03)
+        await slow_hub.called.wait()  # "slow" holds the claim
         count = await other.write_verdicts(one)  # waits for "slow" to settle
         await sending
         return count
