@@ -16,7 +16,7 @@ import pytest
 from graphtap.notifications.authenticity import ClientStateCheck
 from graphtap.notifications.outlook import mail_change_item, mail_resource
 from graphtap.processing.committer import BlockingDeadLetters, BlockingVerdicts
-from graphtap.processing.fetch import ContentFetcher, FetchRetry
+from graphtap.processing.fetch import ContentFetcher, FetchError, FetchRetry
 from graphtap.processing.fetch.mail import (
     GraphMailReader,
     MailboxLimiter,
@@ -126,6 +126,19 @@ def test_a_message_without_attachments_costs_one_request_and_a_missing_one_is_no
     graph.mailboxes.delete(ALICE, stored.id)
     assert _run(lambda: reader.read(ALICE, stored.id)) is None
     assert [status for _, _, status in graph.requests] == [200, 404]
+
+
+@pytest.mark.parametrize(("user", "message_id"), [(ALICE, ".."), (ALICE, "."), ("..", "m1")])
+def test_an_id_a_url_would_resolve_away_is_refused_before_any_request(
+    user: str, message_id: str
+) -> None:
+    """`messages/..` is the mailbox itself: read, it would pass for the message named."""
+    clock, graph = _graph()
+    graph.mailboxes.deliver(ALICE, _letter(ALICE))
+    reader = _reader(graph, clock)
+    with pytest.raises(FetchError, match=r"the notification's (mailbox|message id) is '\.\.?'"):
+        _run(lambda: reader.read(user, message_id))
+    assert graph.requests == []
 
 
 def test_no_mailbox_ever_has_more_than_four_requests_in_flight() -> None:

@@ -129,6 +129,34 @@ class TestApply:
         mail = by_resource["/users/alice@contoso.com/messages"]
         assert not mail.include_resource_data
 
+    def test_mail_subscriptions_rich_ones_too_are_created_asking_for_immutable_ids(
+        self, bench: Bench
+    ) -> None:
+        """Graph then names messages by ids that survive a move; Teams has no such ids."""
+        rich_mail = "/users/carol@contoso.com/messages?$select=subject,body"
+        desired = desired_state(
+            subscription=[
+                {"resource": "/teams/getAllMessages", "lifetime_minutes": 4320},
+                {"resource": "/chats/getAllMessages", "lifetime_minutes": 4320},
+                {
+                    "resource": "/users/{id}/messages",
+                    "for_each": "mailboxes",
+                    "rich": False,
+                    "lifetime_minutes": 10080,
+                },
+                {"resource": rich_mail, "lifetime_minutes": 1440},
+            ]
+        )
+        run(bench.control_plane(desired).reconcile())
+        asked = {s.resource: s.immutable_ids for s in bench.graph.active()}
+        assert asked == {
+            "/teams/getAllMessages": False,
+            "/chats/getAllMessages": False,
+            "/users/alice@contoso.com/messages": True,
+            "/users/bob@contoso.com/messages": True,
+            rich_mail: True,
+        }
+
     def test_every_page_is_listed(self, bench: Bench) -> None:
         bench.graph.page_size = 1
         run(bench.control_plane().reconcile())

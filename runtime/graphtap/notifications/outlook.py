@@ -17,12 +17,17 @@ MESSAGE_TYPE = "#Microsoft.Graph.Message"
 #: move, not a deletion and a new message. Every mail request sends it, and a mail
 #: subscription is created with it: Graph then writes immutable ids in its notifications.
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
-#: A mail subscription's resource: a whole mailbox, or one folder of it.
-MAIL_SUBSCRIPTION = re.compile(
+_MAIL_SUBSCRIPTION = re.compile(
     r"/?users/(?P<user>[^/]+)(?:/mailFolders(?:\('(?P<quoted>[^']+)'\)|/(?P<folder>[^/]+)))?"
     r"/messages",
     re.IGNORECASE,
 )
+
+
+def mail_subscription(resource: str) -> re.Match[str] | None:
+    """A mail subscription's resource, a whole mailbox or one folder of it (`user`, and
+    `quoted` or `folder`), its query (`$select` of a rich subscription) aside; else None."""
+    return _MAIL_SUBSCRIPTION.fullmatch(resource.split("?", 1)[0])
 
 
 def mail_resource(user: str, tenant_id: str, message_id: str) -> str:

@@ -37,7 +37,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from graphtap.deployment import DEFAULT_GRAPH_ENDPOINT
-from graphtap.notifications.outlook import IMMUTABLE_IDS, MAIL_SUBSCRIPTION
+from graphtap.notifications.outlook import IMMUTABLE_IDS, mail_subscription
 from graphtap.subscriptions.throttle import RETRYABLE_STATUS, RetryableError
 
 API_VERSION = "v1.0"
@@ -206,7 +206,7 @@ class GraphSubscriptions:
             # Not in Graph's metadata, so not in the SDK's model: sent as an additional field.
             body.additional_data["blobStoreUrl"] = request.blob_store_url
         config: RequestConfiguration[Any] = RequestConfiguration()
-        if MAIL_SUBSCRIPTION.fullmatch(request.resource):
+        if mail_subscription(request.resource):
             config.headers.add("Prefer", IMMUTABLE_IDS)  # its notifications name immutable ids
         created = await _call(
             f"create {request.resource}", self._client.subscriptions.post(body, config)

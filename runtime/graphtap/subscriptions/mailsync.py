@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from msgraph.graph_service_client import GraphServiceClient
 
-from graphtap.notifications.outlook import IMMUTABLE_IDS, MAIL_SUBSCRIPTION, mail_change_item
+from graphtap.notifications.outlook import IMMUTABLE_IDS, mail_change_item, mail_subscription
 from graphtap.subscriptions.clock import Clock
 from graphtap.subscriptions.deltalinks import DeltaLinkStore, MemoryDeltaLinks
 from graphtap.subscriptions.desired import DesiredState
@@ -58,7 +58,7 @@ class Mailbox:
 
     @classmethod
     def of(cls, resource: str, change_types: Sequence[str]) -> Mailbox | None:
-        match = MAIL_SUBSCRIPTION.fullmatch(resource)
+        match = mail_subscription(resource)
         if match is None:
             return None
         folder = match.group("quoted") or match.group("folder")

@@ -57,6 +57,8 @@ THROTTLED = frozenset({429, 503})
 #: Attachment pages followed at most (Outlook pages a message's attachments rarely).
 MAX_ATTACHMENT_PAGES = 20
 _ERRORS: dict[str, Any] = {"XXX": ODataError}
+#: Path segments a URL resolves away (`messages/..` is the mailbox, not a message).
+_NOT_AN_ID = frozenset({"", ".", ".."})
 
 
 class MonotonicClock(Protocol):
@@ -192,13 +194,17 @@ class MailboxLimiter:
 
 class GraphMailReader:
     """`MailReader` over msgraph-sdk: one message with its attachments' names, or None when
-    Graph answers 404 (deleted before it was read; ids survive moves, see `IMMUTABLE_IDS`)."""
+    Graph answers 404: deleted before it was read, or moved before it was read when its
+    subscription predates immutable ids (see `IMMUTABLE_IDS`)."""
 
     def __init__(self, client: GraphServiceClient, limiter: MailboxLimiter | None = None) -> None:
         self._client = client
         self.limiter = limiter or MailboxLimiter()
 
     async def read(self, user_id: str, message_id: str) -> dict[str, Any] | None:
+        for name, value in (("mailbox", user_id), ("message id", message_id)):
+            if value in _NOT_AN_ID:  # the URL would lose the segment and name something else
+                raise FetchError(f"read message: the notification's {name} is {value!r}")
         item = self._client.users.by_user_id(user_id).messages.by_message_id(message_id)
         query = MessageItemRequestBuilder.MessageItemRequestBuilderGetQueryParameters(
             select=list(MESSAGE_FIELDS)
@@ -209,7 +215,8 @@ class GraphMailReader:
             return None
         # Graph answers with the immutable id. A subscription created without the header
         # names messages by Outlook's default id instead; the message is still the one the
-        # request named, and keeps that name (a verdict keys on the id its notification gave).
+        # request named (one path segment, never a dot segment: see above), and keeps that
+        # name, as a verdict keys on the id its notification gave.
         message["id"] = message_id
         if message.get("hasAttachments"):
             attachments = await self._attachments(user_id, item)
