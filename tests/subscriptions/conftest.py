@@ -64,20 +64,24 @@ class FakeCredential:
         return None
 
 
+#: The subscriptions `desired_state` declares unless told otherwise.
+SUBSCRIPTIONS: tuple[dict[str, Any], ...] = (
+    {"resource": "/teams/getAllMessages", "lifetime_minutes": 4320},
+    {"resource": "/chats/getAllMessages", "lifetime_minutes": 4320},
+    {
+        "resource": "/users/{id}/messages",
+        "for_each": "mailboxes",
+        "rich": False,
+        "lifetime_minutes": 10080,
+    },
+)
+
+
 def desired_state(**overrides: Any) -> DesiredState:
     document: dict[str, Any] = {
         "permissions": ["ChannelMessage.Read.All", "Chat.Read.All", "Mail.Read"],
         "defaults": {"rich": True, "renew_at": 0.5},
-        "subscription": [
-            {"resource": "/teams/getAllMessages", "lifetime_minutes": 4320},
-            {"resource": "/chats/getAllMessages", "lifetime_minutes": 4320},
-            {
-                "resource": "/users/{id}/messages",
-                "for_each": "mailboxes",
-                "rich": False,
-                "lifetime_minutes": 10080,
-            },
-        ],
+        "subscription": list(SUBSCRIPTIONS),
         "lists": {"mailboxes": ["alice@contoso.com", "bob@contoso.com"]},
     }
     document.update(overrides)

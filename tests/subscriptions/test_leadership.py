@@ -32,24 +32,19 @@ from graphtap.subscriptions.leadership import (
 from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.azurite import AzuriteStorage
 from tests.fakes.leases import LeaseClient, SimulatedLeases
-from tests.subscriptions.conftest import Bench, FakeCredential, deployment, desired_state
+from tests.subscriptions.conftest import (
+    SUBSCRIPTIONS,
+    Bench,
+    FakeCredential,
+    deployment,
+    desired_state,
+)
 
 WEEK = 7 * 24 * 3600.0
 CONTAINER = "control-plane"
 LEASE = LeaderSettings(duration=60, margin=10)
 #: Four-hour subscriptions renewed at half-life: hundreds of writes in the week to fence.
-SHORT_LIVED = {
-    "subscription": [
-        {"resource": "/teams/getAllMessages", "lifetime_minutes": 240},
-        {"resource": "/chats/getAllMessages", "lifetime_minutes": 240},
-        {
-            "resource": "/users/{id}/messages",
-            "for_each": "mailboxes",
-            "rich": False,
-            "lifetime_minutes": 240,
-        },
-    ]
-}
+SHORT_LIVED = {"subscription": [{**s, "lifetime_minutes": 240} for s in SUBSCRIPTIONS]}
 FAST = ControlPlaneSettings(
     renewal_check=600.0, reconcile_interval=3600.0, lifecycle_poll=60.0, rotation_check=3600.0
 )

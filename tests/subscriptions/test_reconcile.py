@@ -20,6 +20,7 @@ from graphtap.subscriptions.reconcile import Kind, Target, plan
 from tests.subscriptions.conftest import (
     NOTIFICATION_URL,
     START,
+    SUBSCRIPTIONS,
     Bench,
     FakeCredential,
     deployment,
@@ -135,17 +136,7 @@ class TestApply:
         """Graph then names messages by ids that survive a move; Teams has no such ids."""
         rich_mail = "/users/carol@contoso.com/messages?$select=subject,body"
         desired = desired_state(
-            subscription=[
-                {"resource": "/teams/getAllMessages", "lifetime_minutes": 4320},
-                {"resource": "/chats/getAllMessages", "lifetime_minutes": 4320},
-                {
-                    "resource": "/users/{id}/messages",
-                    "for_each": "mailboxes",
-                    "rich": False,
-                    "lifetime_minutes": 10080,
-                },
-                {"resource": rich_mail, "lifetime_minutes": 1440},
-            ]
+            subscription=[*SUBSCRIPTIONS, {"resource": rich_mail, "lifetime_minutes": 1440}]
         )
         run(bench.control_plane(desired).reconcile())
         asked = {s.resource: s.immutable_ids for s in bench.graph.active()}
