@@ -180,6 +180,7 @@ def make_instance(
         max_batch_size: int = 16,
         workers: int = 1,
         dead_letters: AsyncDeadLetterStore | None = None,
+        ownership_expiration: float = 2.0,
     ) -> Instance:
         n = next(counter)
         settings = EventHubsSourceSettings(
@@ -192,7 +193,7 @@ def make_instance(
             max_batch_size=max_batch_size,
             max_wait_time=0.2,
             load_balancing_interval=0.1,
-            ownership_expiration=2.0,
+            ownership_expiration=ownership_expiration,
         )
         credential = FakeCredential()
         summary = Summary()

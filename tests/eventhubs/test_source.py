@@ -93,7 +93,9 @@ def test_two_instances_share_the_partitions_without_double_processing(
     expected: Expected,
 ) -> None:
     async def scenario() -> None:
-        first, second = make_instance(), make_instance()
+        # Ownership that outlives a stalled event loop: only balancing moves a partition.
+        first = make_instance(ownership_expiration=6.0)
+        second = make_instance(ownership_expiration=6.0)
         first.start()
         second.start()
         await wait_for(lambda: sorted(owners(hubs).values()) == [2, 2], what="two partitions each")
