@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import secrets
 import sys
 import tempfile
 import time
@@ -30,8 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.graph import FakeGraph  # noqa: E402
-from tests.fakes.keyvault import FakeKeyVault  # noqa: E402
-from tests.subscriptions.conftest import FakeCredential, deployment  # noqa: E402
+from tests.subscriptions.conftest import (  # noqa: E402
+    FakeCredential,
+    bootstrapped_vault,
+    deployment,
+)
 
 SUBSCRIPTIONS = 2000
 CEILING = WRITES_PER_WINDOW / WINDOW_SECONDS
@@ -56,10 +58,7 @@ def desired(count: int) -> Any:
 async def measure(console: Console) -> dict[str, Any]:
     clock = VirtualClock(START)
     graph = FakeGraph(clock)
-    vault = FakeKeyVault()
-    vault.add_certificate_version(deployment().certificate_name)
-    # What `make bootstrap` writes before the control plane first runs.
-    vault.secrets["graph-client-state"] = [("v1", secrets.token_urlsafe(48), None)]
+    vault = bootstrapped_vault()
     plane = ControlPlane.from_deployment(
         deployment(),
         FakeCredential(),

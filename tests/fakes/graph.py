@@ -783,14 +783,15 @@ class FakeGraph(httpx.AsyncBaseTransport):
     ) -> bool:
         """Send the basic notification Outlook writes for a message (it names the message;
         the content stays in the mailbox) through `stored`'s channel."""
+        message_id = message.id_for(stored.immutable_ids)
         item = mail_change_item(
             subscription_id=stored.id,
             expiration=_iso(stored.expiration),
             change_type=change_type,
             client_state=stored.client_state,
             tenant_id=self.tenant_id,
-            resource=mail_resource(user_id, self.tenant_id, message.id_for(stored.immutable_ids)),
-            message_id=message.id_for(stored.immutable_ids),
+            resource=mail_resource(user_id, self.tenant_id, message_id),
+            message_id=message_id,
             etag=message.etag,
         )
         return self._send([item], stored.notification_url)

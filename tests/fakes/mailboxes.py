@@ -496,9 +496,14 @@ class FakeMailboxes:
             changes = sorted(changes, key=lambda change: change[0])[:INITIAL_FILTERED_MAX]
         if since:
             changes += [
-                (sequence, {"id": removed_id, "@removed": {"reason": "deleted"}})
+                (
+                    sequence,
+                    {
+                        "id": message_id if immutable else box.left_as[(where, message_id)],
+                        "@removed": {"reason": "deleted"},
+                    },
+                )
                 for (where, message_id), sequence in box.removed.items()
-                for removed_id in [message_id if immutable else box.left_as[(where, message_id)]]
                 if where == folder.id
                 and since < sequence <= until
                 and not (

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import secrets
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -31,11 +30,10 @@ from stacks.constructs.log_ingestion import VERDICTS_FUNCTION
 from stacks.constructs.sentinel import CUSTOM_DETAILS, SENDER_ENTITY, WORKBOOK
 from stacks.queries import KQL_DIR, query
 from tests.fakes.graph import FakeGraph
-from tests.fakes.keyvault import FakeKeyVault
 from tests.stacks.conftest import SynthesizedApp, SynthesizedStack
 from tests.stacks.kql import KqlError, parse
 from tests.stacks.test_stacks_config import DEV, problems_of, write
-from tests.subscriptions.conftest import CERTIFICATE, START, Bench
+from tests.subscriptions.conftest import START, Bench, bootstrapped_vault
 
 #: Azure's own tables and the columns these queries may read (Azure Monitor's schemas).
 APP_METRICS = {"TimeGenerated", "Name", "Sum", "Min", "Max", "ItemCount", "Properties"}
@@ -67,11 +65,8 @@ def runtime_observations(tmp_path: Path) -> list[tuple[str, float, Mapping[str, 
     meter.observe("0", last_sequence=4, last_enqueued=9)
 
     clock = VirtualClock(START)
-    vault = FakeKeyVault()
-    vault.add_certificate_version(CERTIFICATE)
-    vault.secrets["graph-client-state"] = [("v1", secrets.token_urlsafe(48), None)]
     hub = LocalHub(tmp_path / "hub", partitions=1)
-    bench = Bench(clock, FakeGraph(clock, hub=hub), vault, hub)
+    bench = Bench(clock, FakeGraph(clock, hub=hub), bootstrapped_vault(), hub)
 
     async def control_plane() -> list[tuple[str, float, Mapping[str, str]]]:
         plane = bench.control_plane()

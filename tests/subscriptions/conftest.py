@@ -147,15 +147,20 @@ class Bench:
         return plane
 
 
+def bootstrapped_vault() -> FakeKeyVault:
+    """The Key Vault as `graphtap bootstrap` leaves it before the control plane first runs:
+    the notification certificate and the clientState secret, which the plane only reads."""
+    vault = FakeKeyVault()
+    vault.add_certificate_version(CERTIFICATE)
+    vault.secrets["graph-client-state"] = [("v1", secrets.token_urlsafe(48), None)]
+    return vault
+
+
 @pytest.fixture
 def bench(tmp_path: Path) -> Bench:
     clock = VirtualClock(START)
     hub = LocalHub(tmp_path / "hub", partitions=2)
-    vault = FakeKeyVault()
-    vault.add_certificate_version(CERTIFICATE)
-    # What `graphtap bootstrap` created: the control plane only reads it.
-    vault.secrets["graph-client-state"] = [("v1", secrets.token_urlsafe(48), None)]
-    return Bench(clock, FakeGraph(clock, hub=hub), vault, hub)
+    return Bench(clock, FakeGraph(clock, hub=hub), bootstrapped_vault(), hub)
 
 
 @dataclass
