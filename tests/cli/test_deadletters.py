@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from graphtap.notifications.errors import Reason
+from graphtap.processing.deadletters import ClientStateMask, Failures, for_event
+from graphtap.processing.sinks.jsonl import JsonlDeadLetters
+
 from .conftest import graphtap, simulate
 
 STATE = "deadletters-client-state-0123456789"
@@ -164,6 +168,53 @@ def test_a_jsonl_store_is_listed_shown_replayed_and_marked(
     }
     pending = graphtap("deadletters", "list", "--store", f"jsonl:{letters}", "--pending")
     assert "No dead letters" in pending.stdout
+
+
+def test_show_adds_a_payload_kept_beside_the_body_to_its_item(tmp_path: Path) -> None:
+    """A gap-resync item over 512 KB names its content only through the payload kept beside
+    the body: `show` routes it by that payload's resource and certificate."""
+    item = {
+        "subscriptionId": "sub-1",
+        "changeType": "created",
+        "clientState": STATE,
+        "tenantId": "tenant-1",
+        "additionalPayloadStorageId": "resync-" + "ab" * 32,
+    }
+    encrypted = {
+        "data": "RU5DUllQVEVELUNPTlRFTlQtU0hPVUxELU5PVC1TSE9X",
+        "dataKey": "a2V5",
+        "dataSignature": "c2ln",
+        "encryptionCertificateId": "resync-cert",
+        "encryptionCertificateThumbprint": "00" * 20,
+    }
+    payload = {
+        "resource": "chats('19:a@thread.v2')/messages('1700000000000')",
+        "resourceData": {"id": "1700000000000"},
+        "encryptedContent": encrypted,
+    }
+    failures = Failures()
+    failures.add(Reason.UNKNOWN_CERTIFICATE, "no key for resync-cert", 0)
+    [letter] = for_event(
+        json.dumps({"value": [item]}).encode(),
+        failures,
+        partition="resync",
+        offset=1,
+        occurred_at=1.0,
+        mask=ClientStateMask([STATE], bytes.fromhex(HASH_KEY)),
+        payloads={0: payload},
+    )
+    store = JsonlDeadLetters(tmp_path / "dead.jsonl")
+    store.write_dead_letters([letter])
+    store.close()
+
+    shown = graphtap(
+        "deadletters", "show", "--store", f"jsonl:{tmp_path / 'dead.jsonl'}", letter.key
+    )
+    assert "1 payload(s) kept beside it" in shown.stdout
+    assert "resource=chats('19:a@thread.v2')/messages('1700000000000')" in shown.stdout
+    assert "encryptionCertificateId=resync-cert" in shown.stdout
+    assert encrypted["data"][:24] not in shown.stdout
+    assert STATE not in shown.stdout
 
 
 def test_a_missing_store_and_a_missing_hash_key_are_one_line_each(

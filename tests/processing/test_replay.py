@@ -6,7 +6,10 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +35,7 @@ from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.sources import SourceEvent
 from graphtap.simulation.emitter import collection
 from graphtap.subscriptions.certificates import create_certificate
+from graphtap.subscriptions.resync import LARGE_ITEM_BYTES, RESYNC_PARTITION, pack
 from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.azurite import AzuriteStorage
 
@@ -240,6 +244,133 @@ def test_a_blob_container_is_replayed_once_and_marked_with_marker_blobs(
             await reader.close()
 
     assert all(at is not None for at in asyncio.run(listed()))
+
+
+def resynced_large_letter(scenario: Scenario, tmp_path: Path) -> tuple[DeadLetter, str]:
+    """A gap-resync event whose one large item came beside the body (no payload store holds
+    it) and whose key was not loaded: one unknown_certificate letter; and the message id."""
+    post = scenario.tenant.post(sensitive=False)
+    post.html = "<p>" + "log line without secrets " * 25_000 + "4111 1111 1111 1111</p>"
+    [event] = pack([scenario.emitter.change(post, "created")])
+    assert event.fetched is not None
+    assert len(event.body) < LARGE_ITEM_BYTES < len(json.dumps(event.fetched[0].properties))
+    create_certificate(tmp_path / "other", certificate_id="cert-b")
+    without_the_key = compose.pipeline_settings(
+        key_paths=(tmp_path / "other",), client_states=(CLIENT_STATE,), hash_key=HASH_KEY
+    )
+    source = SourceEvent(RESYNC_PARTITION, 1, event.body, dict(event.fetched))
+    [result] = Pipeline.from_settings(without_the_key).process_batch([source])
+    [letter] = result.dead_letters
+    assert str(letter.reason) == "unknown_certificate"
+    return letter, post.id
+
+
+def _written(
+    kind: str, letter: DeadLetter, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[], DeadLetterReader]:
+    """`letter` written by the processor's store of `kind`; how to open that store's reader
+    (in the event loop that will use it)."""
+    if kind == "sqlite":
+        store = SqliteStore(tmp_path / "dead.sqlite")
+        store.write_dead_letters([letter])
+        store.close()
+        return partial(SqliteDeadLetterReader, tmp_path / "dead.sqlite")
+    if kind == "jsonl":
+        jsonl = JsonlDeadLetters(tmp_path / "dead.jsonl")
+        jsonl.write_dead_letters([letter])
+        jsonl.close()
+        return partial(JsonlDeadLetterReader, tmp_path / "dead.jsonl")
+    service: AzuriteStorage = request.getfixturevalue("azurite_storage")
+    service.create_container(CONTAINER)
+
+    def options() -> dict[str, Any]:
+        return {"credential": TokenCredential(), "transport": service.transport()}
+
+    async def write() -> None:
+        blobs = BlobDeadLetters(service.account_url, CONTAINER, **options())
+        try:
+            await blobs.write_dead_letters([letter])
+        finally:
+            await blobs.close()
+
+    asyncio.run(write())
+    return lambda: BlobDeadLetterReader.open(service.account_url, CONTAINER, **options())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl", "blob"])
+def test_a_resynced_item_handed_over_beside_its_event_is_replayed_from_the_store(
+    kind: str,
+    scenario: Scenario,
+    tmp_path: Path,
+    pipeline_settings: PipelineSettings,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Gap resync hands a message over 512 KB over beside its event, so no payload store
+    holds it: its dead letter keeps it, and a replay reads and inspects the message."""
+    letter, message_id = resynced_large_letter(scenario, tmp_path)
+    open_reader = _written(kind, letter, tmp_path, request)
+    sink = tmp_path / "v.sqlite"
+
+    async def replayed() -> tuple[ReplayReport, list[StoredLetter]]:
+        reader = open_reader()
+        try:
+            letters = await reader.letters(LetterFilter(reason="unknown_certificate"))
+            report = await _replay_all(reader, letters, pipeline_settings, sink)
+            return report, await reader.letters(LetterFilter(include_replayed=False))
+        finally:
+            await reader.close()
+
+    report, pending = asyncio.run(replayed())
+    assert (len(report.replayed), report.still_failing, report.new_verdicts) == (1, [], 1)
+    assert pending == []
+    with sqlite3.connect(sink) as db:
+        [(content, findings)] = db.execute(
+            "SELECT content, findings FROM verdicts WHERE message_id = ?", (message_id,)
+        ).fetchall()
+    assert content == "inspected"
+    assert "credit_card_number" in findings
+
+
+def test_a_store_from_before_payloads_were_kept_is_read_and_upgraded(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    path = tmp_path / "v.sqlite"
+    letters, _ = letters_without_the_key(scenario, tmp_path / "a", events=1)
+    large, _ = resynced_large_letter(scenario, tmp_path / "b")
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, dead_letter_key TEXT NOT NULL"
+            " UNIQUE, reason TEXT NOT NULL, message TEXT NOT NULL, items TEXT, item_count"
+            " INTEGER NOT NULL, event_key TEXT NOT NULL, partition TEXT NOT NULL, offset"
+            " INTEGER NOT NULL, occurred_at REAL NOT NULL)"
+        )
+        db.execute(
+            "CREATE TABLE dead_letter_events (event_key TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+            " truncated INTEGER NOT NULL, partition TEXT NOT NULL, offset INTEGER NOT NULL,"
+            " body TEXT NOT NULL)"
+        )
+        event = letters[0].event
+        db.execute(
+            "INSERT INTO dead_letter_events VALUES (?,?,?,?,?,?)",
+            (event.key, event.size, 0, event.partition, event.offset, event.body),
+        )
+    old = SqliteDeadLetterReader(path)
+    stored = asyncio.run(old.event(event.key))
+    asyncio.run(old.close())
+    assert stored is not None
+    assert (stored.body, stored.payloads) == (event.body, None)
+    store = SqliteStore(path)
+    store.write_dead_letters([large])
+    store.close()
+    reader = SqliteDeadLetterReader(path)
+    try:
+        kept = asyncio.run(reader.event(large.event.key))
+    finally:
+        asyncio.run(reader.close())
+    assert kept is not None
+    assert kept.payloads == large.event.payloads
+    assert kept.payloads is not None
+    assert set(kept.payloads[0]) == {"resource", "resourceData", "encryptedContent"}
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ made of 300,000 bad items is therefore stored once, beside one letter per reason
 
 Nothing is lost: once the cause is fixed (a missing key loaded, say) the kept body can be
 replayed (`ClientStateMask.restore` puts the clientState back), and the idempotent sink
-absorbs the items that had already produced verdicts. A body over the event size limit
-cannot be Graph's and is kept as a bounded prefix with its size and hash; the whole body
-stays readable from the hub within its retention.
+absorbs the items that had already produced verdicts. Payloads that came beside the body
+rather than from a store (gap resync's large items) are kept with it. A body over the event
+size limit cannot be Graph's and is kept as a bounded prefix with its size and hash; the
+whole body stays readable from the hub within its retention.
 
 The clientState is a secret and never rests in a store: every `clientState` in a kept body
 is replaced by a marker holding a keyed hash of the value, from which `restore` finds the
@@ -185,9 +186,12 @@ class DeadEvent:
     truncated: bool
     partition: str
     offset: int
+    #: By item index, the payloads handed over beside the body (gap resync's large items),
+    #: which no payload store holds: kept so the body can be replayed whole.
+    payloads: dict[int, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "event_key": self.key,
             "size": self.size,
             "sha256": self.key,
@@ -195,6 +199,9 @@ class DeadEvent:
             "source": {"partition": self.partition, "offset": self.offset},
             "body": self.body,
         }
+        if self.payloads:
+            record["payloads"] = {str(index): p for index, p in self.payloads.items()}
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,12 +299,20 @@ def for_event(
     occurred_at: float,
     mask: ClientStateMask | None = None,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    payloads: dict[int, dict[str, Any]] | None = None,
 ) -> list[DeadLetter]:
-    """One letter per reason for an event's failures, all referring to one `DeadEvent`."""
+    """One letter per reason for an event's failures, all referring to one `DeadEvent`.
+    `payloads`: what was handed over beside the body, kept with it (see `DeadEvent`)."""
     mask = mask or ClientStateMask((), b"")
     kept, truncated = mask.mask(body, max_bytes=max_bytes)
     event = DeadEvent(
-        hashlib.sha256(body).hexdigest(), len(body), kept, truncated, partition, offset
+        hashlib.sha256(body).hexdigest(),
+        len(body),
+        kept,
+        truncated,
+        partition,
+        offset,
+        None if truncated else payloads or None,
     )
     by_reason: dict[Reason, dict[str, list[list[int]]]] = {}
     for (reason, message), ranges in failures.groups.items():

@@ -6,6 +6,7 @@ so the pipeline itself stays free of I/O; the stages read it as if Graph had sen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +16,12 @@ from graphtap.notifications.errors import Reason
 @dataclass(frozen=True, slots=True)
 class Payload:
     """A large rich notification's `resource`, `resourceData` and `encryptedContent`, read
-    from the blob its `additionalPayloadStorageId` names."""
+    from the blob its `additionalPayloadStorageId` names, or handed over beside the event."""
 
     properties: dict[str, Any]
+    #: Handed over beside the event (gap resync) and kept nowhere else: a dead letter of the
+    #: event keeps it, so a replay has what the payload store cannot give back.
+    handed_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +45,16 @@ class Unavailable:
 
 
 Fetched = Payload | MailMessage | Gone | Unavailable
+
+
+def handed_over(fetched: Mapping[int, Fetched] | None) -> dict[int, dict[str, Any]] | None:
+    """The properties of the payloads an event came with that no store can give back, by
+    item index; None when there are none."""
+    if not fetched:
+        return None
+    kept = {
+        index: found.properties
+        for index, found in fetched.items()
+        if isinstance(found, Payload) and found.handed_over
+    }
+    return kept or None

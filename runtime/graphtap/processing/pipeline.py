@@ -34,6 +34,7 @@ from graphtap.processing.deadletters import (
     Failures,
     for_event,
 )
+from graphtap.processing.fetched import handed_over
 from graphtap.processing.lifecycle import LifecycleEvent
 from graphtap.processing.records import pickled_as_fields
 from graphtap.processing.sources import SourceEvent
@@ -297,4 +298,5 @@ class Pipeline:
             occurred_at=now,
             mask=self._mask,
             max_bytes=self._max_event_bytes,
+            payloads=handed_over(event.fetched),
         )

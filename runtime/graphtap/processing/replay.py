@@ -23,6 +23,7 @@ import orjson
 from graphtap.processing.committer import BatchCommitter
 from graphtap.processing.deadletters import ClientStateMask
 from graphtap.processing.fetch import ContentFetcher
+from graphtap.processing.fetched import Fetched, Payload
 from graphtap.processing.lifecycle import LifecycleQueue
 from graphtap.processing.outbox import ActionOutbox, ActionSink
 from graphtap.processing.pipeline import Pipeline, PipelineSettings
@@ -76,6 +77,14 @@ class StoredEvent:
     size: int
     truncated: bool
     body: str = field(repr=False)
+    #: Payloads handed over beside the body, by item index (see `DeadEvent.payloads`).
+    payloads: dict[int, dict[str, Any]] | None = field(default=None, repr=False)
+
+    def fetched(self) -> dict[int, Fetched] | None:
+        """The payloads as the pipeline reads them, as when the body first came."""
+        if not self.payloads:
+            return None
+        return {index: Payload(p, handed_over=True) for index, p in self.payloads.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +127,35 @@ def _event_from_record(record: dict[str, Any]) -> StoredEvent:
         size=int(record.get("size", 0)),
         truncated=bool(record.get("truncated", False)),
         body=str(record.get("body", "")),
+        payloads=_payloads(record.get("payloads"), str(record["event_key"])),
     )
+
+
+def _payloads(stored: object, event_key: str) -> dict[int, dict[str, Any]] | None:
+    """`DeadEvent.payloads` as stored (a JSON object keyed by item index), or None."""
+    if stored is None:
+        return None
+    problem = f"dead-letter event {event_key[:64]}: its payloads are not objects by item index"
+    try:
+        loaded = orjson.loads(stored) if isinstance(stored, str) else stored
+        if not isinstance(loaded, dict) or not all(isinstance(p, dict) for p in loaded.values()):
+            raise DeadLetterStoreError(problem)
+        return {int(index): payload for index, payload in loaded.items()}
+    except (orjson.JSONDecodeError, ValueError):
+        raise DeadLetterStoreError(problem) from None
 
 
 _REPLAYS = """CREATE TABLE IF NOT EXISTS dead_letter_replays (
     dead_letter_key TEXT PRIMARY KEY,
     replayed_at REAL NOT NULL
 )"""
+
+
+_SELECT_EVENT = (
+    "SELECT event_key, size, truncated, body, payloads FROM dead_letter_events WHERE event_key = ?"
+)
+# Stores written before payloads were kept beside bodies have no such column.
+_SELECT_EVENT_BEFORE_PAYLOADS = _SELECT_EVENT.replace("payloads FROM", "NULL FROM")
 
 
 class SqliteDeadLetterReader:
@@ -147,6 +178,8 @@ class SqliteDeadLetterReader:
             self._db.close()
             raise DeadLetterStoreError(f"{path}: holds no dead letters (run graphtap process)")
         self._marks = "dead_letter_replays" in tables
+        columns = self._db.execute("PRAGMA table_info(dead_letter_events)").fetchall()
+        self._event_payloads = any(column[1] == "payloads" for column in columns)
 
     _SELECT = (
         "SELECT d.dead_letter_key, d.reason, d.message, d.items, d.item_count, d.event_key,"
@@ -180,10 +213,12 @@ class SqliteDeadLetterReader:
 
     async def event(self, event_key: str) -> StoredEvent | None:
         row = self._db.execute(
-            "SELECT event_key, size, truncated, body FROM dead_letter_events WHERE event_key = ?",
+            _SELECT_EVENT if self._event_payloads else _SELECT_EVENT_BEFORE_PAYLOADS,
             (event_key,),
         ).fetchone()
-        return None if row is None else StoredEvent(row[0], row[1], bool(row[2]), row[3])
+        if row is None:
+            return None
+        return StoredEvent(row[0], row[1], bool(row[2]), row[3], _payloads(row[4], row[0]))
 
     async def mark_replayed(self, keys: Sequence[str], at: float) -> None:
         with self._db:
@@ -436,7 +471,9 @@ async def _replay_batch(
             ]
             continue
         body = mask.restore(event.body, settings.client_states)
-        batch.append(SourceEvent(its_letters[0].partition, its_letters[0].offset, body))
+        batch.append(
+            SourceEvent(its_letters[0].partition, its_letters[0].offset, body, event.fetched())
+        )
         batch_letters.append(its_letters)
     if not batch:
         return

@@ -93,7 +93,8 @@ def pack(items: Sequence[dict[str, Any]]) -> list[ResyncEvent]:
             properties = {k: item[k] for k in _PAYLOAD_PROPERTIES if k in item}
             small = {k: v for k, v in item.items() if k not in _PAYLOAD_PROPERTIES}
             small["additionalPayloadStorageId"] = f"resync-{hashlib.sha256(text).hexdigest()}"
-            text, payload = json.dumps(small, separators=(",", ":")).encode(), Payload(properties)
+            text = json.dumps(small, separators=(",", ":")).encode()
+            payload = Payload(properties, handed_over=True)
         if encoded and (len(encoded) == BATCH or size + len(text) + 32 > MAX_BODY_BYTES):
             flush()
         if payload is not None:

@@ -232,15 +232,19 @@ def show(store: str, key: str) -> None:
         rows.append(("event body", "not in the store"))
     else:
         kept = "a prefix" if event.truncated else "whole"
-        rows.append(("event body", f"{event.size} bytes, {kept}, clientState masked"))
-        rows += _item_rows(event.body, letter.items)
+        beside = f", {len(event.payloads)} payload(s) kept beside it" if event.payloads else ""
+        rows.append(("event body", f"{event.size} bytes, {kept}, clientState masked{beside}"))
+        rows += _item_rows(event.body, letter.items, payloads=event.payloads or {})
     for field, value in rows:
         table.add_row(Text(field), Text(value))
     Console().print(table)
 
 
-def _item_rows(body: str, items: str | None, limit: int = 5) -> list[tuple[str, str]]:
-    """Routing fields of the first items a letter names (never encrypted content)."""
+def _item_rows(
+    body: str, items: str | None, *, payloads: dict[int, dict[str, Any]], limit: int = 5
+) -> list[tuple[str, str]]:
+    """Routing fields of the first items a letter names, with what a payload kept beside
+    the body adds to its item (never encrypted content)."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -254,6 +258,7 @@ def _item_rows(body: str, items: str | None, limit: int = 5) -> list[tuple[str, 
         item = values[index] if 0 <= index < len(values) else None
         if not isinstance(item, dict):
             continue
+        item = {**item, **payloads.get(index, {})}
         data = item.get("resourceData")
         fields = {f: item[f] for f in ROUTING_FIELDS if isinstance(item.get(f), str)}
         certificate = (item.get("encryptedContent") or {}).get("encryptionCertificateId")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from graphtap.processing.deadletters import DeadLetter, remove_client_states
+from graphtap.processing.deadletters import DeadEvent, DeadLetter, remove_client_states
 from graphtap.processing.verdicts import Verdict
 from graphtap.transactions import open_store, store_error, write_transaction
 
@@ -75,9 +75,13 @@ CREATE TABLE IF NOT EXISTS dead_letter_events (
     truncated INTEGER NOT NULL,
     partition TEXT NOT NULL,
     offset INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    payloads TEXT
 );
 """
+# Added after the event bodies' table first shipped: payloads handed over beside a body (a
+# JSON object by item index, see `DeadEvent.payloads`); NULL for the bodies stored before.
+_ADD_EVENT_PAYLOADS = "ALTER TABLE dead_letter_events ADD COLUMN payloads TEXT"
 # Earlier releases kept the whole event body in every dead letter (`event`), one letter per
 # item. The bodies move to `dead_letter_events`, once each; a clientState in them is removed,
 # since those bodies were stored before it was masked.
@@ -179,6 +183,10 @@ class SqliteStore:
                     if column not in columns:
                         for statement in statements:
                             self._db.execute(statement)
+        if "payloads" not in self._columns("dead_letter_events"):
+            with write_transaction(self._db):
+                if "payloads" not in self._columns("dead_letter_events"):
+                    self._db.execute(_ADD_EVENT_PAYLOADS)
         if "event" in self._columns("dead_letters"):
             self._db.create_function(
                 "graphtap_remove_client_states", 1, remove_client_states, deterministic=True
@@ -230,7 +238,7 @@ class SqliteStore:
         """Each event's body once (a replay adds none), then the letters that refer to it."""
         events = {d.event.key: d.event for d in letters}
         bodies = [
-            (e.key, e.size, int(e.truncated), e.partition, e.offset, e.body)
+            (e.key, e.size, int(e.truncated), e.partition, e.offset, e.body, _payloads(e))
             for e in events.values()
         ]
         rows = [
@@ -254,7 +262,7 @@ class SqliteStore:
             rows,
             before=(
                 "INSERT OR IGNORE INTO dead_letter_events (event_key, size, truncated,"
-                " partition, offset, body) VALUES (?,?,?,?,?,?)",
+                " partition, offset, body, payloads) VALUES (?,?,?,?,?,?,?)",
                 bodies,
             ),
         )
@@ -281,3 +289,9 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _payloads(event: DeadEvent) -> str | None:
+    if not event.payloads:
+        return None
+    return orjson.dumps(event.payloads, option=orjson.OPT_NON_STR_KEYS).decode()
