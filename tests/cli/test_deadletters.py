@@ -217,6 +217,47 @@ def test_show_adds_a_payload_kept_beside_the_body_to_its_item(tmp_path: Path) ->
     assert STATE not in shown.stdout
 
 
+def test_a_replay_under_a_smaller_size_limit_marks_nothing(
+    late_key: Path, cli_keys: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "verdicts.sqlite"
+    process(late_key, f"sqlite:{store}")
+    code, output = replay(
+        late_key, f"sqlite:{store}", f"sqlite:{store}", cli_keys, "--max-event-bytes", "1024"
+    )
+    assert code == 1
+    assert "now oversized_event" in output
+    pending = graphtap("deadletters", "list", "--store", f"sqlite:{store}", "--pending")
+    assert "unknown_certificate" in pending.stdout
+
+
+def test_show_reads_a_malformed_item_and_list_names_a_line_that_is_no_record(
+    tmp_path: Path,
+) -> None:
+    failures = Failures()
+    failures.add(Reason.MALFORMED_NOTIFICATION, "encryptedContent is not an object", 0)
+    item = {"subscriptionId": "sub-1", "changeType": "created", "encryptedContent": "x"}
+    [letter] = for_event(
+        json.dumps({"value": [item]}).encode(), failures, partition="0", offset=3, occurred_at=1.0
+    )
+    store = JsonlDeadLetters(tmp_path / "dead.jsonl")
+    store.write_dead_letters([letter])
+    store.close()
+    shown = graphtap(
+        "deadletters", "show", "--store", f"jsonl:{tmp_path / 'dead.jsonl'}", letter.key
+    )
+    assert "subscriptionId=sub-1, changeType=created" in shown.stdout
+
+    with (tmp_path / "dead.jsonl").open("a") as lines:
+        lines.write("5\n")
+    listed = graphtap(
+        "deadletters", "list", "--store", f"jsonl:{tmp_path / 'dead.jsonl'}", check=False
+    )
+    assert listed.returncode == 1
+    assert "line 3 is not a JSON object" in listed.stderr
+    assert "Traceback" not in listed.stderr
+
+
 def test_a_missing_store_and_a_missing_hash_key_are_one_line_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -21,6 +22,7 @@ from graphtap.processing.pipeline import Pipeline, PipelineSettings
 from graphtap.processing.replay import (
     BlobDeadLetterReader,
     DeadLetterReader,
+    DeadLetterStoreError,
     JsonlDeadLetterReader,
     LetterFilter,
     ReplayReport,
@@ -39,7 +41,7 @@ from graphtap.subscriptions.resync import LARGE_ITEM_BYTES, RESYNC_PARTITION, pa
 from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.azurite import AzuriteStorage
 
-from .conftest import CLIENT_STATE, HASH_KEY, Scenario
+from .conftest import CLIENT_STATE, HASH_KEY, Scenario, mutate
 
 CONTAINER = "dead-letters"
 
@@ -244,6 +246,163 @@ def test_a_blob_container_is_replayed_once_and_marked_with_marker_blobs(
             await reader.close()
 
     assert all(at is not None for at in asyncio.run(listed()))
+
+
+def _stored(letters: list[DeadLetter], path: Path) -> SqliteDeadLetterReader:
+    store = SqliteStore(path)
+    store.write_dead_letters(letters)
+    store.close()
+    return SqliteDeadLetterReader(path)
+
+
+def _replay_reason(
+    reader: DeadLetterReader, reason: str, settings: PipelineSettings, sink: Path
+) -> ReplayReport:
+    async def scenario() -> ReplayReport:
+        letters = await reader.letters(LetterFilter(reason=reason, include_replayed=False))
+        return await _replay_all(reader, letters, settings, sink)
+
+    return asyncio.run(scenario())
+
+
+def _letter_rows(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT dead_letter_key, reason FROM dead_letters ORDER BY id").fetchall()
+
+
+def test_a_forged_item_beside_replayed_ones_stays_one_letter_under_its_key(
+    scenario: Scenario, tmp_path: Path, pipeline_settings: PipelineSettings
+) -> None:
+    """The forged clientState is never put back, so the replayed body is not the one first
+    received: its letters still refer to the event as kept, under the same keys."""
+    body = scenario.body(
+        scenario.emitter.change(scenario.tenant.post(sensitive=False), "created"),
+        scenario.emitter.change(scenario.tenant.post(sensitive=True), "created"),
+    )
+    body = mutate(body, lambda doc: doc["value"][0].update(clientState="forged-by-a-sender"))
+    create_certificate(tmp_path / "other", certificate_id="cert-b")
+    without_the_key = compose.pipeline_settings(
+        key_paths=(tmp_path / "other",), client_states=(CLIENT_STATE,), hash_key=HASH_KEY
+    )
+    [result] = Pipeline.from_settings(without_the_key).process_batch([SourceEvent("0", 7, body)])
+    sink = tmp_path / "v.sqlite"
+    reader = _stored(result.dead_letters, sink)
+    before = _letter_rows(sink)
+    assert sorted(reason for _, reason in before) == [
+        "client_state_mismatch",
+        "unknown_certificate",
+    ]
+    try:
+        report = _replay_reason(reader, "unknown_certificate", pipeline_settings, sink)
+        assert (report.still_failing, report.new_verdicts) == ([], 1)
+        assert [x.items for x in report.replayed] == ["1"]
+        # the forged item's letter, pending, replayed twice: it fails again under its key
+        for _ in range(2):
+            forged = _replay_reason(reader, "client_state_mismatch", pipeline_settings, sink)
+            [(_, why)] = forged.still_failing
+            assert "clientState" in why
+        assert _letter_rows(sink) == before
+        with sqlite3.connect(sink) as db:
+            assert db.execute("SELECT count(*) FROM dead_letter_events").fetchone() == (1,)
+    finally:
+        asyncio.run(reader.close())
+
+
+def test_a_letter_whose_items_now_fail_for_another_reason_is_not_marked(
+    scenario: Scenario, tmp_path: Path, keys_dir: Path, pipeline_settings: PipelineSettings
+) -> None:
+    """Replayed with the key loaded but the clientState rotated away: no verdict, so the
+    letter stays pending; the items wait in a client_state_mismatch letter of the same
+    event, which a replay with the old value configured again turns into verdicts."""
+    letters, _ = letters_without_the_key(scenario, tmp_path, events=1)
+    sink = tmp_path / "v.sqlite"
+    reader = _stored(letters, sink)
+    rotated = compose.pipeline_settings(
+        key_paths=(keys_dir,), client_states=("the-next-client-state",), hash_key=HASH_KEY
+    )
+    try:
+        report = _replay_reason(reader, "unknown_certificate", rotated, sink)
+        assert (report.replayed, report.new_verdicts) == ([], 0)
+        [(_, why)] = report.still_failing
+        assert why.startswith("now client_state_mismatch: ")
+        event_key = letters[0].event.key
+        assert _letter_rows(sink) == [
+            (f"{event_key}:unknown_certificate", "unknown_certificate"),
+            (f"{event_key}:client_state_mismatch", "client_state_mismatch"),
+        ]
+        fixed = _replay_reason(reader, "client_state_mismatch", pipeline_settings, sink)
+        assert (len(fixed.replayed), fixed.still_failing, fixed.new_verdicts) == (1, [], 2)
+        last = _replay_reason(reader, "unknown_certificate", pipeline_settings, sink)
+        assert (len(last.replayed), last.new_verdicts) == (1, 0)
+    finally:
+        asyncio.run(reader.close())
+
+
+def test_a_body_over_the_replays_size_limit_is_reported_not_marked(
+    scenario: Scenario, tmp_path: Path, pipeline_settings: PipelineSettings
+) -> None:
+    letters, _ = letters_without_the_key(scenario, tmp_path, events=1)
+    sink = tmp_path / "v.sqlite"
+    reader = _stored(letters, sink)
+    smaller = dataclasses.replace(pipeline_settings, max_event_bytes=1024)
+    try:
+        report = _replay_reason(reader, "unknown_certificate", smaller, sink)
+    finally:
+        asyncio.run(reader.close())
+    assert report.replayed == []
+    [(_, why)] = report.still_failing
+    assert why.startswith("now oversized_event: ")
+
+
+def test_records_that_are_not_dead_letters_are_errors_naming_them(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    for lines, named in [
+        (b"5\n", "line 1 is not a JSON object"),
+        (b'{"dead_letter_key": "k:r", "reason": "r"}\n', "line 1: not a dead-letter record"),
+        (
+            b'{"event_key": "e", "body": "{}"}\n'
+            b'{"dead_letter_key": "e:r", "reason": "r", "event_key": "e", "items": "1-x"}\n',
+            "line 2: not a dead-letter record",
+        ),
+        (
+            b'{"event_key": "e", "body": "{}", "payloads": {"first": {}}}\n',
+            "its payloads are not objects by item index",
+        ),
+    ]:
+        path.write_bytes(lines)
+        reader = JsonlDeadLetterReader(path)
+        with pytest.raises(DeadLetterStoreError, match=named):
+            asyncio.run(reader.letters(LetterFilter()))
+
+
+def test_a_blob_that_is_not_a_dead_letter_is_an_error_naming_it(
+    azurite_storage: AzuriteStorage,
+) -> None:
+    from azure.storage.blob.aio import ContainerClient
+
+    service = azurite_storage
+    service.create_container(CONTAINER)
+
+    async def read() -> None:
+        async with ContainerClient(
+            service.account_url,
+            CONTAINER,
+            credential=TokenCredential(),
+            transport=service.transport(),
+        ) as container:
+            await container.upload_blob("unknown_certificate/e-unknown_certificate.json", b"[1]")
+            await container.upload_blob("events/e.json", b"not json")
+        options = {"credential": TokenCredential(), "transport": service.transport()}
+        reader = BlobDeadLetterReader.open(service.account_url, CONTAINER, **options)
+        try:
+            with pytest.raises(DeadLetterStoreError, match=r"blob unknown_certificate/.* object"):
+                await reader.letters(LetterFilter())
+            with pytest.raises(DeadLetterStoreError, match=r"blob events/e.json is not JSON"):
+                await reader.event("e")
+        finally:
+            await reader.close()
+
+    asyncio.run(read())
 
 
 def resynced_large_letter(scenario: Scenario, tmp_path: Path) -> tuple[DeadLetter, str]:

@@ -380,9 +380,25 @@ def compress_ranges(indexes: Sequence[int]) -> str:
     return _ranges_text(_merge([[i, i] for i in indexes]))
 
 
-def expand_ranges(text: str) -> list[int]:
-    indexes: list[int] = []
+def parse_ranges(text: str) -> list[tuple[int, int]]:
+    """ "0-3,7" as [(0, 3), (7, 7)]; ValueError for anything else."""
+    if _RANGES.fullmatch(text) is None:
+        raise ValueError(f"item positions {text[:80]!r} are not ranges like 0-3,7")
+    ranges = []
     for part in text.split(","):
         first, _, last = part.partition("-")
-        indexes.extend(range(int(first), int(last or first) + 1))
-    return indexes
+        ranges.append((int(first), int(last or first)))
+    return ranges
+
+
+def expand_ranges(text: str) -> list[int]:
+    return [index for first, last in parse_ranges(text) for index in range(first, last + 1)]
+
+
+def ranges_overlap(one: str, other: str) -> bool:
+    """Whether two letters' item positions share one, without spelling them out."""
+    theirs = parse_ranges(other)
+    return any(a <= d and c <= b for a, b in parse_ranges(one) for c, d in theirs)
+
+
+_RANGES = re.compile(r"[0-9]{1,9}(?:-[0-9]{1,9})?(?:,[0-9]{1,9}(?:-[0-9]{1,9})?)*")

@@ -11,9 +11,10 @@ dead-letters again under the same key, so it is not duplicated and stays unmarke
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +22,13 @@ from typing import Any, Protocol
 import orjson
 
 from graphtap.processing.committer import BatchCommitter
-from graphtap.processing.deadletters import ClientStateMask
+from graphtap.processing.deadletters import (
+    ClientStateMask,
+    DeadEvent,
+    DeadLetter,
+    parse_ranges,
+    ranges_overlap,
+)
 from graphtap.processing.fetch import ContentFetcher
 from graphtap.processing.fetched import Fetched, Payload
 from graphtap.processing.lifecycle import LifecycleQueue
@@ -51,6 +58,10 @@ class StoredLetter:
     offset: int
     occurred_at: float
     replayed_at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.items is not None:
+            parse_ranges(self.items)  # the positions a replay compares: ValueError if not
 
     @classmethod
     def from_record(cls, record: dict[str, Any], replayed_at: float | None) -> StoredLetter:
@@ -145,6 +156,28 @@ def _payloads(stored: object, event_key: str) -> dict[int, dict[str, Any]] | Non
         raise DeadLetterStoreError(problem) from None
 
 
+def _stored_object(data: bytes, where: str) -> dict[str, Any]:
+    """A record of a JSONL or Blob store, which is one JSON object; else an error naming it."""
+    try:
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise DeadLetterStoreError(f"{where} is not JSON; not a dead-letter store") from None
+    if not isinstance(record, dict):
+        raise DeadLetterStoreError(f"{where} is not a JSON object; not a dead-letter store")
+    return record
+
+
+@contextlib.contextmanager
+def _fields_of(where: str) -> Iterator[None]:
+    """Reading a record's fields: one missing or of the wrong type is an error naming it."""
+    try:
+        yield
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise DeadLetterStoreError(
+            f"{where}: not a dead-letter record ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 _REPLAYS = """CREATE TABLE IF NOT EXISTS dead_letter_replays (
     dead_letter_key TEXT PRIMARY KEY,
     replayed_at REAL NOT NULL
@@ -192,7 +225,11 @@ class SqliteDeadLetterReader:
             join=("LEFT JOIN dead_letter_replays r USING (dead_letter_key)" if self._marks else ""),
         )
         rows = self._db.execute(f"{sql} {where}", parameters).fetchall()
-        return [StoredLetter(*row) for row in rows]
+        letters = []
+        for row in rows:
+            with _fields_of(f"{self.location}: dead letter {str(row[0])[:100]}"):
+                letters.append(StoredLetter(*row))
+        return letters
 
     async def letters(self, where: LetterFilter) -> list[StoredLetter]:
         clauses: list[str] = []
@@ -241,32 +278,28 @@ class JsonlDeadLetterReader:
         self.path = path
         self.location = f"jsonl:{path}"
 
-    def _read(self) -> tuple[dict[str, StoredLetter], dict[str, dict[str, Any]]]:
-        records: list[dict[str, Any]] = []
-        events: dict[str, dict[str, Any]] = {}
+    def _read(self) -> tuple[dict[str, StoredLetter], dict[str, StoredEvent]]:
+        records: list[tuple[str, dict[str, Any]]] = []
+        events: dict[str, StoredEvent] = {}
         marks: dict[str, float] = {}
         with self.path.open("rb") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.endswith(b"\n"):
                     break  # a torn tail: its batch was never checkpointed
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise DeadLetterStoreError(
-                        f"{self.path}: line {number} is not JSON; not a dead-letter store"
-                    ) from None
-                if "dead_letter_key" in record:
-                    records.append(record)
-                elif "replay_key" in record:
-                    marks.setdefault(str(record["replayed"]), float(record["replayed_at"]))
-                elif "event_key" in record:
-                    events[str(record["event_key"])] = record
-        letters = {
-            str(r["dead_letter_key"]): StoredLetter.from_record(
-                r, marks.get(str(r["dead_letter_key"]))
-            )
-            for r in records
-        }
+                where = f"{self.path}: line {number}"
+                record = _stored_object(line, where)
+                with _fields_of(where):
+                    if "dead_letter_key" in record:
+                        records.append((where, record))
+                    elif "replay_key" in record:
+                        marks.setdefault(str(record["replayed"]), float(record["replayed_at"]))
+                    elif "event_key" in record:
+                        events[str(record["event_key"])] = _event_from_record(record)
+        letters: dict[str, StoredLetter] = {}
+        for where, record in records:
+            with _fields_of(where):
+                key = str(record["dead_letter_key"])
+                letters[key] = StoredLetter.from_record(record, marks.get(key))
         return letters, events
 
     async def letters(self, where: LetterFilter) -> list[StoredLetter]:
@@ -277,8 +310,7 @@ class JsonlDeadLetterReader:
         return self._read()[0].get(key)
 
     async def event(self, event_key: str) -> StoredEvent | None:
-        record = self._read()[1].get(event_key)
-        return None if record is None else _event_from_record(record)
+        return self._read()[1].get(event_key)
 
     async def mark_replayed(self, keys: Sequence[str], at: float) -> None:
         log = JsonlLog(self.path, "dead_letter_key", "event_key", "replay_key")
@@ -321,10 +353,13 @@ class BlobDeadLetterReader:
 
         try:
             download = await self._container.download_blob(name)
-            data: dict[str, Any] = orjson.loads(await download.readall())
+            data = await download.readall()
         except ResourceNotFoundError:
             return None
-        return data
+        return _stored_object(data, self._where(name))
+
+    def _where(self, name: str) -> str:
+        return f"{self.location}: blob {name}"
 
     async def letters(self, where: LetterFilter) -> list[StoredLetter]:
         names = [blob.name async for blob in self._container.list_blobs()]
@@ -339,25 +374,34 @@ class BlobDeadLetterReader:
             record = await self._json(name)
             if record is None:
                 continue
-            letter = StoredLetter.from_record(record, None)
+            with _fields_of(self._where(name)):
+                letter = StoredLetter.from_record(record, None)
             if rest in marked:
-                mark = await self._json(f"replayed/{rest}")
-                letter = _replayed(letter, mark)
+                mark_name = f"replayed/{rest}"
+                mark = await self._json(mark_name)
+                with _fields_of(self._where(mark_name)):
+                    letter = _replayed(letter, mark)
             if where.admits(letter):
                 found.append(letter)
         return sorted(found, key=lambda x: x.occurred_at)
 
     async def letter(self, key: str) -> StoredLetter | None:
         _, _, reason = key.rpartition(":")
-        record = await self._json(f"{reason}/{key.replace(':', '-')}.json")
+        name = f"{reason}/{key.replace(':', '-')}.json"
+        record = await self._json(name)
         if record is None:
             return None
         mark = await self._json(replay_marker_name(key))
-        return _replayed(StoredLetter.from_record(record, None), mark)
+        with _fields_of(self._where(name)):
+            return _replayed(StoredLetter.from_record(record, None), mark)
 
     async def event(self, event_key: str) -> StoredEvent | None:
-        record = await self._json(f"events/{event_key}.json")
-        return None if record is None else _event_from_record(record)
+        name = f"events/{event_key}.json"
+        record = await self._json(name)
+        if record is None:
+            return None
+        with _fields_of(self._where(name)):
+            return _event_from_record(record)
 
     async def mark_replayed(self, keys: Sequence[str], at: float) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -460,6 +504,7 @@ async def _replay_batch(
     mask = ClientStateMask((), settings.inspection.hash_key)
     batch: list[SourceEvent] = []
     batch_letters: list[list[StoredLetter]] = []
+    stored_events: list[DeadEvent] = []
     for its_letters in groups:
         event = await reader.event(its_letters[0].event_key)
         if event is None:
@@ -471,15 +516,19 @@ async def _replay_batch(
             ]
             continue
         body = mask.restore(event.body, settings.client_states)
-        batch.append(
-            SourceEvent(its_letters[0].partition, its_letters[0].offset, body, event.fetched())
-        )
+        partition, offset = its_letters[0].partition, its_letters[0].offset
+        batch.append(SourceEvent(partition, offset, body, event.fetched()))
         batch_letters.append(its_letters)
+        stored_events.append(
+            DeadEvent(event.key, event.size, event.body, False, partition, offset, event.payloads)
+        )
     if not batch:
         return
     if fetcher is not None:
         await fetcher.fill(batch)
     results = pipeline.process_batch(batch)
+    for result, stored in zip(results, stored_events, strict=True):
+        result.dead_letters = _kept_as(result.dead_letters, stored)
 
     async def no_checkpoint() -> None:
         return None  # a replay reads from a dead-letter store, not from a hub
@@ -488,15 +537,40 @@ async def _replay_batch(
     report.events += len(batch)
     fixed: list[StoredLetter] = []
     for result, its_letters in zip(results, batch_letters, strict=True):
-        failed = {str(d.reason): d.message for d in result.dead_letters}
         for letter in its_letters:
-            if letter.reason in failed:
-                report.still_failing.append((letter, failed[letter.reason]))
-            else:
+            again = _failed_again(letter, result.dead_letters)
+            if again is None:
                 fixed.append(letter)
+            elif str(again.reason) == letter.reason:
+                report.still_failing.append((letter, again.message))
+            else:
+                report.still_failing.append((letter, f"now {again.reason}: {again.message}"))
     if fixed:
         await reader.mark_replayed([x.key for x in fixed], time.time())
     report.replayed += fixed
+
+
+def _kept_as(letters: list[DeadLetter], stored: DeadEvent) -> list[DeadLetter]:
+    """A replayed body's new letters, referring to the event as it is already kept. The
+    restored body can differ from the one first received (a forged clientState is never put
+    back), so letters keyed on its hash would repeat the old ones under new keys, with a body
+    masked twice that no replay could restore."""
+    return [
+        dataclasses.replace(letter, key=f"{stored.key}:{letter.reason}", event=stored)
+        for letter in letters
+    ]
+
+
+def _failed_again(letter: StoredLetter, letters: list[DeadLetter]) -> DeadLetter | None:
+    """The new letter that holds any of `letter`'s items (or the whole event again), or None
+    when every one of them got past the dead letters: only then is the letter fixed. Items
+    that now fail for another reason are not fixed; that letter holds them."""
+    for again in letters:
+        if again.items is None:
+            return again
+        if letter.items is not None and ranges_overlap(letter.items, again.items):
+            return again
+    return None
 
 
 STORE_KINDS = ("sqlite", "jsonl", "blob")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from graphtap.hosts.commands.options import (
     finding_hash_key,
     hash_key_file_option,
     lifecycle_queue_option,
+    max_event_bytes_option,
 )
 from graphtap.hosts.findings import parse_since
 from graphtap.inspection import Policy, load_policy
@@ -35,7 +37,7 @@ from graphtap.notifications.errors import Reason
 from graphtap.notifications.keyring import KeyRingError
 from graphtap.processing import compose
 from graphtap.processing.committer import BlockingDeadLetters, BlockingVerdicts
-from graphtap.processing.deadletters import expand_ranges
+from graphtap.processing.deadletters import parse_ranges
 from graphtap.processing.endpoints import (
     SINK_SCHEMES,
     Endpoint,
@@ -252,7 +254,11 @@ def _item_rows(
     values = document.get("value") if isinstance(document, dict) else None
     if not isinstance(values, list):
         return []
-    indexes = expand_ranges(items)[:limit] if items is not None else range(min(limit, len(values)))
+    if items is None:
+        indexes: Iterable[int] = range(min(limit, len(values)))
+    else:  # the first few, however wide the ranges
+        spread = (i for first, last in parse_ranges(items) for i in range(first, last + 1))
+        indexes = itertools.islice(spread, limit)
     rows = []
     for index in indexes:
         item = values[index] if 0 <= index < len(values) else None
@@ -261,7 +267,10 @@ def _item_rows(
         item = {**item, **payloads.get(index, {})}
         data = item.get("resourceData")
         fields = {f: item[f] for f in ROUTING_FIELDS if isinstance(item.get(f), str)}
-        certificate = (item.get("encryptedContent") or {}).get("encryptionCertificateId")
+        encrypted = item.get("encryptedContent")
+        certificate = (
+            encrypted.get("encryptionCertificateId") if isinstance(encrypted, dict) else None
+        )
         if isinstance(certificate, str):
             fields["encryptionCertificateId"] = certificate
         if isinstance(data, dict) and isinstance(data.get("id"), str):
@@ -304,6 +313,7 @@ def _item_rows(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Inspection policy TOML [default: report every finding at 65 or above].",
 )
+@max_event_bytes_option
 @hash_key_file_option
 def replay_letters(
     store: str,
@@ -319,6 +329,7 @@ def replay_letters(
     payload_store: str | None,
     graph_endpoint: str | None,
     policy_path: Path | None,
+    max_event_bytes: int,
     hash_key_file: Path | None,
 ) -> None:
     """Replay the dead letters of a reason through the pipeline into the sink.
@@ -350,6 +361,7 @@ def replay_letters(
             hash_key=finding_hash_key(hash_key_file),
             policy=load_policy(policy_path) if policy_path else Policy.default(),
             key_password=key_password.encode() if key_password else None,
+            max_event_bytes=max_event_bytes,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
+
 HASH_KEY_ENV = "GRAPHTAP_FINDING_HASH_KEY"
 
 #: `--hash-key-file`, alike for every command that inspects.
@@ -34,6 +36,15 @@ payload_store_option = click.option(
     help="Where Graph put payloads over 1 MB: local:DIR, a folder of files named by "
     "additionalPayloadStorageId [default: none; such items are dead-lettered "
     "payload_unavailable].",
+)
+
+#: `--max-event-bytes`: `process` dead-letters larger bodies; a replay reads what it kept.
+max_event_bytes_option = click.option(
+    "--max-event-bytes",
+    type=click.IntRange(1024),
+    default=DEFAULT_MAX_EVENT_BYTES,
+    show_default=True,
+    help="Larger event bodies are dead-lettered as oversized (a replay: as `process` ran).",
 )
 
 

@@ -20,13 +20,13 @@ from graphtap.hosts.commands.options import (
     finding_hash_key,
     hash_key_file_option,
     lifecycle_queue_option,
+    max_event_bytes_option,
     payload_store_option,
 )
 from graphtap.inspection import Policy, load_policy
 from graphtap.localhub import DEFAULT_CONSUMER_GROUP, LocalHubError, LocalHubUnusable
 from graphtap.notifications.authenticity import TokenPolicy
 from graphtap.notifications.keyring import KeyRing, KeyRingError
-from graphtap.notifications.model import DEFAULT_MAX_EVENT_BYTES
 from graphtap.processing import compose
 from graphtap.processing.endpoints import (
     SINK_SCHEMES,
@@ -108,13 +108,7 @@ from graphtap.transactions import StoreError
     show_default=True,
     help="Cloud whose Entra ID issues the validation tokens.",
 )
-@click.option(
-    "--max-event-bytes",
-    type=click.IntRange(1024),
-    default=DEFAULT_MAX_EVENT_BYTES,
-    show_default=True,
-    help="Larger event bodies are dead-lettered as oversized.",
-)
+@max_event_bytes_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def process(
     source: str,
