@@ -492,7 +492,7 @@ class FakeMailboxes:
             and since < m.sequence <= until
             and (since or received is None or _received_after(m, received))
         ]
-        if not since:
+        if not since and received is not None:
             changes = sorted(changes, key=lambda change: change[0])[:INITIAL_FILTERED_MAX]
         if since:
             changes += [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -376,3 +377,39 @@ def test_idle_mailboxes_are_forgotten_and_busy_ones_kept() -> None:
         return before, limiter.tracked
 
     assert asyncio.run(scenario()) == (4096, 1)
+
+
+class _CountedVisits(OrderedDict[str, Any]):
+    """The limiter's mailboxes, counting those its walks for idle ones visit."""
+
+    visits = 0
+
+    def items(self) -> Any:
+        for item in super().items():
+            self.visits += 1
+            yield item
+
+
+def test_many_busy_mailboxes_cost_one_step_each_not_a_walk_over_all() -> None:
+    """A tenant naming thousands of mailboxes within ten minutes: none of them may be
+    forgotten (their windows hold), and a new one must not walk over all of them."""
+    clock = VirtualClock()
+    limiter = MailboxLimiter(MailboxLimits(), clock)
+    counted = limiter._mailboxes = _CountedVisits()
+
+    async def ok() -> int:
+        return 1
+
+    async def scenario(prefix: str) -> None:
+        for n in range(4096 + 2_000):
+            clock.advance(0.05)  # 300 s in all: every mailbox stays within its window
+            await limiter.call(f"{prefix}{n}", ok)
+
+    asyncio.run(scenario("user"))
+    assert limiter.tracked == 4096 + 2_000
+    assert counted.visits <= 2_000  # each walk stops at the first busy mailbox
+    # once their windows have passed, the first new mailbox's walk forgets them all
+    clock.advance(600.0)
+    asyncio.run(scenario("later"))
+    assert limiter.tracked == 4096 + 2_000
+    assert not any(name.startswith("user") for name in counted)

@@ -4,6 +4,9 @@ change ends with exactly the verdict the live path gives it."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from graphtap.subscriptions.control_plane import ControlPlane, ControlPlaneSetti
 from graphtap.subscriptions.deltalinks import SqliteDeltaLinks
 from graphtap.subscriptions.graph import GraphError, build_client
 from graphtap.subscriptions.mailsync import GraphMailFolders, Mailbox, MailResync, mailboxes
+from graphtap.subscriptions.resync import ResyncEvent
 from graphtap.subscriptions.rotation import KeyFolderPublisher
 from tests.subscriptions.conftest import (
     Bench,
@@ -80,13 +84,16 @@ class Setup:
         ).fetchall()
         return {key: (message_id, content) for key, message_id, content in rows}
 
-    async def resync(self, *boxes: str, reason: str = "missed notifications") -> int:
-        """Mail resync of `boxes` from an hour ago; the new verdicts it made."""
+    async def resync(
+        self, *boxes: str, reason: str = "missed notifications", since: dt.datetime | None = None
+    ) -> int:
+        """Mail resync of `boxes` for a gap from `since` (now by default); the new verdicts
+        it made."""
         before = len(self.verdicts())
         targets = [b for b in mailboxes(self.plane.desired) if b.user in boxes]
         await self.plane.mail_resync.run(  # type: ignore[union-attr]
             targets,
-            utcnow(self.bench.clock),
+            since or utcnow(self.bench.clock),
             client_state=client_state_of(self.bench.vault),
             reason=reason,
         )
@@ -346,5 +353,107 @@ def test_a_folder_that_keeps_failing_is_set_aside_and_read_on_the_next_round(
         await setup.plane.retry_mail_resync()  # the next reconcile round
         assert resync.pending == 0
         assert [c for _, c in setup.verdicts().values()] == ["inspected"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("link", ["first resync", "kept", "expired", "reset"])
+def test_older_mail_changed_in_the_gap_is_read_back_whatever_became_of_the_link(
+    setup: Setup, link: str
+) -> None:
+    """A draft from long before the gap, edited during it: the stored link returns it; with
+    no link (a first resync, or one Graph dropped) the folder is synced in full and the
+    messages modified since the gap began are read back."""
+
+    async def scenario() -> None:
+        await setup.start()
+        clock, boxes = setup.bench.clock, setup.bench.graph.mailboxes
+        draft = boxes.deliver(ALICE, _mail("draft", "<p>nothing yet</p>"))
+        boxes.deliver(ALICE, _mail("old news", "<p>lunch?</p>"))
+        await setup.processing.drain()
+        clock.advance(3 * 3600)
+        if link != "first resync":
+            assert await setup.resync(ALICE) == 0  # links stored; every change seen live
+        clock.advance(3600)
+        boxes.notify = None
+        gap = utcnow(clock)
+        clock.advance(60)
+        boxes.update(ALICE, draft.id, body={"contentType": "html", "content": f"<p>{CARD}</p>"})
+        if link == "expired":
+            boxes.expire_delta_tokens(ALICE)
+        elif link == "reset":
+            boxes.reset_sync(ALICE)
+        before = set(setup.verdicts())
+        assert await setup.resync(ALICE, since=gap) == 1  # the draft; not the old news
+        [(message, content)] = [v for k, v in setup.verdicts().items() if k not in before]
+        assert (message, content) == (draft.id, "inspected")
+
+    asyncio.run(scenario())
+
+
+def test_a_gap_set_aside_is_read_from_its_start_by_a_later_gap(setup: Setup) -> None:
+    """Outlook down through the first gap's resync; a second gap's resync, before the next
+    retry round, reads the mailbox from the first gap's start, not its own."""
+
+    async def scenario() -> None:
+        await setup.start()
+        clock, boxes = setup.bench.clock, setup.bench.graph.mailboxes
+        resync = setup.plane.mail_resync
+        assert resync is not None
+        boxes.notify = None
+        first = utcnow(clock)
+        clock.advance(60)
+        lost = boxes.deliver(ALICE, _mail("first gap", f"<p>{CARD}</p>"))
+        boxes.fail(503)
+        with pytest.raises(GraphError, match="set aside for retry"):
+            await setup.resync(ALICE, since=first)
+        boxes.heal()
+        clock.advance(3600)
+        second = utcnow(clock)
+        clock.advance(60)
+        later = boxes.deliver(ALICE, _mail("second gap", f"<p>{CARD}</p>"))
+        assert await setup.resync(ALICE, since=second) == 2
+        assert resync.pending == 0
+        assert {m for m, _ in setup.verdicts().values()} == {lost.id, later.id}
+
+    asyncio.run(scenario())
+
+
+class _Recorded:
+    """A resync sink that keeps the message ids it is handed, in order."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    async def submit(self, events: Sequence[ResyncEvent]) -> int:
+        for event in events:
+            self.ids += [item["resourceData"]["id"] for item in json.loads(event.body)["value"]]
+        return 0
+
+
+def test_a_gap_of_more_mail_than_a_filtered_first_delta_returns_is_read_whole(
+    bench: Bench,
+) -> None:
+    """A first delta filtered on receivedDateTime stops at 5,000 messages; the full sync
+    has no such cap."""
+
+    async def scenario() -> None:
+        boxes = bench.graph.mailboxes
+        boxes.notify = None
+        boxes.delta_page_size = 1_000
+        since = utcnow(bench.clock)
+        bench.clock.advance(1)
+        delivered = [boxes.deliver(ALICE, _mail(f"m{i}", "<p>x</p>")).id for i in range(5_001)]
+        recorded = _Recorded()
+        resync = MailResync(
+            GraphMailFolders(build_client(FakeCredential(), transport=bench.graph)),
+            recorded,
+            tenant_id=bench.graph.tenant_id,
+            clock=bench.clock,
+        )
+        inbox = Mailbox(ALICE, "inbox", ("created", "updated"))
+        report = await resync.run([inbox], since, client_state="state", reason="missed")
+        assert report.changes == 5_001
+        assert sorted(recorded.ids) == sorted(delivered)
 
     asyncio.run(scenario())

@@ -7,9 +7,14 @@ first time, the messages received since the gap began. Each change becomes the b
 notification Graph would have sent and goes through the same fetch, pipeline and commit step
 as a live one, so its verdict key is the live path's and a change already seen adds nothing.
 
+A folder with no link (its first resync, or after Graph dropped the link: 410 Gone,
+`syncStateNotFound`) is synced in full, as Graph asks, but only ids and modification times are
+listed: the messages modified since the gap began are read back, the rest were notified
+live or read by an earlier resync. (A first delta filtered on `receivedDateTime` would miss
+older mail changed in the gap, and stops at 5,000 messages.)
+
 A page's changes are committed before the link after it is stored: a restart goes on from
-that page, and a link Graph no longer honours (410 Gone, `syncStateNotFound`) starts the
-folder over from the gap. Teams gaps are not read here: they go to the export APIs
+that page. Teams gaps are not read here: they go to the export APIs
 (`graphtap.subscriptions.resync`).
 """
 
@@ -42,8 +47,11 @@ log = logging.getLogger(__name__)
 
 #: What Graph answers for a delta link it no longer honours.
 _RESET_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateInvalid"})
-#: Messages a folder's first delta, filtered on `receivedDateTime`, returns at most.
-FIRST_READ_CAP = 5_000
+#: Messages per delta page asked for (Graph may send fewer).
+PAGE_SIZE = 200
+#: A change modified this long before the gap began is still read back: Exchange's clock
+#: and this host's may differ.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 #: The subscription id resynced notifications carry: no subscription delivered them.
 RESYNC_SUBSCRIPTION = "resync"
 
@@ -121,18 +129,16 @@ class GraphMailFolders:
             raise
         return True
 
-    async def delta(
-        self, user: str, folder: str, *, link: str | None, since: dt.datetime
-    ) -> DeltaPage:
-        """The page `link` names, or the first page of a new sync from `since`."""
+    async def delta(self, user: str, folder: str, *, link: str | None) -> DeltaPage:
+        """The page `link` names, or the first page of a full sync of the folder."""
         if link is None:
-            received = quote(f"receivedDateTime ge {since.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}")
             link = (
                 f"{self._base}/users/{quote(user, safe='')}/mailFolders/"
-                f"{quote(folder, safe='')}/messages/delta?%24select=id,changeKey"
-                f"&%24filter={received}"
+                f"{quote(folder, safe='')}/messages/delta"
+                "?%24select=id,changeKey,lastModifiedDateTime"
             )
-        page = await get_json(self._client, f"mail delta of {user}", link, prefer=IMMUTABLE_IDS)
+        prefer = f"{IMMUTABLE_IDS}, odata.maxpagesize={PAGE_SIZE}"
+        page = await get_json(self._client, f"mail delta of {user}", link, prefer=prefer)
         changes = [c for c in page.get("value", []) if isinstance(c, dict) and c.get("id")]
         return DeltaPage(
             changes,
@@ -200,23 +206,18 @@ class MailResync:
         `GraphError` naming it, so a lifecycle event that asked for it stays queued."""
         tally = _Tally()
         for box in boxes:
+            # A gap set aside earlier began earlier: read from its start, then it is covered.
+            listed_since = self._gap_start(box.user, None, since)
             try:
                 folders = [box.folder] if box.folder is not None else await self._folders(box)
             except (GraphError, RetryableError) as error:
-                self._set_aside(box, None, since, str(error), tally)
+                self._set_aside(box, None, listed_since, str(error), tally)
                 continue
             self._pending.pop((box.user, None), None)
             for folder in folders:
-                tally.folders += 1
-                try:
-                    await self._folder(box, folder, since, client_state, tally)
-                except (GraphError, RetryableError) as error:
-                    self._set_aside(box, folder, since, str(error), tally)
-                    log.warning(
-                        "mail resync (%s): a folder of %s failed: %s", reason, box.user, error
-                    )
-                else:
-                    self._pending.pop((box.user, folder), None)
+                await self._folder_or_set_aside(
+                    box, folder, listed_since, client_state, tally, reason
+                )
         self.last_error = tally.errors[-1] if tally.errors else None
         report = MailResyncReport(
             reason, len(boxes), tally.folders, tally.changes, tally.new_verdicts, tally.failed
@@ -243,6 +244,8 @@ class MailResync:
             return None
         tally = _Tally()
         for (user, folder), (box, since) in list(self._pending.items()):
+            if (user, folder) not in self._pending:
+                continue  # read already this round, with the mailbox's folder list
             if folder is None:
                 try:
                     folders = await self._folders(box)
@@ -253,13 +256,7 @@ class MailResync:
             else:
                 folders = [folder]
             for name in folders:
-                tally.folders += 1
-                try:
-                    await self._folder(box, name, since, client_state, tally)
-                except (GraphError, RetryableError) as error:
-                    self._set_aside(box, name, since, str(error), tally)
-                else:
-                    self._pending.pop((user, name), None)
+                await self._folder_or_set_aside(box, name, since, client_state, tally, "retry")
         self.last_error = tally.errors[-1] if tally.errors else None
         return MailResyncReport(
             "retry", 0, tally.folders, tally.changes, tally.new_verdicts, tally.failed
@@ -269,6 +266,30 @@ class MailResync:
     def pending(self) -> int:
         """Folders (or mailboxes' folder lists) set aside, to be read again."""
         return len(self._pending)
+
+    async def _folder_or_set_aside(
+        self,
+        box: Mailbox,
+        folder: str,
+        since: dt.datetime,
+        client_state: str,
+        tally: _Tally,
+        reason: str,
+    ) -> None:
+        """Read one folder from the earliest gap start owed to it; set it aside on failure."""
+        start = self._gap_start(box.user, folder, since)
+        tally.folders += 1
+        try:
+            await self._folder(box, folder, start, client_state, tally)
+        except (GraphError, RetryableError) as error:
+            self._set_aside(box, folder, start, str(error), tally)
+            log.warning("mail resync (%s): a folder of %s failed: %s", reason, box.user, error)
+        else:
+            self._pending.pop((box.user, folder), None)
+
+    def _gap_start(self, user: str, folder: str | None, since: dt.datetime) -> dt.datetime:
+        earlier = self._pending.get((user, folder))
+        return min(since, earlier[1]) if earlier else since
 
     def _set_aside(
         self, box: Mailbox, folder: str | None, since: dt.datetime, error: str, tally: _Tally
@@ -290,25 +311,22 @@ class MailResync:
         throttle = self._throttle(box.user)
         link = await self.links.get(box.user, folder)
         restarted = False
-        first_read = 0 if link is None else None  # changes of a first, filtered read
         while True:
             try:
-                page = await throttle.run(
-                    partial(self._graph.delta, box.user, folder, link=link, since=since)
-                )
+                page = await throttle.run(partial(self._graph.delta, box.user, folder, link=link))
             except GraphError as error:
                 if link is None or restarted or not _reset(error):
                     raise
                 log.info(
-                    "mail resync: %s's delta link for a folder was reset; reading again", box.user
+                    "mail resync: %s's delta link for a folder was reset; syncing it in full",
+                    box.user,
                 )
                 await self.links.drop(box.user, folder)
-                link, restarted, first_read = None, True, 0
+                link, restarted = None, True
                 continue
-            tally.changes += len(page.changes)
-            if first_read is not None:
-                first_read += len(page.changes)
-            bodies = self._bodies(box, await self._settled(box, page.changes), client_state)
+            changes = _modified_since(page.changes, since - CLOCK_SKEW)
+            tally.changes += len(changes)
+            bodies = self._bodies(box, await self._settled(box, changes), client_state)
             if bodies:
                 tally.new_verdicts += await self._sink.submit(bodies)
             following = page.next_link or page.delta_link
@@ -318,13 +336,6 @@ class MailResync:
                 )
             await self.links.put(box.user, folder, following)
             if page.next_link is None:
-                if first_read is not None and first_read >= FIRST_READ_CAP:
-                    log.warning(
-                        "mail resync: a folder of %s returned Graph's cap of %d messages on "
-                        "its first read; older mail of the gap was not read",
-                        box.user,
-                        FIRST_READ_CAP,
-                    )
                 return
             link = following
 
@@ -378,6 +389,24 @@ class MailResync:
                 self._clock, self._throttle_settings
             )
         return throttle
+
+
+def _modified_since(changes: list[dict[str, Any]], since: dt.datetime) -> list[dict[str, Any]]:
+    """The changes a gap from `since` may have kept from the live path: removals, messages
+    modified since, and any whose modification time is missing or unreadable (links stored
+    before it was selected). A full sync lists every message; most predate the gap."""
+    kept = []
+    for change in changes:
+        modified = change.get("lastModifiedDateTime")
+        if "@removed" not in change and isinstance(modified, str):
+            try:
+                at = dt.datetime.fromisoformat(modified.replace("Z", "+00:00"))
+            except ValueError:
+                at = None
+            if at is not None and at.tzinfo is not None and at < since:
+                continue
+        kept.append(change)
+    return kept
 
 
 def _reset(error: GraphError) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -102,6 +102,10 @@ class _Mailbox:
     callers: int = 0
 
 
+#: Mailboxes tracked before idle ones are forgotten.
+_TRACKED = 4096
+
+
 class MailboxLimiter:
     """At most `concurrency` requests in flight and `requests` per `window` seconds for each
     mailbox, on a monotonic clock; a throttled mailbox pauses for its Retry-After."""
@@ -111,7 +115,8 @@ class MailboxLimiter:
     ) -> None:
         self.limits = limits or MailboxLimits()
         self.clock = clock or SystemMonotonic()
-        self._mailboxes: dict[str, _Mailbox] = {}
+        #: By last use, oldest first: idle mailboxes are forgotten from that end.
+        self._mailboxes: OrderedDict[str, _Mailbox] = OrderedDict()
         #: Requests sent again after a 429/503, and the seconds waited for them.
         self.retries = 0
         self.waited = 0.0
@@ -177,19 +182,28 @@ class MailboxLimiter:
 
     def _mailbox(self, name: str) -> _Mailbox:
         box = self._mailboxes.get(name)
-        if box is None:
-            if len(self._mailboxes) >= 4096:
-                self._forget_idle()
-            box = self._mailboxes[name] = _Mailbox(asyncio.Semaphore(self.limits.concurrency))
+        if box is not None:
+            self._mailboxes.move_to_end(name)
+            return box
+        if len(self._mailboxes) >= _TRACKED:
+            self._forget_idle()
+        box = self._mailboxes[name] = _Mailbox(asyncio.Semaphore(self.limits.concurrency))
         return box
 
     def _forget_idle(self) -> None:
-        """Mailboxes with no caller, no pause and no request in the window."""
+        """Mailboxes with no caller, no pause and no request in the window, least recently
+        used first. The walk ends at the first one used within the window: every mailbox
+        after it was used later, so a tenant with many busy mailboxes costs one step per new
+        mailbox, not a pass over all of them."""
         now = self.clock.monotonic()
-        for name, box in list(self._mailboxes.items()):
-            recent = box.sent and box.sent[-1] > now - self.limits.window
-            if not box.callers and not recent and box.paused_until <= now:
-                del self._mailboxes[name]
+        idle = []
+        for name, box in self._mailboxes.items():
+            if box.sent and box.sent[-1] > now - self.limits.window:
+                break
+            if not box.callers and box.paused_until <= now:
+                idle.append(name)
+        for name in idle:
+            del self._mailboxes[name]
 
 
 class GraphMailReader:
