@@ -5,6 +5,7 @@ requests under the size limit, throttling and outages retried, refusals said pla
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gzip
 import json
@@ -169,6 +170,34 @@ def test_one_row_per_verdict_with_the_streams_columns_and_no_raw_values(
     assert authority.denied == []
 
 
+def test_the_findings_of_the_worst_message_fit_the_fields_limit_whole(
+    authority: Authority, service: FakeLogsIngestion, target: LogsIngestionTarget
+) -> None:
+    """A hundred card numbers, each many times: inspection lists them all with their
+    positions, more than one field takes (the service would cut the JSON). The row leaves the
+    positions out and says so; every finding is still listed and counted."""
+    inspector = Inspector(InspectionSettings(hash_key=b"k" * 32, policy=Policy.default()))
+    cards = [_luhn(f"4111111100{n:05d}") for n in range(100)]
+    text = "\n".join(f"row {row}: card {card}" for row in range(80) for card in cards)
+    findings = tuple(inspector.inspect_text(text).to_dict()["findings"])
+    assert len(json.dumps(findings)) > loganalytics.MAX_FIELD_BYTES
+    assert write(sink(authority, service, target), [verdict(1, findings=findings)]) == 1
+    [row] = service.rows(VERDICT_TABLE)
+    assert isinstance(row["Findings"], list)  # parsed: nothing was cut
+    assert [f["value_hash"] for f in row["Findings"]] == [f["value_hash"] for f in findings]
+    assert all("positions" not in f for f in row["Findings"])
+    assert (row["FindingsTruncated"], row["FindingTotal"]) == (True, len(findings))
+
+
+def _luhn(partial: str) -> str:
+    """`partial` and the check digit that makes it pass Luhn."""
+    total = 0
+    for place, digit in enumerate(reversed(partial)):
+        value = int(digit) * (2 if place % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return partial + str(-total % 10)
+
+
 def test_keys_written_before_are_not_sent_again(
     authority: Authority, service: FakeLogsIngestion, target: LogsIngestionTarget
 ) -> None:
@@ -219,7 +248,8 @@ def test_a_413_splits_the_request_until_it_fits(
 def test_a_single_row_over_the_limit_is_a_clear_error(
     authority: Authority, service: FakeLogsIngestion, target: LogsIngestionTarget
 ) -> None:
-    huge = verdict(1, findings=inspected_findings() * 6000)
+    # Findings always fit a field; a row can still outgrow a request by its other fields.
+    huge = dataclasses.replace(verdict(1), resource="chats('19:x')/messages('" + "9" * 10**6)
     with pytest.raises(LogsIngestionRefused, match=f"verdict {huge.key} is .* over the"):
         write(sink(authority, service, target), [huge])
     assert service.requests == []

@@ -303,6 +303,12 @@ def _fits(kind: str, value: Any) -> bool:
 
 
 def _truncated(value: Any) -> Any:
+    """A value over the field limit, cut as the service cuts it: a `dynamic` value (a list or
+    an object) is stored as its JSON text, cut too, and no longer parses."""
+    if isinstance(value, list | dict):
+        text = json.dumps(value)
+        if len(text.encode()) > MAX_FIELD_BYTES:
+            return text.encode()[:MAX_FIELD_BYTES].decode(errors="ignore")
     if isinstance(value, str) and len(value.encode()) > MAX_FIELD_BYTES:
         return value.encode()[:MAX_FIELD_BYTES].decode(errors="ignore")
     return value

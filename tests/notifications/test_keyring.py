@@ -153,6 +153,62 @@ def test_holds_old_and_new_keys_during_rotation(tmp_path: Path) -> None:
         ring.key_for(_content("2025"))
 
 
+def _pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _sealed_for(
+    public: rsa.RSAPublicKey, certificate_id: str, thumb: str | None
+) -> EncryptedContent:
+    raw = encrypt_content(b'{"id": "1"}', public, certificate_id=certificate_id)
+    return EncryptedContent(
+        raw["data"], raw["dataKey"], raw["dataSignature"], certificate_id, thumb
+    )
+
+
+def test_a_key_file_replaced_under_its_name_is_picked_up_without_a_certificate(
+    tmp_path: Path,
+) -> None:
+    """A bare key has no thumbprint to compare: the refresh compares the keys themselves."""
+    old, new = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "ab")
+    path = tmp_path / "k1.key.pem"
+    path.write_bytes(_pem(old))
+    now = [0.0]
+    ring = KeyRing.load([tmp_path])
+    ring.clock = lambda: now[0]
+    path.write_bytes(_pem(new) + b"\n")
+    now[0] = ring.refresh_interval + 1
+    assert ring.refresh()
+    content = _sealed_for(new.public_key(), "k1", None)
+    assert decrypt_content(content, ring.key_for(content).private_key) == {"id": "1"}
+
+
+def test_the_thumbprint_picks_a_key_replaced_under_the_same_id(tmp_path: Path) -> None:
+    """Graph names the certificate by id and thumbprint and may keep encrypting to the old
+    one for a while: a key loaded again under the same id does not hide the old one."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    create_certificate(first, certificate_id="same")
+    create_certificate(second, certificate_id="same")
+    ring = KeyRing.load([first])
+    ring.load_into(second)
+    for folder in (first, second):
+        certificate = load_certificate(folder / "same.cert.pem")
+        public = certificate.public_key()
+        assert isinstance(public, rsa.RSAPublicKey)
+        content = _sealed_for(public, "same", thumbprint(certificate))
+        assert decrypt_content(content, ring.key_for(content).private_key) == {"id": "1"}
+    ring.remove("same")  # both go with their id
+    old = load_certificate(first / "same.cert.pem")
+    with pytest.raises(NotificationError):
+        ring.key_for(_content("same", thumbprint(old)))
+
+
 def test_missing_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(KeyRingError, match="nope"):
         KeyRing.load([tmp_path / "nope"])

@@ -10,14 +10,17 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from graphtap.notifications.authenticity import ClientStateCheck
+from graphtap.notifications.crypto import encrypt_content
 from graphtap.notifications.outlook import mail_change_item
 from graphtap.processing.fetch import ContentFetcher, FetchError, FetchRetry
 from graphtap.processing.fetch.payloads import LocalPayloadStore, open_payload_store
 from graphtap.processing.pipeline import Pipeline
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.verdicts import GONE, INSPECTED
+from graphtap.subscriptions.certificates import CertificateFiles, load_certificate
 
 from .conftest import CLIENT_STATE, Scenario
 
@@ -224,6 +227,33 @@ def test_mail_nothing_read_is_a_letter_not_a_verdict_until_replayed_with_a_reade
     again = SourceEvent("0", 0, body)
     _fill(ContentFetcher(ClientStateCheck([CLIENT_STATE]), mail=reader), again)
     assert [v.content for v in pipeline.process(again).verdicts] == ["inspected", "deleted"]
+
+
+def test_a_rich_mail_notification_is_read_too_its_selected_properties_have_no_body(
+    pipeline: Pipeline, cert_a: CertificateFiles
+) -> None:
+    """A rich Outlook notification carries the `$select`ed properties, never the body: with
+    nothing read it is a letter, not an `inspected` verdict; with a reader, the body read
+    from Graph is what is inspected."""
+    public = load_certificate(cert_a.certificate_path).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    item = _mail("m1")
+    selected = {"id": "m1", "subject": "quarterly numbers", "isRead": False}
+    item["encryptedContent"] = encrypt_content(
+        orjson.dumps(selected), public, certificate_id=cert_a.certificate_id
+    )
+    body = orjson.dumps({"value": [item]})
+    unread = SourceEvent("0", 0, body)
+    _fill(ContentFetcher(ClientStateCheck([CLIENT_STATE])), unread)
+    result = pipeline.process(unread)
+    assert result.verdicts == []
+    assert [letter.reason for letter in result.dead_letters] == ["fetch_failed"]
+    reader = Mailboxes({(USER, "m1"): _message("m1", f"<p>the card is {CARD} exp 12/29</p>")})
+    read = SourceEvent("0", 0, body)
+    _fill(ContentFetcher(ClientStateCheck([CLIENT_STATE]), mail=reader), read)
+    [verdict] = pipeline.process(read).verdicts
+    assert verdict.content == INSPECTED
+    assert "credit_card_number" in {f["type"] for f in verdict.findings}
 
 
 def test_one_version_of_a_message_has_one_key_however_it_was_notified(pipeline: Pipeline) -> None:

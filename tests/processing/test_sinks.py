@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from graphtap.notifications.errors import NotificationError, Reason
 from graphtap.processing.deadletters import DeadLetter
 from graphtap.processing.endpoints import Endpoint, EndpointError, open_stores
-from graphtap.processing.sinks.jsonl import JsonlVerdictSink
+from graphtap.processing.sinks import jsonl
+from graphtap.processing.sinks.jsonl import JsonlLog, JsonlVerdictSink
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.verdicts import Verdict, verdict_key
+from graphtap.transactions import StoreError
 
 
 def _verdict(message_id: str, version: str | None = "1") -> Verdict:
@@ -264,3 +269,51 @@ def test_sqlite_store_from_before_truncation_gains_the_columns(tmp_path: Path) -
     earlier, added = _stored(path)
     assert (earlier["findings_truncated"], earlier["finding_total"]) == (0, 2)
     assert (added["findings_truncated"], added["finding_total"]) == (1, 3)
+
+
+class _FullDisk:
+    """A file whose next write stores half the bytes, then fails as a full disk does."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def write(self, data: bytes) -> int:
+        self._file.write(data[: len(data) // 2])
+        self._file.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+@pytest.mark.parametrize("failure", ["short write", "fsync"])
+def test_a_failed_jsonl_append_leaves_nothing_for_the_batch_that_comes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A full disk shows at the write (part of it stored) or only at the fsync (all of it
+    stored): either way the batch is not checkpointed and comes again, and the file must
+    then hold each record once, every line whole."""
+    path = tmp_path / "verdicts.jsonl"
+    log = JsonlLog(path, "verdict_key")
+    log.append([{"verdict_key": "k0"}])
+    if failure == "short write":
+        log._file = _FullDisk(log._file)
+    else:
+        fsync = os.fsync
+        calls = iter([OSError(errno.ENOSPC, "No space left on device")])
+
+        def failing_once(descriptor: int) -> None:
+            error = next(calls, None)
+            if error is not None:
+                raise error
+            fsync(descriptor)
+
+        monkeypatch.setattr(jsonl.os, "fsync", failing_once)
+    batch = [{"verdict_key": "k1"}, {"verdict_key": "k2"}]
+    with pytest.raises(StoreError, match="No space left"):
+        log.append(batch)
+    assert log.append(batch) == 2
+    log.close()
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(line)["verdict_key"] for line in lines] == ["k0", "k1", "k2"]
+    JsonlLog(path, "verdict_key").close()  # and the next start reads it

@@ -391,6 +391,27 @@ def test_older_mail_changed_in_the_gap_is_read_back_whatever_became_of_the_link(
     asyncio.run(scenario())
 
 
+def test_a_stored_link_returns_every_change_since_it_whenever_the_gap_is_said_to_begin(
+    setup: Setup,
+) -> None:
+    """A `missed` handled long after the loss asks for a window that begins too late: the
+    stored link still returns the lost change, and it is read (only a full sync, which
+    lists every message, is narrowed to the window)."""
+
+    async def scenario() -> None:
+        await setup.start()
+        clock, boxes = setup.bench.clock, setup.bench.graph.mailboxes
+        boxes.mailbox(ALICE)
+        assert await setup.resync(ALICE) == 0  # links stored
+        boxes.notify = None
+        lost = boxes.deliver(ALICE, _mail("lost", f"<p>{CARD}</p>"))
+        clock.advance(2 * 3600)
+        assert await setup.resync(ALICE, since=utcnow(clock)) == 1
+        assert [m for m, _ in setup.verdicts().values()] == [lost.id]
+
+    asyncio.run(scenario())
+
+
 def test_a_gap_set_aside_is_read_from_its_start_by_a_later_gap(setup: Setup) -> None:
     """Outlook down through the first gap's resync; a second gap's resync, before the next
     retry round, reads the mailbox from the first gap's start, not its own."""

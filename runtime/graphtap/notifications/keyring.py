@@ -93,9 +93,11 @@ class KeyRing:
         return entry
 
     def remove(self, certificate_id: str) -> None:
-        entry = self._by_id.pop(certificate_id)
-        if entry.thumbprint is not None:
-            self._by_thumbprint.pop(entry.thumbprint, None)
+        """Forget the id's key, and any key it replaced (still held by thumbprint)."""
+        self._by_id.pop(certificate_id)
+        for known, entry in list(self._by_thumbprint.items()):
+            if entry.certificate_id == certificate_id:
+                del self._by_thumbprint[known]
         self._last_used.pop(certificate_id, None)
         self._used_at.pop(certificate_id, None)
 
@@ -110,12 +112,14 @@ class KeyRing:
         return self._last_used.get(certificate_id)
 
     def key_for(self, content: EncryptedContent) -> KeyEntry:
-        """The entry named by `encryptionCertificateId`, else by the thumbprint."""
+        """The entry whose certificate has the notification's thumbprint, else the one named
+        by `encryptionCertificateId`. The thumbprint names one certificate exactly: a key
+        replaced under the same id stays reachable by it while Graph still encrypts to it."""
         entry = None
-        if content.certificate_id is not None:
-            entry = self._by_id.get(content.certificate_id)
-        if entry is None and content.certificate_thumbprint is not None:
+        if content.certificate_thumbprint is not None:
             entry = self._by_thumbprint.get(content.certificate_thumbprint.upper())
+        if entry is None and content.certificate_id is not None:
+            entry = self._by_id.get(content.certificate_id)
         if entry is None:
             raise NotificationError(
                 Reason.UNKNOWN_CERTIFICATE,
@@ -180,7 +184,12 @@ class KeyRing:
             self._signature = signature  # only once loaded: a failed read is tried again
             for entry in fresh.entries():
                 current = self._by_id.get(entry.certificate_id)
-                if current is None or current.thumbprint != entry.thumbprint:
+                # Public keys too: a key file without a certificate has no thumbprint.
+                if (
+                    current is None
+                    or current.thumbprint != entry.thumbprint
+                    or not _same_public_key(current, entry)
+                ):
                     self.add(
                         entry.private_key,
                         certificate_id=entry.certificate_id,
@@ -312,4 +321,10 @@ def _same_key(private_key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> 
     return (
         isinstance(public, rsa.RSAPublicKey)
         and public.public_numbers() == private_key.public_key().public_numbers()
+    )
+
+
+def _same_public_key(one: KeyEntry, other: KeyEntry) -> bool:
+    return one.private_key.public_key().public_numbers() == (
+        other.private_key.public_key().public_numbers()
     )

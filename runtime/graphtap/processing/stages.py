@@ -224,7 +224,9 @@ class UseFetchedMessage:
     """Outlook messages: the body cannot ride in a notification, so the host read the message
     from Graph; one deleted before that has nothing left to inspect. A message nothing read
     (no Graph client where it was processed) is a `fetch_failed` letter, not a verdict: a
-    verdict would stand for the change without its content ever having been inspected."""
+    verdict would stand for the change without its content ever having been inspected. That
+    holds for a rich notification too: it carries the `$select`ed properties, never the
+    body."""
 
     def __call__(self, ctx: ItemContext) -> Outcome | None:
         fetched = ctx.fetched
@@ -235,12 +237,7 @@ class UseFetchedMessage:
             ctx.gone = True
         elif isinstance(fetched, Unavailable) and n.additional_payload_storage_id is None:
             raise NotificationError(fetched.reason, fetched.problem)
-        elif (
-            fetched is None
-            and ctx.resource is None
-            and n.change_type != "deleted"
-            and mail_message(n.resource, n.tenant_id) is not None
-        ):
+        elif n.change_type != "deleted" and mail_message(n.resource, n.tenant_id) is not None:
             raise NotificationError(
                 Reason.FETCH_FAILED,
                 "the Outlook message was not read: no Graph client is configured here "

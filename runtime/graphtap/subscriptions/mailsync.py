@@ -311,6 +311,7 @@ class MailResync:
         throttle = self._throttle(box.user)
         link = await self.links.get(box.user, folder)
         restarted = False
+        full = link is None  # a full sync lists every message; a link's round, only changes
         while True:
             try:
                 page = await throttle.run(partial(self._graph.delta, box.user, folder, link=link))
@@ -322,9 +323,9 @@ class MailResync:
                     box.user,
                 )
                 await self.links.drop(box.user, folder)
-                link, restarted = None, True
+                link, restarted, full = None, True, True
                 continue
-            changes = _modified_since(page.changes, since - CLOCK_SKEW)
+            changes = _modified_since(page.changes, since - CLOCK_SKEW) if full else page.changes
             tally.changes += len(changes)
             bodies = self._bodies(box, await self._settled(box, changes), client_state)
             if bodies:
@@ -392,9 +393,10 @@ class MailResync:
 
 
 def _modified_since(changes: list[dict[str, Any]], since: dt.datetime) -> list[dict[str, Any]]:
-    """The changes a gap from `since` may have kept from the live path: removals, messages
-    modified since, and any whose modification time is missing or unreadable (links stored
-    before it was selected). A full sync lists every message; most predate the gap."""
+    """Of a full sync's listing, what a gap from `since` may have kept from the live path:
+    messages modified since, and any whose modification time is missing or unreadable. (A
+    stored link's round returns only changes since the link, and all of them are read: the
+    gap may have begun before the resync was asked for.)"""
     kept = []
     for change in changes:
         modified = change.get("lastModifiedDateTime")

@@ -7,6 +7,7 @@ record comes back with the replayed batch, since the checkpoint had not moved.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -69,14 +70,28 @@ class JsonlLog:
             if key not in self._keys and key not in new:
                 new[key] = orjson.dumps(record) + b"\n"
         if new:
+            size = os.fstat(self._file.fileno()).st_size  # every append ends flushed
             try:
                 self._file.write(b"".join(new.values()))
                 self._file.flush()
                 os.fsync(self._file.fileno())
             except OSError as exc:  # a full disk: the batch is not checkpointed
+                try:
+                    self._cut_back(size)
+                except OSError as cut:
+                    raise store_error(self.path, "JSONL store", cut) from exc
                 raise store_error(self.path, "JSONL store", exc) from None
             self._keys.update(new)
         return len(new)
+
+    def _cut_back(self, size: int) -> None:
+        """Remove what a failed append left in the file (a part may have been written, or
+        all of it without its fsync): the batch comes again, and must not be there twice or
+        glued to a torn line."""
+        with contextlib.suppress(OSError):  # its unwritten bytes go with the cut below
+            self._file.close()
+        os.truncate(self.path, size)
+        self._file = self.path.open("ab")
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys

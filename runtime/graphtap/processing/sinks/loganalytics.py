@@ -79,11 +79,15 @@ MAX_BODY_BYTES = 1_000_000
 DEFAULT_RETRY = RetryPolicy()
 #: Statuses worth another attempt: timeouts, throttling and the service's own failures.
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+#: The API's limit on one field's value ("64 KB"; longer values are cut, which would leave
+#: the `Findings` JSON unreadable): kept under whichever way the kilobyte is read.
+MAX_FIELD_BYTES = 64_000
 
 
 def verdict_row(verdict: Verdict, environment: str) -> dict[str, Any]:
     """The table row of one verdict, keyed by `VERDICT_COLUMNS`."""
     processed = dt.datetime.fromtimestamp(verdict.processed_at, dt.UTC)
+    findings, cut = fitted_findings(verdict.findings)
     return {
         "TimeGenerated": processed.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "VerdictKey": verdict.key,
@@ -97,14 +101,35 @@ def verdict_row(verdict: Verdict, environment: str) -> dict[str, Any]:
         "Content": verdict.content,
         "Severity": verdict.severity,
         "FindingTotal": verdict.finding_total,
-        "FindingsTruncated": verdict.findings_truncated,
-        "Findings": list(verdict.findings),
+        "FindingsTruncated": verdict.findings_truncated or cut,
+        "Findings": findings,
         "CertificateId": verdict.certificate_id,
         "Partition": verdict.partition,
         "Offset": str(verdict.offset),
         "Environment": environment,
         "Action": verdict.action.to_dict() if verdict.action is not None else None,
     }
+
+
+def fitted_findings(findings: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """`findings` within `MAX_FIELD_BYTES` as the row sends them, and whether any part was
+    left out: the positions (a hundred findings without them are a third of the limit),
+    then, should that not do, findings from the end of the list. `FindingTotal` still counts
+    every finding, and the other sinks keep them all."""
+    listed = list(findings)
+    if _json_bytes(listed) <= MAX_FIELD_BYTES:
+        return listed, False
+    listed = [{k: v for k, v in f.items() if k != "positions"} for f in listed]
+    size = 2  # the brackets, then each finding and the ", " before all but the first
+    for count, finding in enumerate(listed):
+        size += _json_bytes(finding) + (2 if count else 0)
+        if size > MAX_FIELD_BYTES:
+            return listed[:count], True
+    return listed, True
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value).encode())
 
 
 def body_size(rows: Sequence[dict[str, Any]]) -> int:
