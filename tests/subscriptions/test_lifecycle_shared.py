@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from graphtap.processing.lifecycle import LifecycleEvent
 from graphtap.processing.lifecycle_storage import StorageLifecycleQueue
+from graphtap.subscriptions.leadership import NotLeader
 from tests.fakes.azure_transport import TokenCredential
 from tests.fakes.azurite import AzuriteStorage
 from tests.subscriptions.conftest import Bench
@@ -90,3 +93,41 @@ def test_an_event_graph_keeps_refusing_ends_on_the_status_page(
     assert len(poisoned) == 1
     assert poisoned[0].startswith("reauthorizationRequired:")
     assert poisoned[0].endswith(":2")
+
+
+def test_an_event_a_lost_lead_left_unsettled_is_handled_when_the_lead_comes_back(
+    bench: Bench, azurite_storage: AzuriteStorage
+) -> None:
+    """The lease lapses mid-drain: the event is neither settled nor failed. When the same
+    instance leads again, the event comes back once its visibility runs out, and is renewed
+    (not set aside as never settled)."""
+    for queue in (QUEUE, POISON):
+        azurite_storage.create_queue(queue)
+
+    async def scenario() -> tuple[bool, int]:
+        queue = shared_queue(azurite_storage, max_attempts=2, visibility=1)
+        plane = bench.control_plane(lifecycle_queue=queue)
+        try:
+            await plane.reconcile()
+            teams = next(s for s in bench.graph.active() if s.resource == "/teams/getAllMessages")
+            before = teams.expiration
+            bench.clock.advance(3600)
+            await queue.put([reauthorization(teams.id)])
+            leading = False
+
+            def fence(what: str) -> None:
+                if not leading:
+                    raise NotLeader(f"{what}: the lease lapsed")
+
+            plane.reconciler.fence = fence
+            with pytest.raises(NotLeader):
+                await plane.drain_lifecycle()
+            leading = True
+            await asyncio.sleep(1.2)  # the message reappears
+            await plane.drain_lifecycle()
+            renewed = bench.graph.subscriptions[teams.id].expiration > before
+            return renewed, len(await queue.poisoned())
+        finally:
+            await queue.close()
+
+    assert asyncio.run(scenario()) == (True, 0)

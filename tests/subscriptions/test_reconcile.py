@@ -267,3 +267,23 @@ class TestLargePayloads:
         client = GraphSubscriptions(build_client(FakeCredential(), transport=bench.graph))
         with pytest.raises(GraphError, match="includeResourceData"):
             run(client.create(request))
+
+
+def test_a_tenant_with_more_pages_of_subscriptions_than_graph_lists_in_20_s_is_listed(
+    bench: Bench,
+) -> None:
+    """Graph allows 25 list requests per 20 s: 42 pages (a tenant with thousands of mail
+    subscriptions, at 100 a page) are paced, not sent at once and refused from page 26 on
+    (then retried from page one, for ever)."""
+    boxes = [f"user{n}@contoso.com" for n in range(40)]
+    desired = desired_state(lists={"mailboxes": boxes})
+    bench.graph.page_size = 1
+
+    async def scenario() -> int:
+        plane = bench.control_plane(desired)
+        await plane.reconcile()  # creates them: the first list is short
+        outcomes = await plane.reconcile()
+        return len(outcomes)
+
+    assert asyncio.run(scenario()) == len(boxes) + 2
+    assert bench.graph.rejected_for_rate == 0

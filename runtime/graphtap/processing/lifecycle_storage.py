@@ -67,6 +67,12 @@ class StorageLifecycleQueue:
         return len(events)
 
     async def pending(self, limit: int = MAX_BATCH) -> list[LifecycleEvent]:
+        """Events to handle, one per key, hidden from other readers for `visibility`.
+
+        Drains run one at a time, so what an earlier drain left unsettled (its lead lost, or
+        cancelled) is forgotten here: its receipts are stale, and its messages are offered
+        again once their visibility runs out, with new ones."""
+        self._held.clear()
         received = []
         pages = self._queue.receive_messages(
             messages_per_page=min(limit, MAX_BATCH),

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -176,12 +178,18 @@ class GraphSubscriptions:
     def __init__(self, client: GraphServiceClient) -> None:
         self._client = client
 
-    async def list_all(self) -> list[GraphSubscription]:
-        """Every subscription this app holds in the tenant, following @odata.nextLink."""
+    async def list_all(
+        self, pace: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] | None = None
+    ) -> list[GraphSubscription]:
+        """Every subscription this app holds in the tenant, following @odata.nextLink.
+
+        `pace` runs each page's request (a throttle's `run`): pages are paced and retried one
+        by one, so a 429 on a late page does not send the earlier ones again."""
         found: list[GraphSubscription] = []
         builder = self._client.subscriptions
         while True:
-            page = await _call("list subscriptions", builder.get())
+            read = partial(_subscriptions_page, builder)
+            page = await (pace(read) if pace is not None else read())
             if page is None:
                 break
             found.extend(_from_sdk(s) for s in page.value or [])
@@ -346,6 +354,11 @@ def _window(start: dt.datetime, end: dt.datetime) -> str:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def _subscriptions_page(builder: Any) -> Any:
+    """One page of the subscription list (a fresh request each time it is run)."""
+    return await _call("list subscriptions", builder.get())
 
 
 async def _call(operation: str, awaitable: Any) -> Any:

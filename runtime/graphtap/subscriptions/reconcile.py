@@ -22,7 +22,7 @@ from graphtap.subscriptions.graph import (
     GraphSubscriptions,
     NewSubscription,
 )
-from graphtap.subscriptions.throttle import RetryableError, WriteThrottle
+from graphtap.subscriptions.throttle import SUBSCRIPTION_LISTS, RetryableError, WriteThrottle
 
 #: Ask for a little less than the maximum so clock skew never makes Graph refuse it.
 LIFETIME_MARGIN = dt.timedelta(minutes=5)
@@ -141,6 +141,8 @@ class Reconciler:
     ) -> None:
         self.graph = graph
         self.throttle = throttle
+        #: List pages have a budget of their own (25 per 20 s), apart from writes.
+        self.lists = WriteThrottle(clock, SUBSCRIPTION_LISTS)
         self.clock = clock
         #: Raises unless this instance may write (`Leadership.fence`); None: always may.
         self.fence = fence
@@ -156,7 +158,7 @@ class Reconciler:
         return await self.throttle.run(fenced)
 
     async def list_all(self) -> list[GraphSubscription]:
-        return await self.throttle.run(self.graph.list_all, write=False)
+        return await self.graph.list_all(pace=self.lists.run)
 
     async def reconcile(self, desired: DesiredState, target: Target) -> list[Outcome]:
         actual = await self.list_all()

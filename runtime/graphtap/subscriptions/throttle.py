@@ -21,6 +21,7 @@ from graphtap.subscriptions.clock import Clock
 from graphtap.subscriptions.rules import (
     EXPORT_REQUESTS_PER_SECOND,
     EXPORT_SUSTAINED_SHARE,
+    LISTS_PER_WINDOW,
     WINDOW_SECONDS,
     WRITES_PER_WINDOW,
 )
@@ -77,6 +78,18 @@ EXPORT_READS = ThrottleSettings(
     limit=EXPORT_REQUESTS_PER_SECOND * EXPORT_SUSTAINED_SHARE * WINDOW_SECONDS,
     per_second=EXPORT_REQUESTS_PER_SECOND,
     what="export requests",
+)
+
+
+#: Listing subscriptions: each page is one of the 25 list requests Graph allows per app and
+#: tenant in any 20 s (5 + 1/s x 20 s), so a tenant's thousands of subscriptions page within
+#: it instead of being refused from page 26 on.
+SUBSCRIPTION_LISTS = ThrottleSettings(
+    rate=1.0,
+    burst=5,
+    concurrency=1,
+    limit=LISTS_PER_WINDOW,
+    what="subscription list requests",
 )
 
 
