@@ -129,8 +129,10 @@ class Pipeline:
             OpenEnvelope(keys),
             UnwrapKey(),
             DecryptContent(),
-            UseFetchedMessage(),
+            # What the notification itself carried is bound to it first: a rich Outlook
+            # notification's properties too, before the message read from Graph replaces them.
             CheckResourceBinding(),
+            UseFetchedMessage(),
             InspectContent(inspector),
             IssueVerdict(policy),
         ]
