@@ -243,3 +243,27 @@ def test_a_missing_container_is_a_clear_error_and_nothing_is_sent(
 def test_settings_that_cannot_work_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         LedgerSettings(**settings)  # type: ignore[arg-type]
+
+
+def test_a_send_slower_than_the_claims_ttl_keeps_its_claims(service: AzuriteStorage) -> None:
+    """A sink waiting out long throttling (Logs Ingestion's Retry-After can exceed the TTL)
+    is alive: its claims are renewed while it sends, so another writer waits for it
+    instead of taking them over and sending too."""
+    sent: list[str] = []
+    verdicts = [verdict("19:chat", n) for n in range(3)]
+
+    # Renewed every third of the TTL: two thirds of it (0.67 s) left for a slow Azurite.
+    settings = LedgerSettings(claim_ttl=1.0, poll_initial=0.01, poll_max=0.05)
+
+    async def scenario() -> int:
+        slow, hub, slow_ledger = writer(service, sent, owner="throttled", settings=settings)
+        other, _, other_ledger = writer(service, sent, owner="other", settings=settings)
+        hub.delay = 3 * settings.claim_ttl
+        first = asyncio.create_task(slow.write_verdicts(verdicts))
+        await hub.called.wait()
+        await asyncio.gather(first, other.write_verdicts(verdicts))
+        return slow_ledger.taken_over + other_ledger.taken_over
+
+    assert asyncio.run(scenario()) == 0
+    assert sorted(sent) == sorted(v.key for v in verdicts)
+    assert {record(service, v.key)["state"] for v in verdicts} == {"sent"}

@@ -11,8 +11,9 @@ on one sender per verdict key before anything is sent:
    It says `claimed` by another writer: that writer sends, unless its claim is older than
    `claim_ttl` (it crashed or hung between claiming and settling), and then this writer
    takes the claim over (`If-Match` its ETag).
-2. **send** through the wrapped sink; a failure raises, the claims stay this writer's, and
-   the batch delivered again finds them its own.
+2. **send** through the wrapped sink, renewing the claims every third of `claim_ttl` while
+   it runs (a send waiting out long throttling is alive, not hung); a failure raises, the
+   claims stay this writer's, and the batch delivered again finds them its own.
 3. **settle**: overwrite the claim with `sent` (`If-Match` the claim's ETag).
 4. **wait** for the keys other writers hold, polling their claims until each is sent or
    expired. A writer waits only once it holds nothing unsettled, so two writers that meet
@@ -28,12 +29,13 @@ retention, beyond which no event can be delivered again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +127,27 @@ class BlobVerdictLedger:
         held = [key for key, o in zip(keys, outcomes, strict=True) if o == HELD]
         return claims, held
 
+    @contextlib.asynccontextmanager
+    async def holding(self, claims: Sequence[Claim]) -> AsyncIterator[list[Claim]]:
+        """`claims`, renewed every third of `claim_ttl` until the block ends: the list
+        yielded holds their latest ETags, to settle with."""
+        held = list(claims)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.settings.claim_ttl / 3)
+                try:
+                    held[:] = await self._each(self._renew, held, "renew")
+                except LedgerUnavailable as error:  # the next round tries again
+                    log.warning("verdict claims not renewed: %s", error)
+
+        task = asyncio.create_task(renew())
+        try:
+            yield held
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def settle(self, claims: Sequence[Claim]) -> None:
         """Record the claims' verdicts as sent."""
         await self._each(self._settle, claims, "settle")
@@ -166,6 +189,16 @@ class BlobVerdictLedger:
                 )
                 return Claim(key, taken)
             # Someone settled or took it first: read again.
+
+    async def _renew(self, claim: Claim) -> Claim:
+        etag = await self._put(claim.key, CLAIMED, etag=claim.etag)
+        if etag is None:
+            log.warning(
+                "verdict claim taken over while it was being sent; it may be delivered twice",
+                extra={"verdict_key": claim.key},
+            )
+            return claim
+        return Claim(claim.key, etag)
 
     async def _settle(self, claim: Claim) -> None:
         if await self._put(claim.key, SENT, etag=claim.etag) is None:
@@ -245,8 +278,9 @@ class LedgeredSink:
         while remaining:
             claims, remaining = await self._ledger.claim(remaining)
             if claims:
-                await self._sink.write_verdicts([verdicts[claim.key] for claim in claims])
-                await self._ledger.settle(claims)
+                async with self._ledger.holding(claims) as held:
+                    await self._sink.write_verdicts([verdicts[claim.key] for claim in claims])
+                await self._ledger.settle(held)
                 sent += len(claims)
             if remaining:
                 await asyncio.sleep(delay)
