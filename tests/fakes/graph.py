@@ -210,6 +210,9 @@ class FakeGraph(httpx.AsyncBaseTransport):
     faults_injected: int = 0
     users: list[str] = field(default_factory=list)
     teams: list[str] = field(default_factory=list)
+    #: The next this many user or team listings are refused as Graph refuses an app whose
+    #: role is missing or not yet in effect (403 Authorization_RequestDenied).
+    refuse_directory: int = 0
     messages: list[tuple[dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
     #: Export reads started from their first page, by "user:ID" / "team:ID".
     unit_reads: Counter[str] = field(default_factory=Counter)
@@ -617,6 +620,13 @@ class FakeGraph(httpx.AsyncBaseTransport):
         )
 
     def _directory(self, path: str, request: httpx.Request) -> httpx.Response:
+        if self.refuse_directory > 0:
+            self.refuse_directory -= 1
+            return _error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
         ids = self.users if path == "/users" else self.teams
         start = int(request.url.params.get("$skiptoken", "0"))
         body: dict[str, Any] = {"value": [{"id": i} for i in ids[start : start + self.page_size]]}

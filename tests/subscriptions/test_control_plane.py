@@ -218,6 +218,42 @@ def test_a_gap_message_too_large_for_one_event_is_resynced_like_any_other(
     assert processing.summary.dead_letters == 0
 
 
+def test_a_gap_whose_resync_could_not_list_its_users_is_resynced_on_the_next_round(
+    bench: Bench, tmp_path: Path
+) -> None:
+    """The window is stored before the users and teams are listed: a listing Graph refuses
+    once (a role not yet in effect) leaves the gap owed, and the next round reads it back
+    although the subscription it came from exists again by then."""
+    tenant = tenant_for(bench.graph)
+
+    async def scenario() -> tuple[int, int, int]:
+        plane, processing = await started(bench, tmp_path)
+        with_resync(bench, plane, processing)
+        await plane.reconcile()
+        await processing.drain()
+        before = processing.verdict_count()
+        chats = next(s for s in bench.graph.active() if s.resource == "/chats/getAllMessages")
+        bench.graph.remove(chats.id)
+        lost = 0
+        for _ in range(3):
+            bench.clock.advance(60)
+            tenant.clock = utcnow(bench.clock) - TICK
+            message = tenant.post(sensitive=True)
+            lost += not message.conversation.is_channel
+            bench.graph.publish(message)
+        await processing.drain()
+        bench.graph.refuse_directory = 1
+        await plane.drain_lifecycle()  # recreates the subscription; the resync is refused
+        assert processing.verdict_count() == before
+        await plane.resume_resyncs()  # the next round
+        await processing.drain()
+        return before, processing.verdict_count(), lost
+
+    before, after, lost = asyncio.run(scenario())
+    assert lost > 0
+    assert after == before + lost
+
+
 def _missed(subscription_id: str):  # type: ignore[no-untyped-def]
     from graphtap.processing.lifecycle import LifecycleEvent
 

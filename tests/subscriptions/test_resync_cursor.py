@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -247,3 +248,12 @@ def test_the_resync_concurrency_comes_from_the_app_setting(
         monkeypatch.setenv(RESYNC_CONCURRENCY_ENV, wrong)
         with pytest.raises(ValueError, match=f"from 1 to 64, got '{wrong}'"):
             with_resync_concurrency(ControlPlaneSettings())
+
+
+def test_a_window_stored_before_its_units_were_listed_reads_back_as_such() -> None:
+    """A job record of an earlier release has no `listed`: it was listed."""
+    planned = dataclasses.replace(job(), units=(), listed=False)
+    assert ResyncJob.from_dict(planned.to_dict()) == planned
+    record = job().to_dict()
+    assert "listed" not in record
+    assert ResyncJob.from_dict(record).listed

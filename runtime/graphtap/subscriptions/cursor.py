@@ -61,9 +61,12 @@ class ResyncJob:
     end: dt.datetime
     units: tuple[Unit, ...]
     created: dt.datetime
+    #: False: a window stored before its users and teams were listed (`units` is empty); the
+    #: runner lists them into a job of its own, so a listing that fails leaves the gap owed.
+    listed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "id": self.id,
             "reason": self.reason,
             "start": self.start.isoformat(),
@@ -71,6 +74,9 @@ class ResyncJob:
             "created": self.created.isoformat(),
             "units": [str(u) for u in self.units],
         }
+        if not self.listed:
+            record["listed"] = False
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResyncJob:
@@ -82,6 +88,7 @@ class ResyncJob:
             end=_moment(data["end"]),
             units=tuple(Unit.parse(str(u)) for u in data["units"]),
             created=_moment(data["created"]),
+            listed=data.get("listed", True) is not False,
         )
 
 

@@ -17,6 +17,7 @@ units that were in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -297,21 +298,41 @@ class Resync:
         client_state: str,
         reason: str = "gap",
     ) -> ResyncReport:
-        """Every chat and channel message modified in (start, end), inspected once."""
+        """Every chat and channel message modified in (start, end), inspected once.
+
+        The window is stored before anything is read: if listing the users and teams fails
+        (throttled past every retry, a permission missing), `resume` lists them later, here
+        or on another instance, and the gap is not forgotten."""
         async with self._one_job_at_a_time:
-            users = await self.throttle.run(self._exports.user_ids)
-            teams = await self.throttle.run(self._exports.team_ids)
-            job = ResyncJob(
+            planned = ResyncJob(
                 id=uuid.uuid4().hex,
                 reason=reason,
                 start=start,
                 end=end,
-                units=(*(Unit(USER, u) for u in users), *(Unit(TEAM, t) for t in teams)),
+                units=(),
                 created=dt.datetime.fromtimestamp(self._clock.time(), dt.UTC),
+                listed=False,
             )
-            await self.store.add(job, owner=self.owner, until=self._claim_until())
-            log.info("resync %s (%s): %d units", job.id, reason, len(job.units))
+            await self.store.add(planned, owner=self.owner, until=self._claim_until())
+            job = await self._listed(planned)
             return await self._run(job, Cursor(), certificate, client_state)
+
+    async def _listed(self, planned: ResyncJob) -> ResyncJob:
+        """The planned window as a job of every user's chats and every team's channels,
+        stored before the plan is forgotten (a crash between the two lists it again, and
+        the repeated reads add no verdicts)."""
+        users = await self.throttle.run(self._exports.user_ids)
+        teams = await self.throttle.run(self._exports.team_ids)
+        job = dataclasses.replace(
+            planned,
+            id=uuid.uuid4().hex,
+            units=(*(Unit(USER, u) for u in users), *(Unit(TEAM, t) for t in teams)),
+            listed=True,
+        )
+        await self.store.add(job, owner=self.owner, until=self._claim_until())
+        await self.store.finish(planned.id)
+        log.info("resync %s (%s): %d units", job.id, job.reason, len(job.units))
+        return job
 
     async def resume(
         self, *, certificate: EncryptionCertificate, client_state: str
@@ -324,6 +345,8 @@ class Resync:
             )
             reports = []
             for job, cursor in claimed:
+                if not job.listed:
+                    job, cursor = await self._listed(job), Cursor()
                 log.info(
                     "resync %s (%s): resuming, %d of %d units left",
                     job.id,
