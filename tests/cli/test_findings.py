@@ -162,6 +162,20 @@ def test_since_takes_iso_times_and_durations(stores: Stores, tmp_path: Path) -> 
     code, _, err = run("findings", "--sink", f"sqlite:{store}", "--since", "yesterday", check=False)
     assert code == 2
     assert "neither an ISO time" in err
+    for too_far in ("3000000d", "99999999999d"):
+        code, _, err = run("findings", "--sink", f"sqlite:{store}", "--since", too_far, check=False)
+        assert code == 2
+        assert "reaches back before the year 1" in err
+        assert "Traceback" not in err
+
+
+def test_a_jsonl_store_with_fields_not_graphtaps_is_one_clear_line(tmp_path: Path) -> None:
+    store = tmp_path / "verdicts.jsonl"
+    store.write_text(json.dumps({"verdict_key": "k", "findings": ["not an object"]}) + "\n")
+    code, _, err = run("findings", "--sink", f"jsonl:{store}", check=False)
+    assert code == 1
+    assert "not a graphtap JSONL verdict store" in err
+    assert "Traceback" not in err
 
 
 def test_csv_and_table(stores: Stores) -> None:

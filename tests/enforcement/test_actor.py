@@ -6,13 +6,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
 from click.testing import CliRunner
 
 from graphtap.hosts.cli import cli
+from graphtap.hosts.commands import actions
 from graphtap.processing.outbox import ALREADY_APPLIED, APPLIED, FORBIDDEN, GONE, PENDING
+from graphtap.processing.sinks.ledger import LedgerUnavailable
 from graphtap.processing.sources.localhub import LocalHubSource
 from tests.enforcement.conftest import CARD, CHANNEL, TIP, Teams, teams_bench
+from tests.subscriptions.conftest import FakeCredential
 
 
 def patches(teams: Teams) -> list[tuple[str, str, int]]:
@@ -218,3 +225,72 @@ def test_the_actor_runs_beside_a_host_until_stopped(teams: Teams) -> None:
 
     asyncio.run(scenario())
     assert [status for _, _, status in patches(teams)] == [204]
+
+
+class _NoToken(FakeCredential):
+    """A managed identity whose token endpoint is down, or no sign-in on this machine."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        raise ClientAuthenticationError("ManagedIdentityCredential: IMDS did not answer")
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        raise ClientAuthenticationError("ManagedIdentityCredential: IMDS did not answer")
+
+
+class _DownLedger:
+    """The claims' storage refusing every call, as `BlobVerdictLedger` reports it."""
+
+    async def claim(self, keys: Any) -> Any:
+        raise LedgerUnavailable("1 of 1 verdict keys could not claim: storage unreachable")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("failing", ["token", "claims"])
+def test_a_token_or_claims_store_failing_leaves_the_action_pending_and_the_actor_running(
+    teams: Teams, failing: str
+) -> None:
+    """The actor runs in the host's task group beside the processor: a transient failure
+    must cost a drain, not the host."""
+
+    async def scenario() -> None:
+        teams.post(CARD)
+        await teams.process()
+        enforcer = teams.enforcer(_NoToken() if failing == "token" else None)
+        if failing == "claims":
+            enforcer._claims = _DownLedger()  # type: ignore[assignment]
+        stop = asyncio.Event()
+        running = asyncio.create_task(enforcer.run(stop, interval=0.01))
+        await asyncio.sleep(0.2)
+        assert not running.done()
+        stop.set()
+        await asyncio.wait_for(running, 5)
+        assert enforcer.last_error is not None
+
+    asyncio.run(scenario())
+    [record] = teams.outbox.pending()
+    assert record.status == PENDING
+    assert record.attempts > 0
+
+
+def test_apply_without_a_sign_in_says_so_in_one_line(
+    teams: Teams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def prepare() -> None:
+        teams.post(CARD)
+        await teams.process()
+
+    asyncio.run(prepare())
+    monkeypatch.setattr(
+        actions,
+        "load_deployment",
+        lambda environment, endpoint: SimpleNamespace(graph_endpoint="https://graph.microsoft.com"),
+    )
+    monkeypatch.setattr(actions, "credential", lambda authority, deployment: _NoToken())
+    result = CliRunner().invoke(
+        cli, ["actions", "apply", "--outbox", str(teams.tmp / "verdicts.sqlite")]
+    )
+    assert result.exit_code == 1
+    assert "1 action(s) left pending; last: ClientAuthenticationError" in result.output
+    assert "Traceback" not in result.output

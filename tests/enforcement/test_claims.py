@@ -5,12 +5,13 @@ served by Azurite."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Any
 
 from graphtap.enforcement.actor import Enforcer
 from graphtap.enforcement.messages import TeamsMessages
-from graphtap.processing.outbox import ALREADY_APPLIED, APPLIED, PENDING, ActionOutbox
+from graphtap.processing.outbox import ALREADY_APPLIED, APPLIED, FORBIDDEN, PENDING, ActionOutbox
 from graphtap.processing.sinks.ledger import BlobVerdictLedger
 from graphtap.subscriptions.graph import build_client
 from graphtap.subscriptions.throttle import ThrottleSettings, WriteThrottle
@@ -96,3 +97,27 @@ def test_two_instances_with_the_same_action_patch_once(
     assert after == Counter({ALREADY_APPLIED: 1})
     assert sorted(records) == sorted([APPLIED, ALREADY_APPLIED])
     assert len([r for r in teams.graph.requests if r[0] == "PATCH"]) == 1
+
+
+def test_a_refused_action_is_not_settled_for_the_other_instances(
+    teams: Teams, azurite_storage: AzuriteStorage
+) -> None:
+    """Graph refused the PATCH (a permission missing here): the claim is left to lapse, so
+    another instance meets the refusal itself instead of recording `already_applied`."""
+    azurite_storage.create_container(LEDGER)
+    teams.graph.permissions = {"Chat.Read.All", "ChannelMessage.Read.All"}
+
+    async def scenario() -> tuple[Counter[str], str]:
+        teams.post(CARD)
+        (verdict,) = await teams.process()
+        first = instance(teams, teams.outbox, azurite_storage, "web-1", asyncio.Event())
+        try:
+            outcomes = await first.drain()
+        finally:
+            await first.close()
+        blob = azurite_storage.blob(LEDGER, f"action-{verdict.key}.json")
+        return outcomes, json.loads(blob)["state"]
+
+    outcomes, state = asyncio.run(scenario())
+    assert outcomes == Counter({FORBIDDEN: 1})
+    assert state == "claimed"

@@ -22,6 +22,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
+from azure.core.exceptions import AzureError
+
 from graphtap.enforcement.messages import TeamsMessages
 from graphtap.processing.actions import Violation
 from graphtap.processing.outbox import (
@@ -34,7 +36,7 @@ from graphtap.processing.outbox import (
     ActionOutbox,
     OutboxRecord,
 )
-from graphtap.processing.sinks.ledger import BlobVerdictLedger, Claim
+from graphtap.processing.sinks.ledger import BlobVerdictLedger, Claim, LedgerUnavailable
 from graphtap.subscriptions.clock import Clock
 from graphtap.subscriptions.graph import GraphError
 from graphtap.subscriptions.throttle import RetryableError, ThrottleSettings, WriteThrottle
@@ -82,6 +84,8 @@ class Enforcer:
         self._clock = clock
         self._throttle = throttle or WriteThrottle(clock, ACTION_WRITES)
         self._claims = claims
+        #: Why the last action left pending failed, for an operator's report.
+        self.last_error: str | None = None
 
     async def run(self, stop: asyncio.Event, *, interval: float = 1.0) -> None:
         """Drain until `stop` is set, pausing `interval` seconds once nothing is pending:
@@ -108,28 +112,40 @@ class Enforcer:
         """Apply one action and record its outcome in the outbox."""
         now = self._clock.time()
         claims: list[Claim] = []
-        if self._claims is not None:
-            claims, held = await self._claims.claim([f"action-{record.verdict_key}"])
-            if held:  # another instance is applying it right now
-                return Outcome(record.verdict_key, "pending", "claimed by another instance")
-            if not claims:  # another instance applied it
-                self._outbox.settle(record.verdict_key, ALREADY_APPLIED, None, now)
-                return Outcome(record.verdict_key, ALREADY_APPLIED)
         try:
+            if self._claims is not None:
+                claims, held = await self._claims.claim([f"action-{record.verdict_key}"])
+                if held:  # another instance is applying it right now
+                    return Outcome(record.verdict_key, "pending", "claimed by another instance")
+                if not claims:  # another instance settled it
+                    self._outbox.settle(record.verdict_key, ALREADY_APPLIED, None, now)
+                    return Outcome(record.verdict_key, ALREADY_APPLIED)
             status = await self._apply(record)
             detail = None
-        except RetryableError as error:  # still throttled or failing after every retry
+        except (RetryableError, AzureError, LedgerUnavailable, OSError) as error:
+            # Still throttled after every retry, a token or the claims' storage failing for
+            # now: the action stays pending for the next drain, the actor goes on.
             self._outbox.retry_later(record.verdict_key, str(error)[:500], now)
+            self.last_error = f"{type(error).__name__}: {str(error)[:500]}"
             log.warning(
                 "action left pending",
-                extra={"verdict_key": record.verdict_key, "status": error.status},
+                extra={"verdict_key": record.verdict_key, "error": type(error).__name__},
             )
             return Outcome(record.verdict_key, "pending", str(error))
         except GraphError as error:
             status, detail = _refusal(error)
         self._outbox.settle(record.verdict_key, status, detail, now)
-        if self._claims is not None:
-            await self._claims.settle(claims)
+        if self._claims is not None and claims and status in _DONE:
+            # Settled for every instance. A refusal is not: its claim lapses, and another
+            # instance meets the refusal itself (its own grants, its own record of it).
+            try:
+                await self._claims.settle(claims)
+            except LedgerUnavailable as error:
+                log.warning(
+                    "action claim not settled; others find the message as it is now once "
+                    "the claim lapses",
+                    extra={"verdict_key": record.verdict_key, "error": str(error)[:300]},
+                )
         log.info(
             "action settled",
             extra={"verdict_key": record.verdict_key, "action": record.action, "state": status},
@@ -148,6 +164,10 @@ class Enforcer:
 
         await self._throttle.run(patch)
         return APPLIED
+
+
+#: Outcomes after which no instance has anything left to do for the action.
+_DONE = frozenset({APPLIED, ALREADY_APPLIED, OVERRIDDEN, GONE})
 
 
 def _compare(current: Violation | None, record: OutboxRecord) -> str | None:

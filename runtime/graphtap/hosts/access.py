@@ -79,7 +79,7 @@ class ClientPrincipal:
         try:
             padded = header.strip() + "=" * (-len(header.strip()) % 4)
             document = json.loads(base64.b64decode(padded, validate=True))
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, RecursionError):  # nested past the parser's depth
             return None
         if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
             return None

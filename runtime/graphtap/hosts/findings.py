@@ -122,7 +122,10 @@ def parse_since(text: str, *, now: dt.datetime | None = None) -> float:
     duration = _DURATION.match(text)
     if duration:
         seconds = float(duration.group(1)) * _UNIT_SECONDS[duration.group(2).lower()]
-        return (now - dt.timedelta(seconds=seconds)).timestamp()
+        try:
+            return (now - dt.timedelta(seconds=seconds)).timestamp()
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = dt.datetime.fromisoformat(text.strip())
     except ValueError:
@@ -307,6 +310,16 @@ def _jsonl_rows(path: Path, line: bytes, query: FindingsQuery) -> Iterator[Findi
         ) from None
     if not isinstance(record, dict) or "verdict_key" not in record:
         return  # a dead letter or another record kind sharing the file
+    try:
+        yield from _rows_of_record(record, query)
+    except (AttributeError, TypeError, ValueError):
+        raise FindingsError(
+            f"{path} holds verdict {str(record['verdict_key'])[:80]!r} whose fields are not "
+            "graphtap's: not a graphtap JSONL verdict store"
+        ) from None
+
+
+def _rows_of_record(record: dict[str, Any], query: FindingsQuery) -> Iterator[FindingRow]:
     for finding in record.get("findings") or ():
         row = FindingRow(
             processed_at=float(record.get("processed_at") or 0.0),

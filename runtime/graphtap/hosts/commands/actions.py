@@ -68,17 +68,21 @@ def apply_actions(
     deployment = load_deployment(environment, graph_endpoint)
     store = _open(outbox)
 
-    async def run() -> dict[str, int]:
+    async def run() -> tuple[dict[str, int], str | None]:
         async with credential(authority, deployment) as azure_credential:
             client = build_client(azure_credential, endpoint=deployment.graph_endpoint)
             enforcer = Enforcer(store, TeamsMessages(client), SystemClock())
-            return dict(await enforcer.drain(limit))
+            return dict(await enforcer.drain(limit)), enforcer.last_error
 
     try:
-        outcomes = asyncio.run(run())
+        outcomes, last_error = asyncio.run(run())
     finally:
         store.close()
     click.echo(json.dumps(outcomes, sort_keys=True))
+    if last_error is not None:  # no sign-in here (`az login`), Graph unreachable, throttled
+        raise click.ClickException(
+            f"{outcomes.get('pending', 0)} action(s) left pending; last: {last_error}"
+        )
 
 
 def actions_table(records: list[OutboxRecord], *, title: str) -> Table:
