@@ -316,6 +316,10 @@ def _adversarial(
         for shape, unit in ADVERSARIAL_SHAPES.items()
     }
     documents["distinct card numbers"] = _distinct_cards(ADVERSARIAL_BYTES)
+    # One tag never closed, its unquoted value all slashes: once split as many ways as it has.
+    documents["unclosed tag, slashed value"] = ("<p>x</p><a x=" + "a/" * ADVERSARIAL_BYTES)[
+        :ADVERSARIAL_BYTES
+    ]
     table = Table(title=f"hostile input, one core: each shape repeated to {ADVERSARIAL_BYTES:,} B")
     table.add_column("shape")
     for name in inspectors:

@@ -78,6 +78,20 @@ def test_exact_data_matches_only_listed_values_near_a_keyword(tmp_path: Path, en
     assert inspector.inspect_text("order 4001-2345").findings == ()  # no keyword
 
 
+def test_a_required_keyword_counts_however_long_the_match(tmp_path: Path, engine: str) -> None:
+    """Purview's window is 300 characters either side of the match, whatever its length: a
+    120-character case token with its keyword 290 characters later is found."""
+    declaration = (
+        "[custom_types.case_token]\npattern = 'CASE-[A-Z0-9]{120}'\n"
+        'keywords = ["casefile"]\nkeyword_required = true\n'
+    )
+    inspector = inspector_for(write_policy(tmp_path, declaration), engine)
+    value = "CASE-" + "Q7W2E9R4T1" * 12
+    text = f"{value} {'word ' * 58}casefile"
+    assert [f.type for f in inspector.inspect_text(text).findings] == ["case_token"]
+    assert inspector.inspect_text(f"{value} {'word ' * 70}casefile").findings == ()
+
+
 def test_engines_agree_and_the_policy_travels_to_workers(tmp_path: Path) -> None:
     path = write_policy(tmp_path, EMPLOYEE + CUSTOMERS, ("40012345",))
     policy = load_policy(path)
@@ -130,6 +144,9 @@ def test_edm_hash_writes_hmacs_under_the_environment_key(tmp_path: Path) -> None
         ),
         (EMPLOYEE.replace("'(?<![A-Za-z0-9])EMP-", "'(?P<id>x)?EMP-"), "only named group"),
         ("[custom_types.blank]\npattern = 'x*'\n", r"\[custom_types.blank\] pattern: .*empty"),
+        # Hyperscan would look for the byte 0xE9, which no UTF-8 text holds
+        ("[custom_types.cafe]\npattern = 'caf\\xe9-[0-9]{6}'\n", r"cafe\] pattern: .*ASCII"),
+        ("[custom_types.cafe]\npattern = 'caf\\u00e9-[0-9]{6}'\n", r"cafe\] pattern: .*ASCII"),
         ("[custom_types.need]\npattern = 'x'\nkeyword_required = true\n", "declares no keywords"),
         (EMPLOYEE + "[types.employee_id]\nseverity = 'low'\n", r"\[types.employee_id\]"),
         (CUSTOMERS.replace("vip.hmac", "absent.hmac"), r"\[exact_data.vip_customers\] file"),

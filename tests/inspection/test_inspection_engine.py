@@ -23,6 +23,10 @@ def _texts() -> list[str]:
     run = " ".join(f"4111 1111 1111 1111 536-22-1844 0210000{i:02d} 12 3" for i in range(40))
     card = " 5500-0000-0000-0004"
     texts += [run, run + card + "-a", run + card + ".5", "E12345678 " + run + card + "!"]
+    # Matches that start in a long run and end past it, at a letter the run stops at: a
+    # Corsican NIR (`2A`), a DNI's check letter, and one a letter after it spoils.
+    nirs = "1 84 12 76 451 089 46 2 61 11 13 557 604 83 1 84 12 76 451 089 46"
+    texts += [f"NIR list: {nirs} 1 85 05 2A 123 456 33", f"{run} 12345678Z", f"{run} 12345678 ZX"]
     return texts
 
 

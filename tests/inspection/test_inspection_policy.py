@@ -58,6 +58,8 @@ def test_no_path_means_none_so_callers_fall_back() -> None:
         ("[default]\nmin_confidence = 'high'\n", r"\[default\].*min_confidence"),
         ("[default]\nmin_confidence = 101\n", "0-100"),
         ("[default]\nmin_count = 0\n", "min_count"),
+        ("[default]\nmin_confidence = true\n", "0-100"),  # TOML's true is no number
+        ("[default]\nmin_count = true\n", "min_count"),
         ("[types.iban]\nseverity = 'severe'\n", r"\[types.iban\].*severity"),
         ("[types.iban]\nthreshold = 3\n", "unknown key.*threshold"),
         ("[rules]\n", "unknown section"),

@@ -237,8 +237,13 @@ def _declaration(
 
 def _check_pattern(pattern: str, ignore_case: bool, where: str) -> None:
     """The pattern compiles for both engines and cannot match the empty string."""
-    if not pattern.isascii():
-        raise DeclarationError(f"{where}: must be ASCII (write \\uXXXX escapes)")
+    # Hyperscan reads the text as UTF-8 bytes: a character past ASCII, written or escaped,
+    # would be looked for as a byte no UTF-8 text holds, and the engines would disagree.
+    if not pattern.isascii() or _NON_ASCII_ESCAPE.search(pattern):
+        raise DeclarationError(
+            f"{where}: may name ASCII characters only (identifiers, codes and numbers; the "
+            "text has full-width forms folded to ASCII already)"
+        )
     flags = regex.ASCII | regex.VERSION0 | (regex.IGNORECASE if ignore_case else 0)
     try:
         compiled = regex.compile(pattern, flags)
@@ -254,6 +259,14 @@ def _check_pattern(pattern: str, ignore_case: bool, where: str) -> None:
     problem = hyperscan_compiles(pattern, ignore_case)
     if problem:
         raise DeclarationError(f"{where}: Hyperscan cannot compile it: {problem}")
+
+
+# An escape naming a character past ASCII: \x80-\xff, \x{...} over 7f, \u, \U, \N{...} and
+# octal \200-\377 (an escaped backslash before it is no escape).
+_NON_ASCII_ESCAPE = re.compile(
+    r"(?<!\\)(?:\\\\)*\\(?:x[89a-fA-F][0-9a-fA-F]|x\{0*(?:[89a-fA-F][0-9a-fA-F]|[0-9a-fA-F]{3,})\}"
+    r"|[uUN]|[23][0-7]{2})"
+)
 
 
 def _exact_list(file: str, where: str, source: Path | None) -> frozenset[str]:

@@ -167,9 +167,15 @@ class Engine:
             low, high = run.span()
             if high - low > _LONG_RUN:
                 # Many numbers in a row: `finditer` over the run tries the same starts in C
-                # (the others fail NUMBER_BEFORE). Two characters past it: NUMBER_AFTER's view.
+                # (the others fail NUMBER_BEFORE). A match starts in the run but may end past
+                # it (a letter the run stops at: `2A` in a French NIR, a DNI's check letter),
+                # with NUMBER_AFTER's two characters beyond.
                 for index in rules:
-                    for match in self._patterns[index].finditer(text, low, min(size, high + 2)):
+                    reach = min(size, high + self.rules[index].number_length[1] + 2)
+                    for match in self._patterns[index].finditer(text, low, reach):
+                        if match.start() >= high:
+                            break  # the next run's
+                        last_end[index] = match.end()
                         self._accept(text, index, match, found)
                 continue
             starts = [low]
@@ -333,9 +339,14 @@ class HyperscanEngine(Engine):
         if not text.isascii():
             matches = self._matches(text, runnable + gated, None)
         else:
-            matches = self._matches(text, runnable, ends)
+            # Number rules are searched near their keywords only (their length is bounded);
+            # any other rule with a keyword gate, over the whole text, as the Python engine
+            # does: a custom type's match may be longer than any window would allow.
+            windowed = [index for index in gated if self.rules[index].numeric]
+            anywhere = [index for index in gated if not self.rules[index].numeric]
+            matches = self._matches(text, runnable + anywhere, ends)
             size = len(text)
-            for index in gated:
+            for index in windowed:
                 word, other = gates[index]
                 # A keyword ending in a letter or digit ends a word ("sin" in "using" is none).
                 keyword_ends = [e for e in ends.get(word, ()) if e == size or not text[e].isalnum()]

@@ -44,11 +44,20 @@ class TypePolicy:
     severity: str = "medium"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.min_confidence, int) or not 0 <= self.min_confidence <= 100:
+        # TOML's true is a Python int too: refused, not read as 1.
+        if (
+            not isinstance(self.min_confidence, int)
+            or isinstance(self.min_confidence, bool)
+            or not 0 <= self.min_confidence <= 100
+        ):
             raise PolicyError(
                 f"min_confidence must be an integer 0-100, not {self.min_confidence!r}"
             )
-        if not isinstance(self.min_count, int) or self.min_count < 1:
+        if (
+            not isinstance(self.min_count, int)
+            or isinstance(self.min_count, bool)
+            or self.min_count < 1
+        ):
             raise PolicyError(f"min_count must be an integer >= 1, not {self.min_count!r}")
         if self.severity not in SEVERITIES:
             raise PolicyError(

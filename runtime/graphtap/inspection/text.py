@@ -44,10 +44,14 @@ _NOT_RENDERED_TAGS = ["style", "script", "noscript", "template"]
 # cost of building a document. Anything else goes to the parser.
 _HTML_SPACE = "\t\n\f\r "
 _TAG_NAME = "[A-Za-z][A-Za-z0-9:-]*"
+# Possessive throughout: a tokenizer reads a tag once, left to right, and so does this. An
+# unclosed tag whose unquoted value holds slashes (`<a x=a/a/a/...`) could otherwise be split
+# between values and bare attributes in as many ways as it has slashes, each tried to the end.
 _TAG_REST = (  # attributes, with every quoting, and the end of the tag
-    rf"(?:[{_HTML_SPACE}/]+[^{_HTML_SPACE}\"'<>/=]+"
-    rf"(?:[{_HTML_SPACE}]*=[{_HTML_SPACE}]*(?:\"[^\"]*\"|'[^']*'|[^{_HTML_SPACE}\"'=<>`]+))?)*"
-    rf"[{_HTML_SPACE}/]*>"
+    rf"(?:[{_HTML_SPACE}/]++[^{_HTML_SPACE}\"'<>/=]++"
+    rf"(?:[{_HTML_SPACE}]*+=[{_HTML_SPACE}]*+"
+    rf"(?:\"[^\"]*+\"|'[^']*+'|[^{_HTML_SPACE}\"'=<>`]++))?)*+"
+    rf"[{_HTML_SPACE}/]*+>"
 )
 _SIMPLE_TAG = re.compile(rf"</?{_TAG_NAME}{_TAG_REST}")
 _TREE_BUILDER_NAMES = (
