@@ -27,6 +27,7 @@ EVENT_HUBS_DATA_RECEIVER = "Azure Event Hubs Data Receiver"
 BLOB_DATA_CONTRIBUTOR = "Storage Blob Data Contributor"
 QUEUE_DATA_SENDER = "Storage Queue Data Message Sender"
 QUEUE_DATA_PROCESSOR = "Storage Queue Data Message Processor"
+QUEUE_DATA_READER = "Storage Queue Data Reader"
 KEY_VAULT_SECRETS_USER = "Key Vault Secrets User"
 KEY_VAULT_CERTIFICATE_USER = "Key Vault Certificate User"
 
@@ -91,11 +92,11 @@ class RuntimeIdentity(Construct):
             "verdict_ledger": (BLOB_DATA_CONTRIBUTOR, props.verdict_ledger_container_id),
             "control_plane": (BLOB_DATA_CONTRIBUTOR, props.control_plane_container_id),
             # Processors enqueue; the leader receives and deletes, and moves poison aside,
-            # whose messages the status page peeks.
+            # whose messages the status page peeks (read only: the evidence is not taken).
             "lifecycle_send": (QUEUE_DATA_SENDER, props.lifecycle_queue_id),
             "lifecycle_process": (QUEUE_DATA_PROCESSOR, props.lifecycle_queue_id),
             "lifecycle_poison_send": (QUEUE_DATA_SENDER, props.lifecycle_poison_queue_id),
-            "lifecycle_poison_read": (QUEUE_DATA_PROCESSOR, props.lifecycle_poison_queue_id),
+            "lifecycle_poison_read": (QUEUE_DATA_READER, props.lifecycle_poison_queue_id),
             "read_certificate": (KEY_VAULT_CERTIFICATE_USER, props.certificate_id),
             "read_certificate_key": (KEY_VAULT_SECRETS_USER, props.certificate_secret_id),
         }

@@ -105,6 +105,9 @@ ROLES: Mapping[str, Role] = {
     "Storage Queue Data Message Sender": Role(
         data_actions=(f"{_QUEUE}/queues/messages/add/action",)
     ),
+    "Storage Queue Data Reader": Role(
+        (f"{_QUEUE}/queues/read",), (f"{_QUEUE}/queues/messages/read",)
+    ),
     "Storage Queue Data Message Processor": Role(
         data_actions=(f"{_QUEUE}/queues/messages/read", f"{_QUEUE}/queues/messages/process/action")
     ),
