@@ -69,13 +69,20 @@ BROAD_ROLES = {"Owner", "Contributor", "User Access Administrator"}
 
 
 def violations(
-    kind: str, config: Mapping[str, Any], *, graph_writable_accounts: Collection[str] = ()
+    kind: str,
+    config: Mapping[str, Any],
+    *,
+    graph_writable_accounts: Collection[str] = (),
+    graph_readable_vaults: Collection[str] = (),
 ) -> list[str]:
     """Every invariant `config` (a resource's resolved Terraform arguments) breaks.
 
     `graph_writable_accounts` names the storage accounts Microsoft Graph writes large
     payloads into: Graph authenticates with the account key, so those alone may allow shared
-    keys (checkov's CKV2_AZURE_40 is skipped for them, in .checkov.yaml)."""
+    keys (checkov's CKV2_AZURE_40 is skipped for them, in .checkov.yaml).
+    `graph_readable_vaults` names the vaults whose secret Graph reads for them (`blobStoreUrl`),
+    from the internet: those alone may admit every network (CKV_AZURE_109 and 189 are skipped
+    in .checkov.yaml; this holds every other vault to its firewall)."""
     problems = []
     if kind in FORBIDDEN_TYPES:
         problems.append(FORBIDDEN_TYPES[kind])
@@ -106,6 +113,14 @@ def violations(
             problems.append("storage local users must be disabled")
         if config.get("allow_nested_items_to_be_public") is not False:
             problems.append("storage public blob access must be disabled")
+    elif kind == "azurerm_key_vault":
+        if config.get("rbac_authorization_enabled") is not True:
+            problems.append("Key Vault must authorize with RBAC, not access policies")
+        if config.get("purge_protection_enabled") is not True:
+            problems.append("Key Vault purge protection must be on")
+        if config.get("name") not in graph_readable_vaults:
+            if _block(config.get("network_acls")).get("default_action") != "Deny":
+                problems.append("Key Vault firewall default_action must be Deny")
     elif kind in SITES:
         site = _block(config.get("site_config"))
         if config.get("https_only") is not True:
@@ -161,8 +176,14 @@ class InvariantViolation(Exception):
 class SecurityInvariants:
     """Applies `violations` to every Terraform resource of the stack it is added to."""
 
-    def __init__(self, *, graph_writable_accounts: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        graph_writable_accounts: Collection[str] = (),
+        graph_readable_vaults: Collection[str] = (),
+    ) -> None:
         self.graph_writable_accounts = tuple(graph_writable_accounts)
+        self.graph_readable_vaults = tuple(graph_readable_vaults)
 
     def visit(self, node: IConstruct) -> None:
         if not isinstance(node, TerraformResource):
@@ -172,7 +193,12 @@ class SecurityInvariants:
             node.to_terraform(), scope=node, resolver=DefaultTokenResolver(StringConcat())
         )
         arguments = next(iter(config["resource"][kind].values()))
-        problems = violations(kind, arguments, graph_writable_accounts=self.graph_writable_accounts)
+        problems = violations(
+            kind,
+            arguments,
+            graph_writable_accounts=self.graph_writable_accounts,
+            graph_readable_vaults=self.graph_readable_vaults,
+        )
         if problems:
             address = f"{kind}.{node.friendly_unique_id}"
             raise InvariantViolation(f"{node.node.path} ({address}): " + "; ".join(problems))

@@ -109,6 +109,9 @@ RULES: dict[str, NameRule] = {
         "storage account", r"[a-z0-9]+", 3, 24, "lowercase letters and digits only"
     ),
     "key_vault": _rule("Key Vault", _HYPHENATED, 3, 24, "starts with a letter; letters, digits, -"),
+    "payload_vault": _rule(
+        "Key Vault", _HYPHENATED, 3, 24, "starts with a letter; letters, digits, -"
+    ),
     "service_plan": _rule("App Service plan", _HYPHENATED, 1, 60, "letters, digits, -"),
     "web_app": _rule("web app", _HYPHENATED, 2, 60, "letters, digits, -"),
     "function_plan": _rule("App Service plan", _HYPHENATED, 1, 60, "letters, digits, -"),
@@ -154,6 +157,9 @@ class Names:
     #: characters longer than `storage_account`, and still within 24 whenever the Key Vault
     #: name is (it is three longer than the storage account's).
     payload_account: str
+    #: The vault of the one secret Graph reads (`blobStoreUrl`): one character longer than
+    #: `key_vault`.
+    payload_vault: str
     # Names inside a parent resource: fixed, so the runtime and operators can rely on them.
     notifications_hub: str = "notifications"
     findings_hub: str = "findings"
@@ -198,6 +204,7 @@ class Names:
             alert_rule=f"alr-{stem}",
             workbook=str(uuid.uuid5(uuid.NAMESPACE_URL, f"graphtap:workbook:{stem}")),
             payload_account=f"stpl{stem.replace('-', '')}",
+            payload_vault=f"kvp-{stem}",
         )
 
     def violations(self) -> list[str]:

@@ -247,7 +247,8 @@ class GraphtapStack(TerraformStack):
                     where,
                     account_name=names.payload_account,
                     secret_name=names.payload_secret,
-                    key_vault_id=self.keyvault.vault.id,
+                    vault_name=names.payload_vault,
+                    tenant_id=client.tenant_id,
                     retention_days=config.eventhubs.retention_days,
                     cloud=cloud,
                     runtime_principal_id=self.runtime.identity.principal_id,
@@ -393,9 +394,11 @@ class GraphtapStack(TerraformStack):
         for name, value in self.deployment.items():
             TerraformOutput(self, name, value=Token.null_value() if value is None else value)
 
-        # The payload account alone allows shared keys and every network: Graph writes to it.
+        # The payload account alone allows shared keys and every network: Graph writes to it;
+        # its vault alone admits every network: Graph reads the account's key from there.
         Aspects.of(self).add(
             SecurityInvariants(
-                graph_writable_accounts=(names.payload_account,) if self.payload_storage else ()
+                graph_writable_accounts=(names.payload_account,) if self.payload_storage else (),
+                graph_readable_vaults=(names.payload_vault,) if self.payload_storage else (),
             )
         )

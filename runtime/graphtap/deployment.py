@@ -56,6 +56,7 @@ APP_SETTINGS: Mapping[str, str] = {
     "logs_dcr_id": "GRAPHTAP_LOGS_DCR_ID",
     "logs_stream": "GRAPHTAP_LOGS_STREAM",
     "payload_account_url": "GRAPHTAP_PAYLOAD_ACCOUNT_URL",
+    "payload_vault_uri": "GRAPHTAP_PAYLOAD_VAULT_URI",
     "payload_secret": "GRAPHTAP_PAYLOAD_SECRET",
 }
 
@@ -122,18 +123,20 @@ class Deployment:
     #: Payloads over 1 MB: the storage account Graph writes them into (its blob endpoint,
     #: which the runtime reads with its identity, and its name, for `graphtap bootstrap`)
     #: and the Key Vault secret holding that account's connection string for Graph (the
-    #: subscriptions' `blobStoreUrl`). None: the deployment has no payload store.
+    #: subscriptions' `blobStoreUrl`), in a vault of its own that Graph can reach. None: the
+    #: deployment has no payload store.
     payload_account_url: str | None = None
     payload_account: str | None = None
+    payload_vault_uri: str | None = None
     payload_secret: str | None = None
 
     @property
     def blob_store_url(self) -> str | None:
         """Graph's `blobStoreUrl`: the secret's URL, versionless, with the tenant's domain
         (as the Event Hubs notificationUrl carries it)."""
-        if not self.payload_secret:
+        if not self.payload_secret or not self.payload_vault_uri:
             return None
-        vault = self.key_vault_uri.rstrip("/")
+        vault = self.payload_vault_uri.rstrip("/")
         return f"{vault}/secrets/{self.payload_secret}?tenantId={self.tenant_domain}"
 
     @property

@@ -10,8 +10,13 @@ it holds nothing but Graph's container, whose blobs are still encrypted for the
 notification certificate and are deleted once the hub's retention has passed. Graph writes
 from the internet and is no trusted Microsoft service, so the account's firewall admits every
 network; the account key is the only credential that writes, and it lives only in the secret
-`graphtap bootstrap` writes (never in Terraform), which only Graph's Change Tracking principal
-reads. The runtime reads the container with its managed identity and nothing else.
+`graphtap bootstrap` writes, which only Graph's Change Tracking principal reads. The runtime
+reads the container with its managed identity and nothing else.
+
+That secret has a vault of its own: Graph reads it from the internet too, and is no trusted
+Microsoft service for a vault's firewall either, while the stack's main vault (the
+notification certificate's private key) admits only the apps' subnets. This one holds the
+one secret, is RBAC-only and purge-protected, and its firewall admits every network.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from graphtap.clouds import Cloud
 from graphtap.processing.fetch.payloads import PAYLOAD_CONTAINER
 from stacks.cdk import (
     Construct,
+    KeyVault,
+    KeyVaultNetworkAcls,
     RoleAssignment,
     StorageAccountNetworkRules,
     StorageAccountSasPolicy,
@@ -38,6 +45,7 @@ KEY_VAULT_SECRETS_OFFICER = "Key Vault Secrets Officer"
 NO_PAYLOAD_STORAGE: DeploymentFacts = {
     "payload_account_url": None,
     "payload_account": None,
+    "payload_vault_uri": None,
     "payload_secret": None,
 }
 
@@ -46,10 +54,11 @@ NO_PAYLOAD_STORAGE: DeploymentFacts = {
 class PayloadStorageProps:
     placement: Placement
     account_name: str
-    #: The Key Vault secret holding the account's connection string: its name, and the vault
-    #: it is in (a resource-manager id, for the grants' scope).
+    #: The Key Vault secret holding the account's connection string, and the vault of its own
+    #: it is kept in (Graph reads it).
     secret_name: str
-    key_vault_id: str
+    vault_name: str
+    tenant_id: str
     #: Days a payload is kept: the hub's retention, past which its event is gone too.
     retention_days: int
     cloud: Cloud  # the blob endpoint's host name is the cloud's
@@ -95,7 +104,23 @@ class PayloadStorage(Construct):
             container=PAYLOAD_CONTAINER,
             days=props.retention_days,
         )
-        secret = f"{props.key_vault_id}/secrets/{props.secret_name}"
+        self.vault = KeyVault(
+            self,
+            "vault",
+            name=props.vault_name,
+            location=where.location,
+            resource_group_name=where.resource_group_name,
+            tenant_id=props.tenant_id,
+            sku_name="standard",
+            rbac_authorization_enabled=True,
+            purge_protection_enabled=True,
+            soft_delete_retention_days=90,
+            public_network_access_enabled=True,
+            # Graph reads the secret from the internet, as it writes the payloads.
+            network_acls=KeyVaultNetworkAcls(default_action="Allow", bypass="None"),
+            tags=dict(where.tags),
+        )
+        secret = f"{self.vault.id}/secrets/{props.secret_name}"
         self.runtime_reader = grant(
             self,
             "runtime_reads_payloads",
@@ -125,5 +150,6 @@ class PayloadStorage(Construct):
         self.deployment: DeploymentFacts = {
             "payload_account_url": self.blob_endpoint,
             "payload_account": props.account_name,
+            "payload_vault_uri": props.cloud.key_vault_uri(props.vault_name),
             "payload_secret": props.secret_name,
         }

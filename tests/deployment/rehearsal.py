@@ -69,6 +69,7 @@ from graphtap.subscriptions.keyvault import KeyVault
 from tests.deployment.instances import ServeInstance
 from tests.deployment.serve_process import POLLS
 from tests.fakes.authorization import CHANGE_TRACKING, DEPLOYER, RUNTIME, Authority, Estate
+from tests.fakes.azure_transport import FakeAsyncTransport
 from tests.fakes.azurite import Azurite, AzuriteStorage
 from tests.fakes.eventhub_mgmt import FakeEventHubManagement
 from tests.fakes.eventhub_mgmt import FakeNamespace as ManagedNamespace
@@ -109,13 +110,20 @@ class Azure:
     #: The payload account Graph writes rich payloads over 1 MB into (Azurite, allowing the
     #: account key), and Resource Manager's view of its keys; None without a payload store.
     payloads: AzuriteStorage | None = None
+    #: The vault of the payload account's connection string (`blobStoreUrl`), Graph's to read.
+    payload_vault: FakeKeyVault | None = None
     storage_management: FakeStorageManagement = field(default_factory=FakeStorageManagement)
 
     @classmethod
     def deploy(cls, estate: Estate, mocker: Any, azurite: Azurite) -> Azure:
         authority = Authority(estate)
         outputs = estate.outputs()
-        (vault,) = estate.resources("azurerm_key_vault").values()
+        payload_vault_uri = outputs.get("payload_vault_uri")
+        (vault,) = [
+            v
+            for v in estate.resources("azurerm_key_vault").values()
+            if not payload_vault_uri or v["name"] not in payload_vault_uri
+        ]
         payload_account = outputs.get("payload_account")
         (account,) = [
             a
@@ -184,6 +192,17 @@ class Azure:
         azure.eventhubs = eventhubs
         azure.logs = FakeLogsIngestion.from_estate(estate, authority)
         azure.storage_management = FakeStorageManagement(authority=authority)
+        if payload_vault_uri:
+            (payload_vault,) = [
+                v
+                for v in estate.resources("azurerm_key_vault").values()
+                if v["name"] != vault["name"]
+            ]
+            azure.payload_vault = FakeKeyVault(
+                vault_url=payload_vault_uri.rstrip("/"),
+                authority=authority,
+                resource_id=estate.id_of("azurerm_key_vault", name=payload_vault["name"]),
+            )
         if payload_account:  # its container is in the emulator's one account, created above
             keys = FakeAccount()
             where = (outputs["subscription_id"], outputs["resource_group"], payload_account)
@@ -218,7 +237,19 @@ class Azure:
         return self.authority.credential(principal)
 
     def transports(self) -> dict[str, Any]:
-        return {"transport": self.vault.transport()}
+        """Key Vault clients' transport: each request to the vault its URL names."""
+        return {
+            "transport": FakeAsyncTransport(
+                lambda request: self.vault_at(request.url).handle(request)
+            )
+        }
+
+    def vault_at(self, url: str) -> FakeKeyVault:
+        host = urlsplit(url).netloc
+        for vault in (self.vault, self.payload_vault):
+            if vault is not None and urlsplit(vault.vault_url).netloc == host:
+                return vault
+        raise AssertionError(f"no vault of the stack at {host}")
 
 
 async def create_certificate(azure: Azure) -> None:
@@ -612,7 +643,7 @@ def _graph_offloads(azure: Azure, item: dict[str, Any]) -> None:
         f"https://{secret.netloc}{secret.path}?api-version=7.5",
         headers={"Authorization": f"Bearer {token}"},
     )
-    status, body, _ = azure.vault.handle(read)
+    status, body, _ = azure.vault_at(read.url).handle(read)
     payload = {key: item.pop(key) for key in ("resource", "resourceData", "encryptedContent")}
     storage_id = str(uuid.uuid4())
     item["additionalPayloadStorageId"] = storage_id

@@ -127,7 +127,9 @@ def test_a_message_over_1_mb_reaches_its_verdict_through_the_payload_account(
     # Graph sent the subscriptions the secret bootstrap wrote, and no other.
     urls = {s.blob_store_url for s in azure.graph.active()}
     assert urls == {
-        f"{azure.outputs['key_vault_uri'].rstrip('/')}/secrets/{SECRET}?tenantId=contoso.onmicrosoft.com"
+        # in the vault Graph can reach, not the main vault behind its firewall
+        f"{azure.outputs['payload_vault_uri'].rstrip('/')}/secrets/{SECRET}"
+        "?tenantId=contoso.onmicrosoft.com"
     }
 
 

@@ -225,10 +225,30 @@ def test_the_shipped_stacks_pass_the_invariants(synthesized: Any) -> None:
     for stack in synthesized.stacks.values():
         for kind, resources in stack.document["resource"].items():
             for name, config in resources.items():
-                writable = (
-                    (stack.config.names.payload_account,)
-                    if stack.config.graph.large_payloads
-                    else ()
+                graph_reaches = stack.config.graph.large_payloads
+                problems = violations(
+                    kind,
+                    config,
+                    graph_writable_accounts=(
+                        (stack.config.names.payload_account,) if graph_reaches else ()
+                    ),
+                    graph_readable_vaults=(
+                        (stack.config.names.payload_vault,) if graph_reaches else ()
+                    ),
                 )
-                problems = violations(kind, config, graph_writable_accounts=writable)
                 assert problems == [], f"{stack.config.name}: {kind}.{name}"
+
+
+def test_only_the_vault_graph_reads_may_admit_every_network() -> None:
+    vault = {
+        "name": "kvp-gtap-dev-weu",
+        "rbac_authorization_enabled": True,
+        "purge_protection_enabled": True,
+        "network_acls": {"default_action": "Allow"},
+    }
+    assert violations("azurerm_key_vault", vault, graph_readable_vaults=("kvp-gtap-dev-weu",)) == []
+    problems = violations("azurerm_key_vault", vault, graph_readable_vaults=())
+    assert any("default_action" in p for p in problems)
+    # RBAC and purge protection hold for every vault
+    weak = {**vault, "rbac_authorization_enabled": False, "purge_protection_enabled": False}
+    assert len(violations("azurerm_key_vault", weak, graph_readable_vaults=(vault["name"],))) == 2

@@ -66,9 +66,21 @@ def checkpoint_account(stack: SynthesizedStack) -> dict[str, Any]:
     return account
 
 
+def main_vault(stack: SynthesizedStack) -> dict[str, Any]:
+    """The stack's vault (the payload secret's, Graph's to read, is the other)."""
+    (vault,) = [
+        v
+        for v in stack.resources("azurerm_key_vault").values()
+        if v["name"] == stack.config.names.key_vault
+    ]
+    return vault
+
+
 def payload_secret(stack: SynthesizedStack) -> set[tuple[str, str]]:
     """The payload account's connection-string secret, as a grant of `role` targets it."""
-    return {ref(stack, "azurerm_key_vault", "vault") + "/secrets/graph-payload-storage"}
+    return {
+        ref(stack, "azurerm_key_vault", "payload_storage/vault") + "/secrets/graph-payload-storage"
+    }
 
 
 def grants(stack: SynthesizedStack, principal: str) -> set[tuple[str, str]]:
@@ -136,7 +148,7 @@ def test_network_gives_the_apps_a_path_through_the_firewalls(stack: SynthesizedS
     for subnet in subnets.values():
         assert set(subnet["service_endpoints"]) == {"Microsoft.KeyVault", "Microsoft.Storage"}
     subnet_ids = {ref(stack, "azurerm_subnet", f"{name}_subnet") for name in expected}
-    vault = only(stack, "azurerm_key_vault")
+    vault = main_vault(stack)
     account = checkpoint_account(stack)
     assert set(vault["network_acls"]["virtual_network_subnet_ids"]) == subnet_ids
     assert set(account["network_rules"]["virtual_network_subnet_ids"]) == subnet_ids
@@ -172,7 +184,7 @@ def test_storage(stack: SynthesizedStack) -> None:
 
 
 def test_keyvault_generates_the_certificate_inside_the_vault(stack: SynthesizedStack) -> None:
-    vault = only(stack, "azurerm_key_vault")
+    vault = main_vault(stack)
     assert vault["rbac_authorization_enabled"] is True
     assert vault["purge_protection_enabled"] is True
     assert vault["network_acls"]["default_action"] == "Deny"
@@ -262,7 +274,7 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
         *(
             (
                 "Key Vault Secrets User",
-                ref(stack, "azurerm_key_vault", "vault") + f"/secrets/{name}",
+                ref(stack, "azurerm_key_vault", "keyvault/vault") + f"/secrets/{name}",
             )
             # the certificate's private key, then the two secrets bootstrap creates
             for name in ("graphtap-notifications", "graph-client-state", "finding-hash-key")
@@ -297,7 +309,7 @@ def test_runtime_identity_holds_exactly_the_roles_it_uses(stack: SynthesizedStac
 def test_the_deploying_identity_writes_only_the_secrets_bootstrap_creates(
     stack: SynthesizedStack,
 ) -> None:
-    vault = ref(stack, "azurerm_key_vault", "vault")
+    vault = ref(stack, "azurerm_key_vault", "keyvault/vault")
     expected = {
         # creates and rotates the certificate
         ("Key Vault Certificates Officer", f"{vault}/certificates/graphtap-notifications"),
@@ -381,7 +393,7 @@ def test_diagnostics_cover_namespace_vault_sites_and_storage(stack: SynthesizedS
     }
     expected = {
         ref(stack, "azurerm_eventhub_namespace", "namespace"),
-        ref(stack, "azurerm_key_vault", "vault"),
+        ref(stack, "azurerm_key_vault", "keyvault/vault"),
         ref(stack, "azurerm_storage_account", "account"),
         ref(stack, "azurerm_storage_account", "account") + "/blobServices/default",
         ref(stack, "azurerm_linux_web_app", "web_app"),
@@ -511,3 +523,30 @@ def test_graph_writes_large_payloads_into_an_account_of_their_own(stack: Synthes
     assert outputs["payload_secret"] == "graph-payload-storage"
     assert settings["GRAPHTAP_PAYLOAD_ACCOUNT_URL"] == url
     assert settings["GRAPHTAP_PAYLOAD_SECRET"] == "graph-payload-storage"
+
+
+def test_graph_reads_the_payload_secret_from_a_vault_of_its_own(stack: SynthesizedStack) -> None:
+    """Graph is no trusted Microsoft service for a vault's firewall: the one secret it reads
+    (`blobStoreUrl`) is in a vault that admits every network, RBAC-only and purge-protected,
+    holding nothing else; the main vault keeps its default-Deny firewall."""
+    vaults = {v["name"]: v for v in stack.resources("azurerm_key_vault").values()}
+    names = stack.config.names
+    assert main_vault(stack)["network_acls"]["default_action"] == "Deny"
+    if not stack.config.graph.large_payloads:
+        assert set(vaults) == {names.key_vault}
+        return
+    assert set(vaults) == {names.key_vault, names.payload_vault}
+    payload = vaults[names.payload_vault]
+    assert payload["rbac_authorization_enabled"] is True
+    assert payload["purge_protection_enabled"] is True
+    assert payload["network_acls"]["default_action"] == "Allow"
+    scope = ref(stack, "azurerm_key_vault", "payload_storage/vault")
+    in_it = {
+        (r["role_definition_name"], r["scope"])
+        for r in stack.resources("azurerm_role_assignment").values()
+        if r["scope"].startswith(scope)
+    }
+    secret = f"{scope}/secrets/graph-payload-storage"
+    assert in_it == {("Key Vault Secrets User", secret), ("Key Vault Secrets Officer", secret)}
+    outputs = stack.document["output"]
+    assert names.payload_vault in outputs["payload_vault_uri"]["value"]

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
@@ -16,7 +17,9 @@ from graphtap.hosts.cli import cli
 from graphtap.hosts.commands.bootstrap import report
 from graphtap.subscriptions.bootstrap import BootstrapResult, bootstrap
 from graphtap.subscriptions.preflight import check_deployment
+from tests.fakes.azure_transport import FakeAsyncTransport
 from tests.fakes.eventhub_mgmt import FakeEventHubManagement, FakeNamespace
+from tests.fakes.keyvault import FakeKeyVault
 from tests.fakes.storage_mgmt import FakeAccount, FakeStorageManagement
 from tests.subscriptions.conftest import Bench, FakeCredential, deployment
 
@@ -142,31 +145,48 @@ def test_bootstrap_refuses_an_invalid_declaration(
 PAYLOAD_ACCOUNT = ("sub", "rg", "stplgtapdevweu")
 
 
-def run_payload_bootstrap(bench: Bench, storage: FakeStorageManagement) -> BootstrapResult:
+@pytest.fixture
+def payload_vault() -> FakeKeyVault:
+    """The vault of the one secret Graph reads, apart from the stack's (`bench.vault`)."""
+    return FakeKeyVault(vault_url="https://kvp-gtap-dev-weu.vault.azure.net")
+
+
+def run_payload_bootstrap(
+    bench: Bench, storage: FakeStorageManagement, payload_vault: FakeKeyVault
+) -> BootstrapResult:
+    vaults = {urlsplit(v.vault_url).netloc: v for v in (bench.vault, payload_vault)}
+    transport = FakeAsyncTransport(
+        lambda request: vaults[urlsplit(request.url).netloc].handle(request)
+    )
     return asyncio.run(
         bootstrap(
             dataclasses.replace(
-                deployment(), payload_account="stplgtapdevweu", payload_secret="graph-payload"
+                deployment(),
+                payload_account="stplgtapdevweu",
+                payload_vault_uri=payload_vault.vault_url,
+                payload_secret="graph-payload",
             ),
             FakeCredential(),
-            keyvault_options={"transport": bench.vault.transport()},
+            keyvault_options={"transport": transport},
             management_options={"transport": management().transport()},
             storage_management_options={"transport": storage.transport()},
         )
     )
 
 
-def test_bootstrap_gives_graph_the_payload_accounts_connection_string(bench: Bench) -> None:
+def test_bootstrap_gives_graph_the_payload_accounts_connection_string(
+    bench: Bench, payload_vault: FakeKeyVault
+) -> None:
     """Read from the account's key through Resource Manager, written into the secret Graph's
     `blobStoreUrl` names, kept while the key is unchanged, rewritten after a rotation, and
     never printed."""
     account = FakeAccount()
     storage = FakeStorageManagement({PAYLOAD_ACCOUNT: account})
-    first = run_payload_bootstrap(bench, storage)
+    first = run_payload_bootstrap(bench, storage, payload_vault)
     status, text = printed(first)
     assert status == 0
     assert (first.secrets[-1].name, first.secrets[-1].created) == ("graph-payload", True)
-    value = bench.vault.secrets["graph-payload"][-1][1]
+    value = payload_vault.secrets["graph-payload"][-1][1]
     assert value == (
         "DefaultEndpointsProtocol=https;AccountName=stplgtapdevweu;"
         f"AccountKey={account.keys['key1']};EndpointSuffix=core.windows.net"
@@ -177,20 +197,22 @@ def test_bootstrap_gives_graph_the_payload_accounts_connection_string(bench: Ben
         "stplgtapdevweu/listKeys"
     ]
 
-    second = run_payload_bootstrap(bench, storage)
+    second = run_payload_bootstrap(bench, storage, payload_vault)
     assert (second.secrets[-1].created, second.secrets[-1].updated) == (False, False)
-    assert len(bench.vault.secrets["graph-payload"]) == 1  # no new version for the same key
+    assert len(payload_vault.secrets["graph-payload"]) == 1  # no new version for the same key
 
     account.renew("key1")
-    third = run_payload_bootstrap(bench, storage)
+    third = run_payload_bootstrap(bench, storage, payload_vault)
     status, text = printed(third)
     assert third.secrets[-1].updated
     assert "updated" in text
-    assert len(bench.vault.secrets["graph-payload"]) == 2
-    assert account.keys["key1"] in bench.vault.secrets["graph-payload"][-1][1]
+    assert len(payload_vault.secrets["graph-payload"]) == 2
+    assert account.keys["key1"] in payload_vault.secrets["graph-payload"][-1][1]
 
 
-def test_a_payload_account_resource_manager_does_not_know_stops_bootstrap(bench: Bench) -> None:
+def test_a_payload_account_resource_manager_does_not_know_stops_bootstrap(
+    bench: Bench, payload_vault: FakeKeyVault
+) -> None:
     with pytest.raises(ResourceNotFoundError, match="stplgtapdevweu"):
-        run_payload_bootstrap(bench, FakeStorageManagement())
-    assert "graph-payload" not in bench.vault.secrets
+        run_payload_bootstrap(bench, FakeStorageManagement(), payload_vault)
+    assert "graph-payload" not in payload_vault.secrets

@@ -70,13 +70,20 @@ async def bootstrap(
             SecretOutcome(deployment.client_state_secret, state_created),
             SecretOutcome(deployment.finding_hash_key_secret, key_created),
         ]
-        if deployment.payload_secret:
+        if deployment.payload_secret and deployment.payload_vault_uri:
             value = await payload_connection_string(
                 deployment, credential, **(storage_management_options or {})
             )
-            action = await keyvault.put_secret(
-                deployment.payload_secret, value, content_type=PAYLOAD_SECRET_CONTENT_TYPE
+            # Its own vault: Graph reads it from outside the main vault's firewall.
+            payload_vault = KeyVault(
+                deployment.payload_vault_uri, credential, **(keyvault_options or {})
             )
+            try:
+                action = await payload_vault.put_secret(
+                    deployment.payload_secret, value, content_type=PAYLOAD_SECRET_CONTENT_TYPE
+                )
+            finally:
+                await payload_vault.close()
             outcomes.append(
                 SecretOutcome(
                     deployment.payload_secret, action == "created", updated=action == "updated"
