@@ -118,9 +118,12 @@ def violations(
             problems.append("Key Vault must authorize with RBAC, not access policies")
         if config.get("purge_protection_enabled") is not True:
             problems.append("Key Vault purge protection must be on")
-        if config.get("name") not in graph_readable_vaults:
-            if _block(config.get("network_acls")).get("default_action") != "Deny":
-                problems.append("Key Vault firewall default_action must be Deny")
+        graph_reads_it = config.get("name") in graph_readable_vaults
+        if (
+            not graph_reads_it
+            and _block(config.get("network_acls")).get("default_action") != "Deny"
+        ):
+            problems.append("Key Vault firewall default_action must be Deny")
     elif kind in SITES:
         site = _block(config.get("site_config"))
         if config.get("https_only") is not True:
