@@ -226,7 +226,11 @@ class TestLargePayloads:
 
     def plane(self, bench: Bench, secret: str | None) -> ControlPlane:
         return ControlPlane.from_deployment(
-            dataclasses.replace(deployment(), payload_secret=secret),
+            dataclasses.replace(
+                deployment(),
+                payload_secret=secret,
+                payload_vault_uri="https://kvp-gtap-dev-weu.vault.azure.net/" if secret else None,
+            ),
             FakeCredential(),
             desired=desired_state(),
             clock=bench.clock,
@@ -238,8 +242,8 @@ class TestLargePayloads:
         outcomes = run(self.plane(bench, "graph-payload-storage").reconcile())
         assert {o.action for o in outcomes} == {"created"}
         urls = {s.resource: s.blob_store_url for s in bench.graph.active()}
-        expected = (
-            "https://graphtap-dev.vault.azure.net/secrets/graph-payload-storage"
+        expected = (  # the payload vault Graph can reach, not the main one
+            "https://kvp-gtap-dev-weu.vault.azure.net/secrets/graph-payload-storage"
             "?tenantId=contoso.onmicrosoft.com"
         )
         assert urls == {
