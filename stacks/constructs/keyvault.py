@@ -48,29 +48,50 @@ class KeyVaultProps:
     cloud: Cloud  # the vault's URI is the cloud's
 
 
+def hardened_vault(
+    scope: Construct,
+    id_: str,
+    *,
+    name: str,
+    placement: Placement,
+    tenant_id: str,
+    network_acls: KeyVaultNetworkAcls,
+) -> KeyVault:
+    """A vault with the stack's defaults: RBAC only, purge protection, 90 days of soft
+    delete; reachable as `network_acls` says (private endpoints are not part of the
+    blueprint, so its public endpoint stays on behind that firewall)."""
+    return KeyVault(
+        scope,
+        id_,
+        name=name,
+        location=placement.location,
+        resource_group_name=placement.resource_group_name,
+        tenant_id=tenant_id,
+        sku_name="standard",
+        rbac_authorization_enabled=True,
+        purge_protection_enabled=True,
+        soft_delete_retention_days=90,
+        public_network_access_enabled=True,
+        network_acls=network_acls,
+        tags=dict(placement.tags),
+    )
+
+
 class NotificationKeyVault(Construct):
     def __init__(self, scope: Construct, id_: str, props: KeyVaultProps) -> None:
         super().__init__(scope, id_)
-        where = props.placement
-        self.vault = KeyVault(
+        self.vault = hardened_vault(
             self,
             "vault",
             name=props.vault_name,
-            location=where.location,
-            resource_group_name=where.resource_group_name,
+            placement=props.placement,
             tenant_id=props.tenant_id,
-            sku_name="standard",
-            rbac_authorization_enabled=True,
-            purge_protection_enabled=True,
-            soft_delete_retention_days=90,
-            public_network_access_enabled=True,
             network_acls=KeyVaultNetworkAcls(
                 default_action="Deny",
                 bypass="AzureServices",
                 virtual_network_subnet_ids=list(props.subnet_ids),
                 ip_rules=list(props.operator_ip_ranges),
             ),
-            tags=dict(where.tags),
         )
         # Deploy creates the certificate and `graphtap keys rotate` renews it: on that one
         # certificate only, and without its private key (Officers cannot read secrets).

@@ -27,7 +27,6 @@ from graphtap.clouds import Cloud
 from graphtap.processing.fetch.payloads import PAYLOAD_CONTAINER
 from stacks.cdk import (
     Construct,
-    KeyVault,
     KeyVaultNetworkAcls,
     RoleAssignment,
     StorageAccountNetworkRules,
@@ -36,6 +35,7 @@ from stacks.cdk import (
 )
 from stacks.constructs import DeploymentFacts, Placement
 from stacks.constructs.identity import KEY_VAULT_SECRETS_USER, grant
+from stacks.constructs.keyvault import hardened_vault
 from stacks.constructs.storage import forget_blobs, hardened_account
 
 BLOB_DATA_READER = "Storage Blob Data Reader"
@@ -104,21 +104,14 @@ class PayloadStorage(Construct):
             container=PAYLOAD_CONTAINER,
             days=props.retention_days,
         )
-        self.vault = KeyVault(
+        self.vault = hardened_vault(
             self,
             "vault",
             name=props.vault_name,
-            location=where.location,
-            resource_group_name=where.resource_group_name,
+            placement=where,
             tenant_id=props.tenant_id,
-            sku_name="standard",
-            rbac_authorization_enabled=True,
-            purge_protection_enabled=True,
-            soft_delete_retention_days=90,
-            public_network_access_enabled=True,
             # Graph reads the secret from the internet, as it writes the payloads.
             network_acls=KeyVaultNetworkAcls(default_action="Allow", bypass="None"),
-            tags=dict(where.tags),
         )
         secret = f"{self.vault.id}/secrets/{props.secret_name}"
         self.runtime_reader = grant(

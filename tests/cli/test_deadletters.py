@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from graphtap.notifications.errors import Reason
-from graphtap.processing.deadletters import ClientStateMask, Failures, for_event
+from graphtap.processing.deadletters import ClientStateMask, DeadLetter, Failures, for_event
 from graphtap.processing.sinks.jsonl import JsonlDeadLetters
 
 from .conftest import graphtap, simulate
@@ -170,6 +171,15 @@ def test_a_jsonl_store_is_listed_shown_replayed_and_marked(
     assert "No dead letters" in pending.stdout
 
 
+def shown_from_jsonl(letter: DeadLetter, path: Path) -> subprocess.CompletedProcess[str]:
+    """`deadletters show` of `letter`, written into a JSONL store at `path` by the processor's
+    own store."""
+    store = JsonlDeadLetters(path)
+    store.write_dead_letters([letter])
+    store.close()
+    return graphtap("deadletters", "show", "--store", f"jsonl:{path}", letter.key)
+
+
 def test_show_adds_a_payload_kept_beside_the_body_to_its_item(tmp_path: Path) -> None:
     """A gap-resync item over 512 KB names its content only through the payload kept beside
     the body: `show` routes it by that payload's resource and certificate."""
@@ -203,13 +213,7 @@ def test_show_adds_a_payload_kept_beside_the_body_to_its_item(tmp_path: Path) ->
         mask=ClientStateMask([STATE], bytes.fromhex(HASH_KEY)),
         payloads={0: payload},
     )
-    store = JsonlDeadLetters(tmp_path / "dead.jsonl")
-    store.write_dead_letters([letter])
-    store.close()
-
-    shown = graphtap(
-        "deadletters", "show", "--store", f"jsonl:{tmp_path / 'dead.jsonl'}", letter.key
-    )
+    shown = shown_from_jsonl(letter, tmp_path / "dead.jsonl")
     assert "1 payload(s) kept beside it" in shown.stdout
     assert "resource=chats('19:a@thread.v2')/messages('1700000000000')" in shown.stdout
     assert "encryptionCertificateId=resync-cert" in shown.stdout
@@ -240,12 +244,7 @@ def test_show_reads_a_malformed_item_and_list_names_a_line_that_is_no_record(
     [letter] = for_event(
         json.dumps({"value": [item]}).encode(), failures, partition="0", offset=3, occurred_at=1.0
     )
-    store = JsonlDeadLetters(tmp_path / "dead.jsonl")
-    store.write_dead_letters([letter])
-    store.close()
-    shown = graphtap(
-        "deadletters", "show", "--store", f"jsonl:{tmp_path / 'dead.jsonl'}", letter.key
-    )
+    shown = shown_from_jsonl(letter, tmp_path / "dead.jsonl")
     assert "subscriptionId=sub-1, changeType=created" in shown.stdout
 
     with (tmp_path / "dead.jsonl").open("a") as lines:

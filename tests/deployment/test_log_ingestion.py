@@ -33,6 +33,7 @@ from graphtap.processing.sinks.loganalytics import (
 )
 from graphtap.processing.sinks.sqlite import SqliteStore
 from graphtap.processing.verdicts import Verdict, verdict_key
+from graphtap.simulation.values import luhn_complete
 from tests.fakes.authorization import DEPLOYER, RUNTIME, Authority, Estate
 from tests.fakes.logs_ingestion import FakeLogsIngestion, SchemaError
 from tests.stacks.conftest import SynthesizedStack
@@ -177,7 +178,7 @@ def test_the_findings_of_the_worst_message_fit_the_fields_limit_whole(
     positions, more than one field takes (the service would cut the JSON). The row leaves the
     positions out and says so; every finding is still listed and counted."""
     inspector = Inspector(InspectionSettings(hash_key=b"k" * 32, policy=Policy.default()))
-    cards = [_luhn(f"4111111100{n:05d}") for n in range(100)]
+    cards = [luhn_complete(f"4111111100{n:05d}") for n in range(100)]
     text = "\n".join(f"row {row}: card {card}" for row in range(80) for card in cards)
     findings = tuple(inspector.inspect_text(text).to_dict()["findings"])
     assert len(json.dumps(findings)) > loganalytics.MAX_FIELD_BYTES
@@ -187,15 +188,6 @@ def test_the_findings_of_the_worst_message_fit_the_fields_limit_whole(
     assert [f["value_hash"] for f in row["Findings"]] == [f["value_hash"] for f in findings]
     assert all("positions" not in f for f in row["Findings"])
     assert (row["FindingsTruncated"], row["FindingTotal"]) == (True, len(findings))
-
-
-def _luhn(partial: str) -> str:
-    """`partial` and the check digit that makes it pass Luhn."""
-    total = 0
-    for place, digit in enumerate(reversed(partial)):
-        value = int(digit) * (2 if place % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return partial + str(-total % 10)
 
 
 def test_keys_written_before_are_not_sent_again(

@@ -163,9 +163,24 @@ class AzuriteStorage:
 
     # -- direct access, as a test reads and arranges state (no authorization) --------------
 
-    def _sync(self, method: str, service: str, path: str, **params: str) -> httpx.Response:
+    def _sync(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        **params: str,
+    ) -> httpx.Response:
         url = f"{self.azurite.url(service)}/{path}"
-        request = httpx.Request(method, url, params=params, headers={"x-ms-version": "2025-01-05"})
+        request = httpx.Request(
+            method,
+            url,
+            params=params,
+            content=content,
+            headers={"x-ms-version": "2025-01-05", **(headers or {})},
+        )
         _sign_httpx(request)
         return _CLIENT.send(request)
 
@@ -182,6 +197,18 @@ class AzuriteStorage:
     def containers(self) -> list[str]:
         response = self._sync("GET", "blob", "", comp="list")
         return re.findall(r"<Container><Name>([^<]+)</Name>", response.text)
+
+    def put_blob(self, container: str, name: str, data: bytes) -> None:
+        """A blob as a test arranges it (what a damaged or foreign store might hold)."""
+        response = self._sync(
+            "PUT",
+            "blob",
+            f"{container}/{name}",
+            content=data,
+            headers={"x-ms-blob-type": "BlockBlob"},
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"put blob {container}/{name}: {response.status_code}")
 
     def blobs(self, container: str) -> dict[str, bytes]:
         """Every blob of a container and its content."""

@@ -23,6 +23,7 @@ from graphtap.inspection import text as text_module
 from graphtap.inspection.engine import Candidate, _resolve_overlaps, _resolve_pairwise
 from graphtap.inspection.findings import Finding
 from graphtap.inspection.text import PARSE_PIECE, html_to_text
+from graphtap.simulation.values import luhn_complete
 
 # (kind, unit): the unit repeated to the message's size.
 SHAPES = {
@@ -164,15 +165,6 @@ def test_pieces_read_as_one_parse_between_closed_tables() -> None:
     assert "".join(map(text_module._parsed_text, pieces)) == text_module._parsed_text(marked)
 
 
-def _luhn_completed(partial: str) -> str:
-    """`partial` and the check digit that makes it pass Luhn."""
-    total = 0
-    for position, digit in enumerate(reversed(partial)):
-        value = int(digit) * (2 if position % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value
-    return partial + str(-total % 10)
-
-
 def _german_iban(account: str) -> str:
     """A valid DE IBAN for an 18-digit bank code and account (mod-97 check digits)."""
     check = 98 - int(account + "131400") % 97  # D = 13, E = 14
@@ -181,7 +173,7 @@ def _german_iban(account: str) -> str:
 
 def test_findings_are_capped_in_order_of_severity_and_all_counted(inspector: Inspector) -> None:
     rng = random.Random(7)
-    cards = {_luhn_completed("4" + "".join(rng.choices("0123456789", k=14))) for _ in range(150)}
+    cards = {luhn_complete("4" + "".join(rng.choices("0123456789", k=14))) for _ in range(150)}
     ibans = {_german_iban("".join(rng.choices("0123456789", k=18))) for _ in range(30)}
     # The IBANs come first and are more confident (85, the cards 65), but cards are high
     # severity by default and IBANs medium: the most severe are listed.

@@ -21,6 +21,7 @@ from graphtap.processing.deadletters import ClientStateMask
 from graphtap.processing.pipeline import EventResult, Pipeline
 from graphtap.processing.sources import SourceEvent
 from graphtap.processing.verdicts import DELETED, INSPECTED, NOT_INCLUDED
+from graphtap.simulation.values import luhn_complete
 from tests.conftest import GraphVector
 
 from .conftest import CLIENT_STATE, HASH_KEY, Scenario, mutate
@@ -64,18 +65,10 @@ def test_a_created_message_yields_one_masked_verdict(
     assert message.html not in record  # no content in the verdict
 
 
-def _luhn_valid(partial: str) -> str:
-    total = sum(
-        (d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d
-        for i, d in enumerate(map(int, reversed(partial)))
-    )
-    return partial + str(-total % 10)
-
-
 def test_a_verdict_says_when_its_findings_were_cut_and_counts_them_all(
     pipeline: Pipeline, scenario: Scenario
 ) -> None:
-    cards = sorted({_luhn_valid(f"4{n:014d}") for n in range(10**9, 10**9 + 150)})
+    cards = sorted({luhn_complete(f"4{n:014d}") for n in range(10**9, 10**9 + 150)})
     message = scenario.tenant.post(sensitive=False)
     message.html = "<p>" + " ".join(f"{c[:4]} {c[4:8]} {c[8:12]} {c[12:]}" for c in cards) + "</p>"
     result = pipeline.process(

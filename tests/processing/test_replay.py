@@ -378,20 +378,12 @@ def test_records_that_are_not_dead_letters_are_errors_naming_them(tmp_path: Path
 def test_a_blob_that_is_not_a_dead_letter_is_an_error_naming_it(
     azurite_storage: AzuriteStorage,
 ) -> None:
-    from azure.storage.blob.aio import ContainerClient
-
     service = azurite_storage
     service.create_container(CONTAINER)
+    service.put_blob(CONTAINER, "unknown_certificate/e-unknown_certificate.json", b"[1]")
+    service.put_blob(CONTAINER, "events/e.json", b"not json")
 
     async def read() -> None:
-        async with ContainerClient(
-            service.account_url,
-            CONTAINER,
-            credential=TokenCredential(),
-            transport=service.transport(),
-        ) as container:
-            await container.upload_blob("unknown_certificate/e-unknown_certificate.json", b"[1]")
-            await container.upload_blob("events/e.json", b"not json")
         options = {"credential": TokenCredential(), "transport": service.transport()}
         reader = BlobDeadLetterReader.open(service.account_url, CONTAINER, **options)
         try:

@@ -296,9 +296,7 @@ class MailResync:
     ) -> None:
         tally.failed += 1
         tally.errors.append(error)
-        key = (box.user, folder)
-        earlier = self._pending.get(key)
-        self._pending[key] = (box, min(since, earlier[1]) if earlier else since)
+        self._pending[(box.user, folder)] = (box, self._gap_start(box.user, folder, since))
 
     async def _folder(
         self,
