@@ -163,26 +163,9 @@ class AzuriteStorage:
 
     # -- direct access, as a test reads and arranges state (no authorization) --------------
 
-    def _sync(
-        self,
-        method: str,
-        service: str,
-        path: str,
-        *,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        **params: str,
-    ) -> httpx.Response:
+    def _sync(self, method: str, service: str, path: str, **params: str) -> httpx.Response:
         url = f"{self.azurite.url(service)}/{path}"
-        request = httpx.Request(
-            method,
-            url,
-            params=params,
-            content=content,
-            headers={"x-ms-version": "2025-01-05", **(headers or {})},
-        )
-        _sign_httpx(request)
-        return _CLIENT.send(request)
+        return _send(httpx.Request(method, url, params=params, headers=_VERSION))
 
     def create_container(self, name: str) -> None:
         response = self._sync("PUT", "blob", name, restype="container")
@@ -200,13 +183,9 @@ class AzuriteStorage:
 
     def put_blob(self, container: str, name: str, data: bytes) -> None:
         """A blob as a test arranges it (what a damaged or foreign store might hold)."""
-        response = self._sync(
-            "PUT",
-            "blob",
-            f"{container}/{name}",
-            content=data,
-            headers={"x-ms-blob-type": "BlockBlob"},
-        )
+        url = f"{self.azurite.url('blob')}/{container}/{name}"
+        headers = {**_VERSION, "x-ms-blob-type": "BlockBlob"}
+        response = _send(httpx.Request("PUT", url, content=data, headers=headers))
         if response.status_code != 201:
             raise RuntimeError(f"put blob {container}/{name}: {response.status_code}")
 
@@ -393,6 +372,15 @@ def _sign(request: Any) -> None:
     """Sign a request for Azurite's development account, as a SharedKey client would."""
     request.headers.pop("Authorization", None)
     _SIGNER.on_request(PipelineRequest(request, PipelineContext(None)))  # type: ignore[no-untyped-call]
+
+
+_VERSION = {"x-ms-version": "2025-01-05"}
+
+
+def _send(request: httpx.Request) -> httpx.Response:
+    """A request signed with the emulator's account key: a test's direct access."""
+    _sign_httpx(request)
+    return _CLIENT.send(request)
 
 
 def _sign_httpx(request: httpx.Request) -> None:
