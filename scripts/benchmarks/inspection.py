@@ -4,8 +4,9 @@ Quality, on two sets: a seeded labeled corpus of Teams-style messages (true valu
 type among hard decoys, from the simulator) and the examples written apart from it
 (`tests/inspection/examples/independent.toml`: issuers' specimens and documented formats,
 labeled by hand); default policy, matched value by value. Speed, one core: HTML to findings and
-plain text to findings over at least 20 MB of Teams-style HTML (chats, posts, long pastes);
-the cost per small clean message on the processor's hot path; memory as the corpus grows.
+plain text to findings over at least 20 MB of Teams-style HTML (chats, posts, long pastes), the
+fastest of three passes with the slowest beside it; the cost per small clean message on the
+processor's hot path; memory as the corpus grows.
 Hostile input, beside the speed: shapes that once cost time quadratic in their length,
 each repeated to the 1 MB event limit, in CPU seconds per MB; the worst is the figure.
 """
@@ -38,6 +39,7 @@ SPEED_SEED, SPEED_BYTES = 1_234, 20 * 1024 * 1024
 # Traffic, unlike the quality corpus, is mostly clean: one message in twenty carries a value.
 SPEED_SENSITIVE_SHARE = 0.05
 SMALL_MESSAGES = 5_000
+SPEED_PASSES = 3
 # HTML to findings on the speed corpus (the mostly clean one), with the Hyperscan engine.
 TARGETS = {"precision": 0.99, "recall": 0.98, "html_mb_s": 30.0, "text_mb_s": 50.0}
 
@@ -139,6 +141,13 @@ def _throughput(function: Callable[[str], object], documents: Sequence[str]) -> 
     return time.process_time() - started
 
 
+def _passes(function: Callable[[str], object], documents: Sequence[str]) -> list[float]:
+    """`_throughput` of `SPEED_PASSES` passes, fastest first. CPU time still grows when a
+    neighbour on a shared host takes the cache or the clock, never shrinks: the fastest pass
+    is the code's cost (as `timeit` advises), the slowest is printed beside it."""
+    return sorted(_throughput(function, documents) for _ in range(SPEED_PASSES))
+
+
 def _speed(console: Console, inspectors: dict[str, Inspector]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for share in (SPEED_SENSITIVE_SHARE, 0.4):
@@ -154,7 +163,7 @@ def _speed_on(
     html_bytes = sum(len(d.encode()) for d in documents)
     texts = [html_to_text(d) for d in documents]
     text_bytes = sum(len(t.encode()) for t in texts)
-    extract_seconds = _throughput(html_to_text, documents)
+    extract_seconds = _passes(html_to_text, documents)[0]
     results: dict[str, Any] = {
         "messages": len(documents),
         "html_mb": round(html_bytes / 1e6, 2),
@@ -164,17 +173,27 @@ def _speed_on(
     }
     title = (
         f"speed, one core: {len(documents)} messages, {html_bytes / 1e6:.1f} MB HTML, "
-        f"{sensitive_share:.0%} with a planted value"
+        f"{sensitive_share:.0%} with a planted value; fastest of {SPEED_PASSES} passes (slowest)"
     )
     table = Table(title=title)
     for column in ("engine", "HTML to findings MB/s", "text to findings MB/s"):
         table.add_column(column, justify="left" if column == "engine" else "right")
     for name, inspector in inspectors.items():
-        html_seconds = _throughput(inspector.inspect_html, documents)
-        text_seconds = _throughput(inspector.inspect_text, texts)
-        html_rate, text_rate = html_bytes / html_seconds / 1e6, text_bytes / text_seconds / 1e6
-        results[name] = {"html_mb_s": round(html_rate, 1), "text_mb_s": round(text_rate, 1)}
-        table.add_row(name, f"{html_rate:.1f}", f"{text_rate:.1f}")
+        html_seconds = _passes(inspector.inspect_html, documents)
+        text_seconds = _passes(inspector.inspect_text, texts)
+        html_rates = [html_bytes / seconds / 1e6 for seconds in html_seconds]
+        text_rates = [text_bytes / seconds / 1e6 for seconds in text_seconds]
+        results[name] = {
+            "html_mb_s": round(html_rates[0], 1),
+            "text_mb_s": round(text_rates[0], 1),
+            "html_mb_s_slowest_pass": round(html_rates[-1], 1),
+            "text_mb_s_slowest_pass": round(text_rates[-1], 1),
+        }
+        table.add_row(
+            name,
+            f"{html_rates[0]:.1f} ({html_rates[-1]:.1f})",
+            f"{text_rates[0]:.1f} ({text_rates[-1]:.1f})",
+        )
     console.print(table)
     console.print(
         f"HTML to text alone: {results['html_to_text_mb_s']} MB/s; mean message "
