@@ -144,6 +144,9 @@ def test_edm_hash_writes_hmacs_under_the_environment_key(tmp_path: Path) -> None
         ),
         (EMPLOYEE.replace("'(?<![A-Za-z0-9])EMP-", "'(?P<id>x)?EMP-"), "only named group"),
         ("[custom_types.blank]\npattern = 'x*'\n", r"\[custom_types.blank\] pattern: .*empty"),
+        # Matches between characters only, so never reports anything
+        ("[custom_types.edge]\npattern = '\\b'\n", r"\[custom_types.edge\] pattern: .*empty"),
+        ("[custom_types.ahead]\npattern = '(?=REF)'\n", r"ahead\] pattern: .*empty"),
         # Hyperscan would look for the byte 0xE9, which no UTF-8 text holds
         ("[custom_types.cafe]\npattern = 'caf\\xe9-[0-9]{6}'\n", r"cafe\] pattern: .*ASCII"),
         ("[custom_types.cafe]\npattern = 'caf\\u00e9-[0-9]{6}'\n", r"cafe\] pattern: .*ASCII"),
@@ -161,6 +164,40 @@ def test_bad_declarations_name_the_file_the_key_and_the_rule(
     with pytest.raises(PolicyError, match=message) as caught:
         load_policy(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00\x01 binary", "# liste \xe9tendue\n".encode("latin-1")],
+)
+def test_an_exact_data_file_that_is_not_text_names_the_file(tmp_path: Path, content: bytes) -> None:
+    path = write_policy(tmp_path, CUSTOMERS)
+    (tmp_path / "vip.hmac").write_bytes(content)
+    with pytest.raises(PolicyError, match=r"\[exact_data.vip_customers\] file: .* not UTF-8"):
+        load_policy(path)
+
+
+def test_custom_types_read_characters_not_bytes_in_both_engines(tmp_path: Path) -> None:
+    """`.` is one character of non-ASCII text in both engines, as in `regex`."""
+    declaration = "[custom_types.reference]\npattern = 'REF-.{3}-[0-9]{4}'\nconfidence_alone = 75\n"
+    path = write_policy(tmp_path, declaration)
+    for text in ("case REF-éab-1234 opened", "case REF-日本語-1234 opened", "REF-abc-1234"):
+        results = [inspector_for(path, name).inspect_text(text) for name in ENGINES]
+        assert [f.type for f in results[0].findings] == ["reference"], text
+        assert results[0] == results[-1], text
+
+
+def test_a_required_keyword_may_be_written_with_accents(tmp_path: Path, engine: str) -> None:
+    declaration = """
+[custom_types.numero]
+pattern = '(?<![0-9])[0-9]{6}(?![0-9])'
+keywords = ["número de sócio"]
+keyword_required = true
+"""
+    inspector = inspector_for(write_policy(tmp_path, declaration), engine)
+    for text in ("número de sócio 123456", "NÚMERO DE SÓCIO: 123456"):
+        assert [f.type for f in inspector.inspect_text(text).findings] == ["numero"], text
+    assert inspector.inspect_text("numero 123456").findings == ()
 
 
 def test_an_exact_data_file_never_holds_raw_values(tmp_path: Path) -> None:

@@ -74,6 +74,15 @@ def test_bad_policies_name_the_problem(tmp_path: Path, text: str, message: str) 
         assert str(path) in str(caught.value)
 
 
+def test_a_policy_that_is_not_a_text_file_is_named(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("[types.iban]\n# s\xe9v\xe9rit\xe9\nseverity = 'low'\n".encode("latin-1"))
+    with pytest.raises(PolicyError, match=f"{latin} is not UTF-8"):
+        load_policy(latin)
+    with pytest.raises(PolicyError, match=f"{tmp_path} cannot be read"):
+        load_policy(tmp_path)
+
+
 def test_missing_file_is_an_error_not_a_silent_default(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="does not exist"):
         load_policy(tmp_path / "absent.toml")

@@ -28,7 +28,9 @@ very line that matched (`graphtap edm-hash` writes such a file):
 
 from __future__ import annotations
 
+import importlib
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +201,6 @@ def _declaration(
     keyword_required = need("keyword_required", bool, False)
     if keyword_required and not keywords:
         raise DeclarationError(f"{where} keyword_required: the type declares no keywords")
-    if keyword_required and not all(keyword.isascii() for keyword in keywords):
-        raise DeclarationError(f"{where} keywords: a required keyword must be ASCII")
     confidence = need("confidence", int, 85)
     confidence_alone = need("confidence_alone", int, 75)
     for key, value in (("confidence", confidence), ("confidence_alone", confidence_alone)):
@@ -249,8 +249,8 @@ def _check_pattern(pattern: str, ignore_case: bool, where: str) -> None:
         compiled = regex.compile(pattern, flags)
     except regex.error as exc:
         raise DeclarationError(f"{where}: not a valid pattern: {exc}") from None
-    if compiled.fullmatch(""):
-        raise DeclarationError(f"{where}: matches the empty string")
+    if compiled.fullmatch("") or _shortest_match(pattern, ignore_case) == 0:
+        raise DeclarationError(f"{where}: matches the empty string (a match of no characters)")
     groups = set(compiled.groupindex)
     if groups - {"v"}:
         raise DeclarationError(f"{where}: the only named group allowed is (?P<v>...)")
@@ -259,6 +259,23 @@ def _check_pattern(pattern: str, ignore_case: bool, where: str) -> None:
     problem = hyperscan_compiles(pattern, ignore_case)
     if problem:
         raise DeclarationError(f"{where}: Hyperscan cannot compile it: {problem}")
+
+
+def _shortest_match(pattern: str, ignore_case: bool) -> int | None:
+    """The fewest characters a match takes (0 for `\\b` or a lookahead alone, which match
+    between characters and so never report anything), as the standard library's parser
+    reads the pattern; None for syntax only `regex` knows."""
+    flags = re.ASCII | (re.IGNORECASE if ignore_case else 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (its FutureWarnings on set syntax)
+        try:
+            width: tuple[int, int] = _STANDARD_PARSER.parse(pattern, flags).getwidth()
+        except (re.error, OverflowError, RecursionError):
+            return None
+    return width[0]
+
+
+_STANDARD_PARSER: Any = importlib.import_module("re._parser")
 
 
 # An escape naming a character past ASCII: \x80-\xff, \x{...} over 7f, \u, \U, \N{...} and
@@ -277,6 +294,11 @@ def _exact_list(file: str, where: str, source: Path | None) -> frozenset[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DeclarationError(f"{where} file: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise DeclarationError(
+            f"{where} file: {path} is not UTF-8 text (byte {exc.start}): a list holds one"
+            " HMAC-SHA256 in hex a line"
+        ) from None
     listed: set[str] = set()
     for number, line in enumerate(lines, start=1):
         entry = line.split("#", 1)[0].strip().lower()

@@ -325,8 +325,9 @@ class HyperscanEngine(Engine):
         fired: set[int] = set()
         ends: dict[int, list[int]] = {}
         self._fired, self._ends = fired, ends
+        # (A lone surrogate, which no UTF-8 holds, is read as one unknown character.)
         self._database.scan(
-            text.encode("utf-8", "surrogatepass"),
+            text.encode("utf-8", "replace"),
             match_event_handler=self._on_match,
             scratch=self._scratch,
         )
@@ -400,7 +401,7 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
             pattern = pattern.replace(NUMBER_AFTER, HYPERSCAN_NUMBER_AFTER)
         else:
             pattern = rule.hyperscan_pattern or rule.pattern
-            flag = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER
+            flag = _PREFILTER_FLAGS
         if rule.ignore_case:
             flag |= hyperscan.HS_FLAG_CASELESS
         expressions.append(_NAMED_GROUP.sub("(?:", pattern).encode("ascii"))
@@ -416,10 +417,28 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
         other = [keyword for keyword in rule.keywords if not keyword[-1].isalnum()]
         for gate, keywords in ((len(rules) + index, word), (2 * len(rules) + index, other)):
             if keywords:
-                expressions.append("|".join(map(re.escape, keywords)).encode("ascii"))
+                literals = sorted({spelling for k in keywords for spelling in _spellings(k)})
+                expressions.append("|".join(map(re.escape, literals)).encode())
                 flags.append(hyperscan.HS_FLAG_CASELESS)
                 ids.append(gate)
     return compiled.database(hyperscan, expressions, flags, ids)
+
+
+# Prefilter rules read characters, as `regex` does: in UTF-8 mode `.` or `[^x]` is one
+# character of non-ASCII text, not one byte of it.
+_PREFILTER_FLAGS = (
+    0
+    if hyperscan is None
+    else hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_UTF8
+)
+
+
+def _spellings(keyword: str) -> tuple[str, ...]:
+    """A keyword as a gate's literals: Hyperscan folds the case of ASCII letters only, so a
+    keyword with others (`dowód osobisty`) is also given in lower and upper case."""
+    if keyword.isascii():
+        return (keyword,)
+    return (keyword, keyword.lower(), keyword.upper())
 
 
 # The longest match of a rule that needs a keyword (a bank account number, 17 digits and
@@ -460,7 +479,7 @@ def hyperscan_compiles(pattern: str, ignore_case: bool = False) -> str | None:
     package is absent: the pure-Python engine runs anything `regex` compiles)."""
     if hyperscan is None:
         return None
-    flags = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER
+    flags = _PREFILTER_FLAGS
     if ignore_case:
         flags |= hyperscan.HS_FLAG_CASELESS
     database = hyperscan.Database()

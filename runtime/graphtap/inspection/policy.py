@@ -136,6 +136,10 @@ def load_policy(path: str | Path | None) -> Policy | None:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise PolicyError(f"policy file {path} does not exist") from exc
+    except OSError as exc:
+        raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy file {path} is not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from exc
     return _parse(document, str(path), path)

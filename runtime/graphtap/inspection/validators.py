@@ -542,7 +542,9 @@ def france_nir(value: str) -> bool:
     if len(compact) != 15 or compact[0] not in "1278":
         return False
     month = compact[3:5]
-    if not month.isdigit() or not (1 <= int(month) <= 12 or month == "20" or int(month) >= 30):
+    if not month.isdigit() or not (
+        1 <= int(month) <= 12 or month == "20" or 30 <= int(month) <= 42 or int(month) >= 50
+    ):
         return False
     department = compact[5:7]
     body = compact[:13]
@@ -589,9 +591,21 @@ _CODICE_FISCALE = re.compile(
 )
 
 
+# Omocodia: where two people would share a code, digits are replaced by these letters.
+_CF_DIGITS = str.maketrans("LMNPQRSTUV", "0123456789")
+_CF_MONTHS = "ABCDEHLMPRST"
+
+
 def italy_fiscal_code(value: str) -> bool:
+    """Agenzia delle Entrate: a real birth date (day 1-31, plus 40 for women; the month a
+    letter), digits possibly replaced by letters (omocodia), and the check letter."""
     code = value.upper()
     if not _CODICE_FISCALE.fullmatch(code):
+        return False
+    year, day = int(code[6:8].translate(_CF_DIGITS)), int(code[9:11].translate(_CF_DIGITS))
+    day = day - 40 if day > 40 else day
+    month = _CF_MONTHS.index(code[8]) + 1
+    if not (_real_date(2000 + year, month, day) or _real_date(1900 + year, month, day)):
         return False
     total = sum((_CF_ODD if i % 2 == 0 else _CF_EVEN)[char] for i, char in enumerate(code[:15]))
     return chr(65 + total % 26) == code[15]
@@ -627,20 +641,20 @@ def poland_pesel(value: str) -> bool:
 
 def sweden_personnummer(value: str) -> bool:
     """Skatteverket: YYMMDD (or YYYYMMDD), a serial of three and a Luhn check digit over the
-    ten digits; a coordination number adds 60 to the day."""
+    ten digits; a coordination number adds 60 to the day. (The separator, `-` or `+` from
+    the year a person turns 100, is not part of the check.)"""
     number = digits_of(value)
+    centuries: tuple[int, ...] = (2000, 1900)  # two-digit years: any century
     if len(number) == 12:
         if number[:2] not in ("18", "19", "20"):
             return False
+        centuries = (int(number[:2]) * 100,)
         number = number[2:]
     if len(number) != 10:
         return False
-    month, day = int(number[2:4]), int(number[4:6])
+    year, month, day = int(number[:2]), int(number[2:4]), int(number[4:6])
     day = day - 60 if day > 60 else day
-    # Two-digit years: any century; 2000 is a leap year, so February 29 is accepted.
-    if not _real_date(2000 + int(number[:2]), month, day) and not _real_date(
-        1900 + int(number[:2]), month, day
-    ):
+    if not any(_real_date(century + year, month, day) for century in centuries):
         return False
     return luhn(number)
 
@@ -699,7 +713,8 @@ def azure_sas_signature(value: str) -> bool:
 
 
 _CONNECTION_SECRET = re.compile(
-    r"(?:SharedAccessKey|AccountKey)\s*=\s*([A-Za-z0-9+/=]+)|(?:Password|Pwd)\s*=\s*(.+?);?\s*\Z",
+    r"(?:SharedAccessKey|AccountKey)\s*=\s*([A-Za-z0-9+/=]+)"
+    r"|(?:Password|Pwd)\s*=\s*('[^']*'|\"[^\"]*\"|\{[^}]*\}|[^;]*[^;\s])",
     re.I,
 )
 
@@ -774,8 +789,12 @@ _PASSWORD_IN_NAME = re.compile(r"passw|passcode|pwd|secret", re.IGNORECASE)
 
 
 def url_password(value: str) -> bool:
-    """The password of `scheme://user:password@host`, percent-decoded."""
-    return password(urllib.parse.unquote(value))
+    """The password of `scheme://user:password@host`, percent-decoded. A port and JDBC
+    properties (`host:1433;user=name@server`) are no password."""
+    return not _PORT_AND_PROPERTIES.match(value) and password(urllib.parse.unquote(value))
+
+
+_PORT_AND_PROPERTIES = re.compile(r"[0-9]{1,5};[A-Za-z]+=")
 
 
 def slack_token(value: str) -> bool:

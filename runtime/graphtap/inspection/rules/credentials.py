@@ -70,7 +70,9 @@ AZURE_SAS_TOKEN = Rule(
 )
 
 _CLOUD = r"(?:windows\.net|chinacloudapi\.cn|usgovcloudapi\.net)"
-_SETTINGS = r"(?:[ ]?[A-Za-z ]{1,30}=[^;\s]{0,200};){0,4}?[ ]?"
+# The settings a connection string may hold between the ones a rule reads (the portal's
+# storage string has up to seven, with its endpoints).
+_SETTINGS = r"(?:[ ]?[A-Za-z ]{1,30}=[^;\s]{0,200};){0,8}?[ ]?"
 _SB_KEY = _assembled("2FCZCVqjABZaZwNvm1QNa48L4hEkF5w92fc4F85uEY0", "=")
 _COSMOS_KEY = _assembled(
     "JkqtbLbdIQ+vlKzTz5LBkCN8sR9dEIzyWTAmOTizcKG1dp+g8Ug/", "lakNnfLxMNYPzwS9k/UK5pUU2oxlnOKxDA=="
@@ -78,22 +80,45 @@ _COSMOS_KEY = _assembled(
 _STORAGE_KEY = _assembled(
     "zNrr+ZDRmDiw1+wLPpeBjsuWxNutvhciltUjSkKyTGuk5u0k7GNq", "isChJx5YZieSOKr4TlgFbY8vqO3QlLqXrg=="
 )
+# Setting names are not case-sensitive; the rest of the pattern is (far quicker for `regex`).
+_SB_ENDPOINT = r"(?i:endpoint)=sb://[A-Za-z0-9.\-]{1,100}\.servicebus\." + _CLOUD
+_SB_SECRET = r"(?i:sharedaccesskey)=[A-Za-z0-9+/]{43}="
+_COSMOS_ENDPOINT = (
+    r"(?i:accountendpoint)=https://[A-Za-z0-9.\-]{1,100}\.documents\.azure\.(?:com|cn|us)"
+)
+_ACCOUNT_SECRET = r"(?i:accountkey)=[A-Za-z0-9+/]{86}=="
 
 AZURE_CONNECTION_STRING = Rule(
     type="azure_connection_string",
     # Service Bus and Event Hubs (Endpoint=sb://...;SharedAccessKey=), Cosmos DB
     # (AccountEndpoint=...;AccountKey=) and storage (DefaultEndpointsProtocol=...;AccountKey=),
-    # in the case the portal issues them (case-sensitive is far quicker for `regex`).
-    pattern=r"(?P<v>Endpoint=sb://[A-Za-z0-9.\-]{1,100}\.servicebus\."
-    + _CLOUD
+    # settings in any order and any case.
+    pattern=r"(?P<v>"
+    + _SB_ENDPOINT
     + r"/?;"
     + _SETTINGS
-    + r"SharedAccessKey=[A-Za-z0-9+/]{43}="
-    r"|AccountEndpoint=https://[A-Za-z0-9.\-]{1,100}\.documents\.azure\.(?:com|cn|us)(?::443)?/?;"
-    r"[ ]?AccountKey=[A-Za-z0-9+/]{86}=="
-    r"|DefaultEndpointsProtocol=https?;" + _SETTINGS + r"AccountKey=[A-Za-z0-9+/]{86}==)",
-    # The key every match ends with: the full pattern is slow for Hyperscan to compile.
-    hyperscan_pattern=r"SharedAccessKey=[A-Za-z0-9+/]{43}=|AccountKey=[A-Za-z0-9+/]{86}==",
+    + _SB_SECRET
+    + "|"
+    + _SB_SECRET
+    + ";"
+    + _SETTINGS
+    + _SB_ENDPOINT
+    + "|"
+    + _COSMOS_ENDPOINT
+    + r"(?::443)?/?;"
+    + _SETTINGS
+    + _ACCOUNT_SECRET
+    + "|"
+    + _ACCOUNT_SECRET
+    + ";"
+    + _SETTINGS
+    + _COSMOS_ENDPOINT
+    + r"|(?i:defaultendpointsprotocol)=https?;"
+    + _SETTINGS
+    + _ACCOUNT_SECRET
+    + ")",
+    # The key every match holds: the full pattern is slow for Hyperscan to compile.
+    hyperscan_pattern=_SB_SECRET + "|" + _ACCOUNT_SECRET,
     validate=validators.azure_connection_string,
     score=_high,
     normalise=validators.connection_secret,
@@ -106,12 +131,23 @@ AZURE_CONNECTION_STRING = Rule(
         "RootManageSharedAccessKey;SharedAccessKey=" + _SB_KEY,
         "EVENTHUB=Endpoint=sb://telemetry7.servicebus.windows.net/;SharedAccessKeyName=send;"
         "SharedAccessKey=" + _SB_KEY + ";EntityPath=clicks",
+        "SharedAccessKey=" + _SB_KEY + ";SharedAccessKeyName=send;"
+        "Endpoint=sb://telemetry7.servicebus.windows.net/",
+        "endpoint=sb://telemetry7.servicebus.windows.net/;sharedaccesskeyname=send;"
+        "sharedaccesskey=" + _SB_KEY,
         "AccountEndpoint=https://catalog-db.documents.azure.com:443/;AccountKey="
         + _COSMOS_KEY
         + ";",
+        "AccountEndpoint=https://catalog-db.documents.azure.com:443/;Database=catalog;"
+        "AccountKey=" + _COSMOS_KEY,
         "DefaultEndpointsProtocol=https;AccountName=stfinance7;AccountKey="
         + _STORAGE_KEY
         + ";EndpointSuffix=core.windows.net",
+        "DefaultEndpointsProtocol=https;BlobEndpoint=https://stfinance7.blob.core.windows.net/;"
+        "QueueEndpoint=https://stfinance7.queue.core.windows.net/;"
+        "TableEndpoint=https://stfinance7.table.core.windows.net/;"
+        "FileEndpoint=https://stfinance7.file.core.windows.net/;AccountName=stfinance7;"
+        "AccountKey=" + _STORAGE_KEY,
     ),
     false_examples=(
         "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=Root;"
@@ -125,13 +161,31 @@ AZURE_CONNECTION_STRING = Rule(
     ),
 )
 
+_SQL_SERVER = (
+    r"(?:(?:server|data source)\s*=\s*(?:tcp:)?|jdbc:sqlserver://)[A-Za-z0-9.\-]{1,100}"
+    r"\.database\." + _CLOUD + r"(?:[,:][0-9]{1,5})?"
+)
+_SQL_PASSWORD = (
+    r"(?:password|pwd)\s*=\s*"
+    r"(?:'[^'\r\n]{1,128}'|\"[^\"\r\n]{1,128}\"|\{[^}\r\n]{1,128}\}|[^;\s'\"]{1,128})"
+)
+_SQL_SETTINGS = r"(?:[^;\r\n]{1,200};){0,16}?[ ]?"
+
 AZURE_SQL_CONNECTION_STRING = Rule(
     type="azure_connection_string",
-    # Azure SQL: a server in database.windows.net and a password; keys in any case.
-    pattern=r"(?P<v>(?:server|data source)=(?:tcp:)?[A-Za-z0-9.\-]{1,100}\.database\."
-    + _CLOUD
-    + r"(?:,[0-9]{1,5})?;(?:[^;\r\n]{1,200};){0,8}?[ ]?(?:password|pwd)="
-    r"(?:'[^'\r\n]{1,128}'|\"[^\"\r\n]{1,128}\"|\{[^}\r\n]{1,128}\}|[^;\s'\"]{1,128}))",
+    # Azure SQL (ADO.NET, ODBC or JDBC): a server in database.windows.net and a password, in
+    # either order; keys in any case.
+    pattern=r"(?P<v>"
+    + _SQL_SERVER
+    + ";"
+    + _SQL_SETTINGS
+    + _SQL_PASSWORD
+    + "|"
+    + _SQL_PASSWORD
+    + ";"
+    + _SQL_SETTINGS
+    + _SQL_SERVER
+    + ")",
     hyperscan_pattern=r"\.database\." + _CLOUD,  # in every match; quick to compile
     ignore_case=True,
     validate=validators.azure_connection_string,
@@ -146,6 +200,15 @@ AZURE_SQL_CONNECTION_STRING = Rule(
         "Server=tcp:sql-orders-4.database.windows.net,1433;Initial Catalog=orders;"
         "User ID=svc_orders;Password=h7Gq!x2pLm9z;Encrypt=True;",
         "server=sql-orders-4.database.windows.net;database=orders;uid=svc;pwd=Kd8#wQ2mZ5",
+        # The JDBC string the portal offers
+        "jdbc:sqlserver://sql-orders-4.database.windows.net:1433;database=orders;"
+        "user=svc_orders@sql-orders-4;password=h7Gq!x2pLm9z;encrypt=true;"
+        "trustServerCertificate=false;hostNameInCertificate=*.database.windows.net;"
+        "loginTimeout=30;",
+        "Server = tcp:sql-orders-4.database.windows.net,1433; Database = orders; "
+        "User Id = svc_orders; Password = h7Gq!x2pLm9z;",
+        "Password=h7Gq!x2pLm9z;User ID=svc_orders;Initial Catalog=orders;"
+        "Server=tcp:sql-orders-4.database.windows.net,1433",
     ),
     false_examples=(
         "Server=tcp:sql-orders-4.database.windows.net,1433;User ID=svc;Password={your_password};",
@@ -344,6 +407,9 @@ URL_CREDENTIALS = Rule(
         "mongodb://admin:${MONGO_PASSWORD}@mongo:27017",
         "http://proxy.corp.local:8080/path@v2",
         "amqp://guest:guest@rabbit.corp.local:5672",
+        # A port and JDBC properties up to the user's `@server`: no userinfo
+        "jdbc:sqlserver://sql-orders-4.database.windows.net:1433;database=orders;"
+        "user=svc_orders@sql-orders-4;password=h7Gq!x2pLm9z",
     ),
 )
 
