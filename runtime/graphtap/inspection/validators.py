@@ -215,13 +215,30 @@ _ARMOR_CHECKSUM = re.compile(r"\s=([A-Za-z0-9+/]{4})\s*\Z")
 _OPENSSH_MAGIC = b"openssh-key-v1\x00"
 
 
+# A block inside a string literal (JSON, a service-account key file, code) writes its line
+# breaks `\n` or `\r\n`, escaped again when nested (`\\n`); JSON may write `/` as `\/`.
+# Base64 holds no backslash, so every one in a block is an escape.
+_BACKSLASHES = re.compile(r"\\{2,}")
+
+
+def unescaped(value: str) -> str:
+    """A key block with its escaped line breaks (and slashes) written out."""
+    if "\\" not in value:
+        return value
+    single = _BACKSLASHES.sub(r"\\", value)
+    return (
+        single.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\r", "\n").replace("\\/", "/")
+    )
+
+
 def private_key(value: str) -> bool:
     """PEM, OpenSSH and OpenPGP: BEGIN and END labels pair up and the body is base64 (after
-    any RFC 1421 or armor headers); an OpenSSH body starts with its magic, a PGP armor
-    checksum matches its body. PuTTY files: see `putty_private_key`."""
+    any RFC 1421 or armor headers, and escaped line breaks written out); an OpenSSH body
+    starts with its magic, a PGP armor checksum matches its body. PuTTY files: see
+    `putty_private_key`."""
     if value.startswith("PuTTY-User-Key-File-"):
         return putty_private_key(value)
-    match = _PEM.fullmatch(value)
+    match = _PEM.fullmatch(unescaped(value))
     if not match or match.group(1) != match.group(3) or "PRIVATE KEY" not in match.group(1):
         return False
     body_text = match.group(2)
@@ -713,7 +730,7 @@ def azure_sas_signature(value: str) -> bool:
 
 
 _CONNECTION_SECRET = re.compile(
-    r"(?:SharedAccessKey|AccountKey)\s*=\s*([A-Za-z0-9+/=]+)"
+    r"(?:SharedAccessKey|AccountKey|(?<![A-Za-z])Secret)\s*=\s*([A-Za-z0-9+/=]+)"
     r"|(?:Password|Pwd)\s*=\s*('[^']*'|\"[^\"]*\"|\{[^}]*\}|[^;]*[^;\s])",
     re.I,
 )
@@ -729,11 +746,11 @@ def connection_secret(value: str) -> str:
 
 
 def azure_connection_string(value: str) -> bool:
-    """Service Bus and Event Hubs keys are 32 bytes, storage and Cosmos DB keys 64, both in
-    base64; an Azure SQL connection string needs a real password."""
+    """Service Bus, Event Hubs, IoT Hub and App Configuration keys are 32 bytes, storage and
+    Cosmos DB keys 64, all in base64; an Azure SQL connection string needs a real password."""
     secret = connection_secret(value)
     lowered = value.lower()
-    if "sharedaccesskey" in lowered:
+    if "sharedaccesskey" in lowered or ".azconfig." in lowered:
         return _base64_bytes(secret) == 32 and _varied(secret)
     if "accountkey" in lowered:
         return azure_storage_key(secret)

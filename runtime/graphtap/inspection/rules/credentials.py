@@ -82,17 +82,28 @@ _STORAGE_KEY = _assembled(
 )
 # Setting names are not case-sensitive; the rest of the pattern is (far quicker for `regex`).
 _SB_ENDPOINT = r"(?i:endpoint)=sb://[A-Za-z0-9.\-]{1,100}\.servicebus\." + _CLOUD
-_SB_SECRET = r"(?i:sharedaccesskey)=[A-Za-z0-9+/]{43}="
+_SB_SECRET = r"(?i:sharedaccesskey)=[A-Za-z0-9+/]{43}="  # noqa: S105 (a pattern)
 _COSMOS_ENDPOINT = (
     r"(?i:accountendpoint)=https://[A-Za-z0-9.\-]{1,100}\.documents\.azure\.(?:com|cn|us)"
 )
-_ACCOUNT_SECRET = r"(?i:accountkey)=[A-Za-z0-9+/]{86}=="
+_ACCOUNT_SECRET = r"(?i:accountkey)=[A-Za-z0-9+/]{86}=="  # noqa: S105 (a pattern)
+# IoT Hub (a service's or a device's string) and its Device Provisioning Service.
+_IOT_HOST = r"(?i:hostname)=[A-Za-z0-9.\-]{1,100}\.azure-devices(?:-provisioning)?\.(?:net|cn|us)"
+_APPCONFIG_ENDPOINT = (
+    r"(?i:endpoint)=https://[A-Za-z0-9.\-]{1,100}\.azconfig\.(?:io|azure\.cn|azure\.us)"
+)
+_APPCONFIG_SECRET = r"(?i:secret)=[A-Za-z0-9+/]{43}="  # noqa: S105 (a pattern)
+_IOT_KEY = _assembled("LnEFW9ia6Z8D43EPuOA+Lsy/", "TYC03o74Zfhxh0qFjPo=")
+_DEVICE_KEY = _assembled("eVyipn3UwE40OL4nUw3tJ6+P", "dVzLpaHcvc9faq9mCho=")
+_APPCONFIG_KEY = _assembled("hou7lpk2ZaDXKB28cAP27DDf", "rzPKwgPk+rZH798vkhQ=")
 
 AZURE_CONNECTION_STRING = Rule(
     type="azure_connection_string",
-    # Service Bus and Event Hubs (Endpoint=sb://...;SharedAccessKey=), Cosmos DB
-    # (AccountEndpoint=...;AccountKey=) and storage (DefaultEndpointsProtocol=...;AccountKey=),
-    # settings in any order and any case.
+    # Service Bus and Event Hubs (Endpoint=sb://...;SharedAccessKey=), IoT Hub
+    # (HostName=...azure-devices.net;SharedAccessKey=), App Configuration
+    # (Endpoint=https://...azconfig.io;Id=...;Secret=), Cosmos DB (AccountEndpoint=...;
+    # AccountKey=) and storage (DefaultEndpointsProtocol=...;AccountKey=), settings in any
+    # order and any case.
     pattern=r"(?P<v>"
     + _SB_ENDPOINT
     + r"/?;"
@@ -103,6 +114,26 @@ AZURE_CONNECTION_STRING = Rule(
     + ";"
     + _SETTINGS
     + _SB_ENDPOINT
+    + "|"
+    + _IOT_HOST
+    + ";"
+    + _SETTINGS
+    + _SB_SECRET
+    + "|"
+    + _SB_SECRET
+    + ";"
+    + _SETTINGS
+    + _IOT_HOST
+    + "|"
+    + _APPCONFIG_ENDPOINT
+    + r"/?;"
+    + _SETTINGS
+    + _APPCONFIG_SECRET
+    + "|"
+    + _APPCONFIG_SECRET
+    + ";"
+    + _SETTINGS
+    + _APPCONFIG_ENDPOINT
     + "|"
     + _COSMOS_ENDPOINT
     + r"(?::443)?/?;"
@@ -117,12 +148,13 @@ AZURE_CONNECTION_STRING = Rule(
     + _SETTINGS
     + _ACCOUNT_SECRET
     + ")",
-    # The key every match holds: the full pattern is slow for Hyperscan to compile.
-    hyperscan_pattern=_SB_SECRET + "|" + _ACCOUNT_SECRET,
+    # The key (or App Configuration's host) every match holds: the full pattern is slow for
+    # Hyperscan to compile.
+    hyperscan_pattern=_SB_SECRET + "|" + _ACCOUNT_SECRET + r"|\.azconfig\.",
     validate=validators.azure_connection_string,
     score=_high,
     normalise=validators.connection_secret,
-    atoms=("sharedaccesskey", "accountkey"),
+    atoms=("sharedaccesskey", "accountkey", ".azconfig."),
     keywords=("connection string", "connectionstring", "servicebus", "event hubs", "cosmos"),
     placeholders=True,
     context_matters=True,
@@ -148,6 +180,19 @@ AZURE_CONNECTION_STRING = Rule(
         "TableEndpoint=https://stfinance7.table.core.windows.net/;"
         "FileEndpoint=https://stfinance7.file.core.windows.net/;AccountName=stfinance7;"
         "AccountKey=" + _STORAGE_KEY,
+        "IOTHUB_CONNECTION_STRING=HostName=plant-telemetry-hub.azure-devices.net;"
+        "SharedAccessKeyName=iothubowner;SharedAccessKey=" + _IOT_KEY,
+        # A device's own string, and a module's
+        "HostName=plant-telemetry-hub.azure-devices.net;DeviceId=press-line-04;"
+        "SharedAccessKey=" + _DEVICE_KEY,
+        "SharedAccessKey=" + _DEVICE_KEY + ";DeviceId=press-line-04;ModuleId=vision;"
+        "HostName=plant-telemetry-hub.azure-devices.net",
+        "HostName=plant-dps.azure-devices-provisioning.net;"
+        "SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=" + _IOT_KEY,
+        '"AppConfig": "Endpoint=https://appcs-orders-prod.azconfig.io;Id=Q7rX-l0-s0:'
+        "Vb2nK8pZ4wT1mS6dF9hJ;Secret=" + _APPCONFIG_KEY + '"',
+        "secret=" + _APPCONFIG_KEY + ";id=Q7rX-l0-s0:Vb2nK8pZ4wT1mS6dF9hJ;"
+        "endpoint=https://appcs-orders-prod.azconfig.io",
     ),
     false_examples=(
         "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=Root;"
@@ -158,6 +203,13 @@ AZURE_CONNECTION_STRING = Rule(
         "SharedAccessKey=" + "A" * 43 + "=",
         "DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey="
         + validators.EMULATOR_STORAGE_KEY,
+        "HostName=contoso-hub.azure-devices.net;DeviceId=sensor-01;SharedAccessKey=" + _DEVICE_KEY,
+        "HostName=plant-telemetry-hub.azure-devices.net;DeviceId=press-line-04;"
+        "SharedAccessKey=" + "A" * 43 + "=",
+        "az appconfig kv list --connection-string "
+        "Endpoint=https://appcs-orders-prod.azconfig.io;Id=xxx;Secret=xxx",
+        # the key, but no host says which service it opens
+        "DeviceId=press-line-04;SharedAccessKey=" + _DEVICE_KEY,
     ),
 )
 
@@ -166,7 +218,7 @@ _SQL_SERVER = (
     r"\.database\." + _CLOUD + r"(?:[,:][0-9]{1,5})?"
 )
 _SQL_PASSWORD = (
-    r"(?:password|pwd)\s*=\s*"
+    r"(?:password|pwd)\s*=\s*"  # noqa: S105 (a pattern)
     r"(?:'[^'\r\n]{1,128}'|\"[^\"\r\n]{1,128}\"|\{[^}\r\n]{1,128}\}|[^;\s'\"]{1,128})"
 )
 _SQL_SETTINGS = r"(?:[^;\r\n]{1,200};){0,16}?[ ]?"
@@ -275,22 +327,42 @@ GITLAB_TOKEN = Rule(
     false_examples=("glpat-xxxxxxxxxxxxxxxxxxxx", "glpat-short", "glpat-<your_access_token>"),
 )
 
+
+def _npm_token(value: str) -> bool:
+    if value.startswith("npm_"):
+        return validators.token_like(value[4:])
+    return validators.hex_token(value.replace("-", ""))  # a legacy token: a UUID
+
+
 NPM_TOKEN = Rule(
     type="npm_token",
-    pattern=r"(?<![A-Za-z0-9_])(?P<v>npm_[A-Za-z0-9]{36})(?![A-Za-z0-9_])",
-    hyperscan_pattern=r"npm_[A-Za-z0-9]{8}",  # see _SHORT_REPEATS
-    validate=_after_prefix("_", validators.token_like),
+    # Access tokens (npm_ + 36), and the UUIDs npm issued before them, recognised by where
+    # they are written: `_authToken=` in .npmrc (`//registry.npmjs.org/:_authToken=...`),
+    # or after it in `npm config set`.
+    pattern=r"(?<![A-Za-z0-9_])(?P<v>npm_[A-Za-z0-9]{36})(?![A-Za-z0-9_])"
+    r"|(?<![A-Za-z0-9])_authToken(?:[ \t]*=[ \t]*|[ \t]+)[\"']?(?P<v>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}"
+    r"-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?![A-Za-z0-9_\-])",
+    hyperscan_pattern=r"npm_[A-Za-z0-9]{8}|_authToken[ \t=]",  # see _SHORT_REPEATS
+    validate=_npm_token,
     score=_high,
-    atoms=("npm_",),
+    atoms=("npm_", "_authtoken"),
     keywords=("npm", "npmrc", "_authtoken", "registry.npmjs.org"),
     placeholders=True,
     true_examples=(
         "//registry.npmjs.org/:_authToken="
         + _assembled("np", "m_BE3NnYJoQ9WmXeHH2fdeeTFJGvVvQe1sKhBN"),
+        "//registry.npmjs.org/:_authToken="
+        + _assembled("c2f7a9d4-3b1e-4f", "86-9a5d-e07b4c81f3a2"),
+        "npm config set //npm.corp.local/:_authToken "
+        "'" + _assembled("5e8b1d3f-a7c2-4e9", "0-b614-2d9f07ac58e3") + "'",
     ),
     false_examples=(
         "npm_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
         "npm_install_dependencies_for_the_build",
+        "//registry.npmjs.org/:_authToken=${NPM_TOKEN}",
+        "//registry.npmjs.org/:_authToken=00000000-0000-0000-0000-000000000000",
+        # a UUID anywhere else is an id, not a token
+        "NPM_PACKAGE_ID=" + _assembled("c2f7a9d4-3b1e-4f", "86-9a5d-e07b4c81f3a2"),
     ),
 )
 

@@ -197,16 +197,53 @@ _PUTTY_KEY = _assembled(
     "Private-MAC: 34b85489284fef65a5eb3e92f856cc24ddc2c785afbb4b1aeef8967db5e4a5d8",
 )
 
+# Keys kept in a string, their line breaks escaped: an RSA key as in a Google Cloud
+# service-account key file (JSON), an EC key in a C# string (`\r\n`), an OpenSSH key in .env.
+_PKCS8_LINES = (
+    "MIIBUwIBADANBgkqhkiG9w0BAQEFAASCAT0wggE5AgEAAkEAtCVX7/l9hiLQWzdK",
+    "D08HeQrEIS61cAeQhNRTxKoAhMTpgJB//UTHR7X2GmMhtUtz3TwIkb/HQUXIXw8c",
+    "Io/NHQIDAQABAkA4zO2FRO1HNgLsP+qiGREKIVLmA4xB3qC6wRgIknHHaqcVmoBp",
+    "yRG5dtI/BNfUBTjqRlAYg9OpgkQdJu+Muv4hAiEA63drGkiXqMgmCVdtRt067WR2",
+    "xeIElWb1WZxyeFx8/NsCIQDD2vD+LqlomdHJZ/00CCtSpMjl7zY8sFFBRq/oaUaD",
+    "ZwIgP2r7YqnYhvHZJLzyRprBCzz6rFMybta7D/aN8hLe6u8CIGzWRyPJRGUXTYhR",
+    "3FhEzeZgIi/8rbQt+wl+QZSyo/ezAiBilr4Yd0jTXjKNJ9l58BE0+2MgzodfgypT",
+    "rjvvArFnTQ==",
+)
+_SERVICE_ACCOUNT_KEY = _assembled(
+    '{\n  "type": "service_account",\n  "project_id": "billing-exports-418207",\n',
+    '  "private_key_id": "f72417698b678bc6dc7c3f1351c030d773808968",\n',
+    '  "private_key": "-----BEGIN ',
+    "PRIVATE KEY-----\\n",
+    "\\n".join(_PKCS8_LINES),
+    "\\n-----END ",
+    'PRIVATE KEY-----\\n",\n',
+    '  "client_email": "exporter@billing-exports-418207.iam.gserviceaccount.com",\n',
+    '  "client_id": "919677391880136927038"\n}',
+)
+_EC_LINES = (
+    "MHcCAQEEIB7rhFhH/A4HVvgDgkFGHXJIKMXOoXKdh1LC9A50DawCoAoGCCqGSM49",
+    "AwEHoUQDQgAE/Yn+5ucS6crUlzENxqrqnN/6fR7PNosL0tJiVF0H0cSJXoPa/QZW",
+    "/FXI7WdaF9b43SV4RgoQY7xGWOR5ANw8aQ==",
+)
+_OPENSSH_LINES = (
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW",
+    "QyNTUxOQAAACAJ+XpmxDlFl1DwPRxOxgghbzaMdV0ieNwRcCKR6dZnGAAAAIinSgMOp0oD",
+    "DgAAAAtzc2gtZWQyNTUxOQAAACAJ+XpmxDlFl1DwPRxOxgghbzaMdV0ieNwRcCKR6dZnGA",
+    "AAAEDBqcYH0osD4Cx9fLUakf+DQyAbduvjsd/OyaoMKHHfzwn5embEOUWXUPA9HE7GCCFv",
+    "Nox1XSJ43BFwIpHp1mcYAAAAAAECAwQF",
+)
+
 PRIVATE_KEY = Rule(
     type="private_key",
+    # The body: base64, armor and RFC 1421 headers, and escapes (`\n`) in a string literal.
     pattern=r"(?P<v>-----BEGIN (?P<label>[A-Z0-9 ]{0,40}?)PRIVATE KEY(?P<block>(?: BLOCK)?)-----"
-    r"[A-Za-z0-9+/=\s:,.\-@_()<>']{20,16000}?-----END (?P=label)PRIVATE KEY(?P=block)-----"
+    r"[A-Za-z0-9+/=\s:,.\-@_()<>'\\]{20,16000}?-----END (?P=label)PRIVATE KEY(?P=block)-----"
     rf"|{_PUTTY})",
     hyperscan_pattern=r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY|PuTTY-User-Key-File-[1-3]:",
     preview_chars=0,  # the tail of a PEM block is its END line
     validate=validators.private_key,
     score=_high,
-    normalise=_no_whitespace,
+    normalise=lambda value: _no_whitespace(validators.unescaped(value)),
     atoms=("private key", "putty-user-key-file-"),
     true_examples=(
         _assembled(
@@ -227,6 +264,28 @@ PRIVATE_KEY = Rule(
         _PGP_KEY,  # armor: a blank line, the body, `=` and its CRC-24
         _PUTTY_KEY,
         "deploy key:\n" + _PUTTY_KEY.replace("\n", " "),  # pasted into one paragraph
+        _SERVICE_ACCOUNT_KEY,
+        _assembled(
+            'var pem = "-----BEGIN ',
+            "EC PRIVATE KEY-----\\r\\n",
+            "\\r\\n".join(_EC_LINES),
+            "\\r\\n-----END ",
+            'EC PRIVATE KEY-----";',
+        ),
+        _assembled(
+            'SSH_DEPLOY_KEY="-----BEGIN ',
+            "OPENSSH PRIVATE KEY-----\\n",
+            "\\n".join(_OPENSSH_LINES),  # the magic shows the body was read whole
+            "\\n-----END ",
+            'OPENSSH PRIVATE KEY-----\\n"',
+        ),
+        _assembled(  # JSON that writes `/` as `\/`
+            '{"signing_key":"-----BEGIN ',
+            "EC PRIVATE KEY-----\\n",
+            "\\n".join(_EC_LINES).replace("/", "\\/"),
+            "\\n-----END ",
+            'EC PRIVATE KEY-----\\n"}',
+        ),
     ),
     false_examples=(
         _assembled(
@@ -244,6 +303,19 @@ PRIVATE_KEY = Rule(
         "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
         + _PGP_BODY
         + "-----END PGP PUBLIC KEY BLOCK-----",
+        _assembled(
+            '"private_key": "-----BEGIN ',
+            "PRIVATE KEY-----\\nREDACTED\\n-----END ",
+            'PRIVATE KEY-----\\n"',
+        ),
+        # escapes other than line breaks are no base64
+        _assembled(
+            "-----BEGIN ",
+            "PRIVATE KEY-----\\n",
+            "\\t".join(_PKCS8_LINES),
+            "\\n-----END ",
+            "PRIVATE KEY-----",
+        ),
     ),
 )
 
@@ -291,11 +363,12 @@ SLACK_TOKEN = Rule(
     type="slack_token",
     # Slack's token types: xoxb- (bot), xoxp- (user), xoxa-, xoxr-, xoxs-, xoxo- (legacy
     # workspace, refresh and session tokens), xapp- (app-level), xoxe.xoxp- (configuration),
-    # xoxe- (refresh); then incoming-webhook and workflow URLs, whose last part is the secret.
+    # xoxe- (refresh); then incoming-webhook and workflow URLs, whose last part is the secret
+    # (over http too, or written without a scheme).
     pattern=r"(?<![A-Za-z0-9_\-.])(?P<v>xox[abposr]-(?:[0-9]{1,13}-){1,4}[A-Za-z0-9]{10,64}"
     r"|xoxe\.xox[bp]-[0-9]-[A-Za-z0-9]{40,250}|xoxe-[0-9]-[A-Za-z0-9]{40,250}"
     r"|xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{10,14}-[a-f0-9]{32,64}"
-    r"|https://hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/"
+    r"|(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]{8,12}/"
     r"(?:[A-Za-z0-9]{8,24}/){1,2}[A-Za-z0-9]{20,40})(?![A-Za-z0-9\-])",
     validate=validators.slack_token,
     score=_high,
@@ -325,11 +398,28 @@ SLACK_TOKEN = Rule(
             "ack.com/services/T4K7Q2M9X/B06H3ZP5R1L/",
             "vQ8mZ2kR7tN4xW1pL6sD9fHc",
         ),
+        'curl -X POST --data \'{"text":"build 4471 done"}\' '
+        + _assembled(
+            "http://hooks.sl", "ack.com/services/T8R2M5Q1Z/B07K4W9XN3P/", "Hd3kQ9mZ7vR2tL5xW8pN1sYc"
+        ),
+        "SLACK_WEBHOOK_URL="
+        + _assembled(
+            "hooks.sl", "ack.com/services/T02JH6RFL7K/B05MZ3C8QWD/", "uN6bT1yF4cJ9hK2eS7gR0aXm"
+        ),
+        # a Workflow Builder webhook: team, workflow id, trigger number, secret
+        "workflow trigger: "
+        + _assembled(
+            "http://hooks.sl",
+            "ack.com/workflows/T8R2M5Q1Z/A05J7PL3QKD/493817265034918273/",
+            "Zq4Tn8Wv2Lk6Rp0Xs3Hm9Gd1",
+        ),
     ),
     false_examples=(
         "xoxb-263594206564-2343594206574-XXXXXXXXXXXXXXXXXXXXXXXX",
         "xoxb-not-a-token",
         "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "hooks.slack.com/services/TXXXXXXXX/BXXXXXXXX/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "post to webhooks.slack.com/services/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",
         "see https://api.slack.com/messaging/webhooks for the xoxb- and xapp- formats",
     ),
 )
