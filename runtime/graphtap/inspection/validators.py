@@ -337,12 +337,13 @@ _NOT_PASSWORDS = frozenset(
 )  # fmt: skip
 
 
-_PATH_OR_URL = re.compile(r"(?:\.{0,2}/|~/|[A-Za-z][A-Za-z0-9+.-]*://)")
+# A path, a URL, or an Amazon resource name (`arn:aws:iam::aws:policy/...`).
+_PATH_OR_URL = re.compile(r"(?:\.{0,2}/|~/|[A-Za-z][A-Za-z0-9+.-]*://|arn:aws[a-z\-]*:)")
 
 
 def password(value: str) -> bool:
     """Eight or more characters from at least two character classes, and neither a word
-    that stands in for a password nor a path or URL (`pwd: /home/lee` is a directory)."""
+    that stands in for a password nor a path, URL or ARN (`pwd: /home/lee` is a directory)."""
     if len(value) < 8 or value.lower() in _NOT_PASSWORDS or _RUN.search(value):
         return False
     if _PATH_OR_URL.match(value):
@@ -362,8 +363,11 @@ _PLACEHOLDER = re.compile(
     r"""
       \*{3,}                      # ******** masking
     | <[^>]*>?                    # <password>, <storage-account-key>
-    | \$\{ | \{\{ | \$\(        # ${VAR}, {{ var }}, $(VAR)
-    | (?-i:^\$(?:env:)?[A-Z_][A-Z0-9_]*$)  # $env:ADMIN_PASSWORD, $DB_PASSWORD
+    | &lt;                        # <password> HTML-escaped
+    | \$\{ | \{\{ | \$\( | \#\{   # ${VAR}, {{ var }}, $(VAR), Ruby's #{var}
+    # $env:ADMIN_PASSWORD, $DB_PASSWORD, a shell or PHP variable ($db_password, $dbPassword),
+    # also spliced between quotes ('$DB_PASSWORD'). `$Harbor2231` may be typed as it is.
+    | (?-i:^['"]?\$(?:env:)?(?:[A-Z_][A-Z0-9_]*|[a-z_][A-Za-z0-9_]*)['"]?$)
     | ^%[A-Za-z_]+%$              # %VAR%
     | ^\{[A-Za-z_][A-Za-z0-9_ .-]*\}$  # {your_password}, {db.password}
     | \[[A-Za-z _-]*\]            # [REDACTED]
@@ -387,7 +391,7 @@ _EXAMPLE_CONTEXT = re.compile(
 # alternative at every position (a 32-character token costs microseconds); a few substring
 # tests rule out the common case first. Exact for ASCII text only, where lower-casing is
 # all that IGNORECASE does; other text always goes to the pattern.
-_PLACEHOLDER_LITERALS = ("***", "<", "$", "{", "%", "[", "xxxxxxxx")
+_PLACEHOLDER_LITERALS = ("***", "<", "&lt;", "$", "{", "%", "[", "xxxxxxxx")
 _EXAMPLE_WORD_LITERALS = ("example", "sample", "dummy", "placeholder", "contoso", "fabrikam",
                           "northwind")  # fmt: skip
 _EXAMPLE_CONTEXT_LITERALS = ("contoso", "fabrikam", "northwind", "adventure", "example.",
@@ -775,12 +779,17 @@ def hex_token(value: str) -> bool:
     return len(set(value)) >= 8 and not _RUN.search(value)
 
 
-# Values that are code, not a password: a dotted name (`os.environ`,
-# `process.env.DB_PASSWORD`), a call or an index, a constant's name, or the next assignment
-# (`password= user=admin`, where the password was left empty).
+# Values that are code, not a password: a dotted name (`config.db.password`), a call or an
+# index (`os.environ['DB_PASSWORD']`), a constant's name, the next assignment (`password=
+# user=admin`, where the password was left empty), a CSS selector (`#add-password`) or a
+# route's `controller#action`. A dotted name's parts carry digits at most at their end
+# (`db2.password`): `Kx9.vLq2Zr` and `Summer.Breeze.2024` are passwords.
 _CODE_VALUE = re.compile(
-    r"[(\[!]*[A-Za-z_$][\w$]*(?:(?:\.[A-Za-z_$][\w$]*)+[(\[]?.*|[(\[].*)|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"
-    r"|[A-Za-z_][\w.\-]*=[^=].*",  # (base64 padding is not an assignment)
+    r"[(\[!]*[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*[(\[].*"
+    r"|[(\[!]*[A-Za-z_$]+[0-9]*(?:\.[A-Za-z_$]+[0-9]*)+"
+    r"|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"
+    r"|[A-Za-z_][\w.\-]*=[^=].*"  # (base64 padding is not an assignment)
+    r"|[#.][a-z][a-z_\-]*|[a-z][a-z0-9_/]*#[a-z_]+",
     re.S,
 )
 
@@ -796,13 +805,26 @@ def assigned_password(value: str) -> bool:
         return (
             any(char.isdigit() for char in value)
             and "_" not in value
-            and not _PASSWORD_IN_NAME.search(value)
+            and not (_PASSWORD_IN_NAME.search(value) and _NAME_SHAPE.fullmatch(value))
         )
     return True
 
 
+def key_as_user(value: str) -> bool:
+    """An API key sent as the user name: a password in form and random, its digits mixed
+    in with its letters (`svc-deploy-01` is an account's name)."""
+    return assigned_password(value) and _varied(value) and bool(_DIGIT_THEN_LETTER.search(value))
+
+
+_DIGIT_THEN_LETTER = re.compile(r"[0-9][A-Za-z]")
+
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PASSWORD_IN_NAME = re.compile(r"passw|passcode|pwd|secret", re.IGNORECASE)
+# How a variable named for a password is written: camelCase or upper case, a counter at
+# most at its end (`newPassword2`, `PWD1`). `Secret123`, `MySecret2024` and `Passw0rd2024`
+# are not: they are values.
+_NAME_SHAPE = re.compile(r"(?:[a-z]+(?:[A-Z][a-z]*)*|[A-Z]+)[0-9]{0,2}")
 
 
 def url_password(value: str) -> bool:

@@ -10,6 +10,7 @@ _CONNECTION_STRINGS = (credentials.AZURE_CONNECTION_STRING, credentials.AZURE_SQ
 _PASSWORDS = (
     secrets.PASSWORD,
     secrets.PASSWORD_COMMAND,
+    secrets.PASSWORD_CURL_KEY,
     secrets.PASSWORD_COMPARED,
     secrets.PASSWORD_XML,
 )

@@ -465,9 +465,10 @@ STRIPE_SECRET_KEY = Rule(
 
 # --- passwords in credential forms, code and configuration ----------------------------------
 
+# A quoted value followed by `+` is a piece of a concatenation, not the whole value.
 _CREDENTIAL_VALUE = (
-    r"(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\"|`(?P<v>[^`\r\n]{1,128})`"
-    r"|(?P<v>[^\s;'\"<>`]{1,128}))"
+    r"(?:(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\"|`(?P<v>[^`\r\n]{1,128})`)"
+    r"(?![ \t]*\+)|(?P<v>[^\s;'\"<>`]{1,128}))"
 )
 _QUOTED_VALUE = r"(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\")"
 _PASSWORD_WORD = r"(?:passw(?:or)?d|passphrase|passcode|pwd)"  # noqa: S105 (a pattern)
@@ -479,9 +480,14 @@ _PASSWORD_KEY = (
     rf"(?:{_PASSWORD_WORD}[A-Za-z0-9_.\-]{{0,30}}"
     r"|(?<![A-Za-z0-9])(?:pass|pw|pswd|psw)(?:[_.\-][A-Za-z0-9_.\-]{0,30})?(?![A-Za-z0-9]))"
 )
-# `=` and `:` (.env, .properties, YAML, JSON, Python, JS), Go's `:=`, Ruby's `=>`, and the
-# comparisons `==` / `===`; never across a line break.
-_ASSIGN = r"[\"']?[ \t]*(?::=|=>|===?|=|:)[ \t]*"
+# `=` and `:` (.env, .properties, YAML, JSON, Python, JS), Go's `:=`, Ruby's `=>`, the
+# comparisons `==`, `===`, `!=`, `!==`, after a subscript (`creds['password'] =`) or a string
+# type (Go's `var dbPassword string =`, Kotlin's and TypeScript's `dbPassword: String =`);
+# never across a line break, but for a YAML block scalar's (`password: |`, then indented).
+_ASSIGN = (
+    r"[\"']?\]?[ \t]*(?:(?::[ \t]*)?(?:&(?:'static[ \t]+)?)?str(?:ing)?\??[ \t]*="
+    r"|:=|=>|[!=]==?|=|:[ \t]*[|>][+\-]?[ \t]*\r?\n(?=[ \t])|:)[ \t]*"
+)
 
 # A command-line flag up to the password word: `--password`, `--db-password`, `-Password`.
 _FLAG = r"(?<![A-Za-z0-9_\-])-{1,2}(?:[A-Za-z]{1,20}-){0,3}"
@@ -533,8 +539,8 @@ PASSWORD = Rule(
     # flag): there the dashes are consumed, which matches wherever the pattern does. Up to
     # the value only, and unbounded (bounded repeats take Hyperscan long to compile): a
     # superset of the matches, `regex` decides.
-    hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*[\"']?[ \t]*"
-    rf"(?:[:=]|is)|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
+    hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*[\"']?\]?[ \t]*"
+    rf"(?:[:=!]|is|str)|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -563,6 +569,24 @@ PASSWORD = Rule(
         "mysqladmin --password Kv9@wQ3zR6 status",
         "--db-password=Jm2&fT7yL4",
         "config.pw => 'Ub3!sX6cQ8'",  # Ruby
+        # letters and digits that hold a password word, not in a variable's shape
+        "the vpn password is Secret7719",
+        "password = 'MySecret8812'",
+        "password: Passw0rd4471",
+        # dotted, but no attribute access: a part starts with or holds a digit
+        'password = "Autumn.Lake.7731"',
+        "smtp_password: Gr4nite.Falls!",
+        "password: Hw7.zRq4Ln",
+        "settings['smtp_password'] = 'Vr6#Kp2mXq9!'",  # a subscript assigned
+        'os.environ["SMTP_PASSWORD"] = "Hk3$Tw8nLq5"',
+        'var smtpPassword string = "Jq5!vNz8Lw"',  # Go, typed
+        'val smtpPassword: String = "Jq5!vNz8Lw"',  # Kotlin
+        'const smtpPassword: string = "Jq5!vNz8Lw";',  # TypeScript
+        'const SMTP_PASSWORD: &str = "Jq5!vNz8Lw";',  # Rust
+        "smtp_password: |\n  Bx4%nQ7tLz",  # YAML block scalars
+        "smtp_password: >-\n    Bx4%nQ7tLz",
+        'if smtp_password != "Fz2&kR7mQv":',
+        'password: "$Harbor2231"',  # not a variable's name
     ),
     false_examples=(
         "password=********",
@@ -592,8 +616,32 @@ PASSWORD = Rule(
         '"administrator_password": "administratorPassword",',  # a field name mapping
         "def connect(username: str, password: HiddenText | None):",  # a type annotation
         'user_pass = (self.username + ":" + self.password)',
+        "password = oldPassword2",  # a variable's name, with a counter
+        "password: settings.smtp_password",
+        "password = config.db2.password",
+        "creds['password'] = request.form['password']",
+        'export PGPASSWORD="$pg_admin_password"',  # shell and PHP variables
+        "echo 'export DB_PASSWORD=\"'$CI_DB_PASSWORD'\"' >> .env",
+        "$password = $dbPassword;",
+        "pwd=#{datastore['SQL_PASS']}",  # Ruby interpolation
+        'log << "Password=#{password}, "',
+        '"password": "&lt;DB_PASSWORD&gt;"',  # HTML-escaped
+        'IAMUserPasswordAccess = "arn:aws:iam::123456789012:policy/IAMUserPasswordAccess"',
+        "this.confirmPassword = '#confirm-password';",  # a CSS selector
+        "post '/account/password' => \"accounts/passwords#create\", as: 'create_password'",
+        'String basicPassword = "svc-reporting:" + token;',  # a concatenation's piece
     ),
 )
+
+
+def _command_score(evidence: Evidence) -> int:
+    """A password handed to a command. The other arguments say nothing about it (a header
+    `-H "Content-Type: ..."` is not a key that names something other than a password)."""
+    return 85
+
+
+# Between a command's arguments: spaces, or a line continued with a backslash.
+_ARG_GAP = r"(?:[ \t]+|[ \t]*\\\r?\n[ \t]*)"
 
 # Passwords handed to a command: PowerShell's ConvertTo-SecureString and curl's
 # -u user:password. Separate rules from the one above, as `regex` runs each alternation
@@ -603,15 +651,16 @@ PASSWORD_COMMAND = Rule(
     # A few arguments (not the command again) between the command and the flag: work stays
     # linear even in text that repeats `curl` or `-u`.
     pattern=r"(?:convertto-securestring[ \t]+(?:-string[ \t]+)?"
-    r"|(?<![A-Za-z0-9_])curl(?:[ \t]+(?!curl\b)[^\s]{1,100}){0,12}?[ \t]+(?:-u|--user)[ \t=]+"
-    r"[\"']?[^\s:'\"]{1,64}:"
+    rf"|(?<![A-Za-z0-9_])curl(?:{_ARG_GAP}(?!curl\b)[^\s]{{1,100}}){{0,12}}?{_ARG_GAP}"
+    r"(?:-u|--user)[ \t=]+"
+    r"[\"']?[^\s:'\"]{0,64}:"  # the user may be left empty: `-u ":key"`
     # MySQL and MariaDB clients take the password glued to -p (-P is the port)
     r"|(?<![A-Za-z0-9_])(?:mysql|mysqldump|mysqladmin|mariadb)"
     r"(?:[ \t]+(?!mysql|mariadb)[^\s]{1,100}){0,12}?[ \t]+(?-i:-p)(?=[^\s\-]))" + _CREDENTIAL_VALUE,
     hyperscan_pattern=r"convertto-securestring[ \t]|curl[ \t]|mysql|mariadb",
     ignore_case=True,
     validate=validators.assigned_password,
-    score=_password_score,
+    score=_command_score,
     trims=_password_trims,
     preview_chars=2,
     atoms=("convertto-securestring", "curl", "mysql", "mariadb"),
@@ -624,21 +673,52 @@ PASSWORD_COMMAND = Rule(
         "$s = ConvertTo-SecureString 'Ke4$rM7wT1' -AsPlainText -Force",
         "mysql -u root -pS3cr3tPass99 orders",
         "mysqldump -h db01 -u backup -p'Wd5#kT8qL2' --all-databases",
+        # continued lines, a header between
+        "curl -k -X POST https://api.corp.local/v1/jobs \\\n"
+        '  -H "Content-Type: application/json" \\\n  -u deploy:Tz4vKq8pLm2x',
+        "curl -s https://repo.corp.local/api/upload \\\n  --user svc_ci:Nb6!wR3kYp",
+        'curl -u ":Lq8vTz3xKp7" https://api.corp.local/v2/messages',  # an empty user
     ),
     false_examples=(
         "docker run -u 1000:1000 app",
         "curl -u admin:$ADMIN_PASSWORD https://ci.corp.local/api",
         "curl -u user:password https://example.com/api",
         "mysql -h db01 -P33060 -u report -p orders",  # -P is the port; -p alone prompts
+        "curl https://ci.corp.local/api \\\n  -u deploy:$DEPLOY_TOKEN",
     ),
 )
 
-# A comparison written value first: `if "..." == password`.
+# curl's -u with the password left empty, `-u "key:"`: the way several HTTP APIs take an
+# API key, as the user name. A name alone is no key: it must look random.
+PASSWORD_CURL_KEY = Rule(
+    type="password",
+    pattern=rf"(?<![A-Za-z0-9_])curl(?:{_ARG_GAP}(?!curl\b)[^\s]{{1,100}}){{0,12}}?{_ARG_GAP}"
+    r"(?:-u|--user)[ \t=]+[\"']?(?P<v>[^\s:'\"]{12,64}):[\"']?(?!\S)",
+    hyperscan_pattern=r"curl[ \t]",
+    ignore_case=True,
+    validate=validators.key_as_user,
+    score=_command_score,
+    preview_chars=2,
+    atoms=("curl",),
+    keywords=_PASSWORD_KEYWORDS,
+    placeholders=True,
+    context_matters=True,
+    true_examples=(
+        'curl -s -u "Hq4vT8mZ2xLk9wRb:" https://api.mail.corp.local/v3/domains',
+        "curl https://api.billing.corp.local/v1/charges \\\n  -u rk7Tq2pLm9xVb4Nc:",
+    ),
+    false_examples=(
+        "curl -u svc-deploy-01: https://ci.corp.local/api",  # an account, no password
+        "curl -u deploy_service: https://ci.corp.local/api",
+    ),
+)
+
+# A comparison written value first: `if "..." == password`, `"..." !== password`.
 PASSWORD_COMPARED = Rule(
     type="password",
-    pattern=r"(?:'(?P<v>[^'\s]{1,128})'|\"(?P<v>[^\"\s]{1,128})\")[ \t]*===?[ \t]*"
+    pattern=r"(?:'(?P<v>[^'\s]{1,128})'|\"(?P<v>[^\"\s]{1,128})\")[ \t]*[!=]==?[ \t]*"
     rf"[A-Za-z0-9_.\-]{{0,30}}?{_PASSWORD_WORD}(?![A-Za-z0-9])",
-    hyperscan_pattern=rf"==[ \t]*[A-Za-z0-9_.\-]{{0,30}}{_PASSWORD_WORD}",
+    hyperscan_pattern=rf"[!=]=[ \t]*[A-Za-z0-9_.\-]{{0,30}}{_PASSWORD_WORD}",
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -647,24 +727,33 @@ PASSWORD_COMPARED = Rule(
     keywords=_PASSWORD_KEYWORDS,
     placeholders=True,
     context_matters=True,
-    true_examples=('if "Sunset#2291" == password:', "if ('Gv5%tB2xN9' === user.password) {"),
+    true_examples=(
+        'if "Sunset#2291" == password:',
+        "if ('Gv5%tB2xN9' === user.password) {",
+        "if ('Fz2&kR7mQv' !== user.password) {",
+        '"Fz2&kR7mQv" != password',
+    ),
     false_examples=(
         "if password == '':",
         "assert 'hunter2' == password",
         "'abc' == passwordLength",
+        "if '' != password:",
     ),
 )
 
-# XML: `<password>...</password>` and `<add key="DbPassword" value="..."/>`. Its own rule
-# because the tags around the value are not template placeholders (`<your-password>`).
+# XML: `<password>...</password>`, `<add key="DbPassword" value="..."/>` and Java's XML
+# properties, `<entry key="db.password">...</entry>`. Its own rule because the tags around
+# the value are not template placeholders (`<your-password>`).
+# An element's text, which may sit on its own line between the tags.
+_XML_TEXT = r"[ \t\r\n]{0,40}(?P<v>[^<>\s]{1,128})[ \t\r\n]{0,40}</"
 PASSWORD_XML = Rule(
     type="password",
-    pattern=rf"<[A-Za-z0-9_.:\-]{{0,30}}?{_PASSWORD_WORD}[A-Za-z0-9_.:\-]{{0,30}}>"
-    r"(?P<v>[^<>\s]{1,128})</"
+    pattern=rf"<[A-Za-z0-9_.:\-]{{0,30}}?{_PASSWORD_WORD}[A-Za-z0-9_.:\-]{{0,30}}>{_XML_TEXT}"
     rf"|(?:key|name)[ \t]*=[ \t]*[\"'][A-Za-z0-9_.:\-]{{0,30}}?{_PASSWORD_WORD}"
-    rf"[A-Za-z0-9_.:\-]{{0,30}}[\"'][ \t]+value[ \t]*=[ \t]*{_QUOTED_VALUE}",
+    rf"[A-Za-z0-9_.:\-]{{0,30}}[\"'](?:[ \t]+value[ \t]*=[ \t]*{_QUOTED_VALUE}"
+    rf"|[ \t]*>{_XML_TEXT})",
     hyperscan_pattern=rf"<[A-Za-z0-9_.:\-]*{_PASSWORD_WORD}[A-Za-z0-9_.:\-]*>"
-    rf"|{_PASSWORD_WORD}[A-Za-z0-9_.:\-]*[\"'][ \t]+value",  # quick to compile; a superset
+    rf"|{_PASSWORD_WORD}[A-Za-z0-9_.:\-]*[\"'][ \t]*(?:>|value)",  # quick to compile; a superset
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -676,11 +765,20 @@ PASSWORD_XML = Rule(
         "<password>Vx8#kL2mQ5</password>",
         '<add key="SmtpPassword" value="Rb4!nW9tZ7" />',
         '<property name="db.password" value="Hs3$yP8qK1"/>',
+        "<smtpPassword>\n    Dm5^rK8wPz\n</smtpPassword>",  # the text on its own line
+        "<password> Dm5^rK8wPz </password>",
+        '<entry key="mail.smtp.password">Dm5^rK8wPz</entry>',  # Java XML properties
+        '<property name="jdbc.password">Dm5^rK8wPz</property>',
+        # a NuGet feed's ClearTextPassword: a token of dotted parts
+        '<add key="ClearTextPassword" '
+        'value="u8jzPde0IgxLd6GncfBAep.fJBd0Kh8oOOL8dKLzdocJ2isAjIhKt.J0RlgLKOmxgJTeKdNnF" />',
     ),
     false_examples=(
         "<password>${DB_PASSWORD}</password>",
         '<add key="PasswordPolicy" value="Strict-2231" />',
         "<passwordLength>12</passwordLength>",
+        '<entry key="db.password">${db.password}</entry>',
+        '<entry key="password.policy">Strict-2231</entry>',
     ),
 )
 
@@ -696,6 +794,7 @@ RULES: tuple[Rule, ...] = (
     JWT,
     PASSWORD,
     PASSWORD_COMMAND,
+    PASSWORD_CURL_KEY,
     PASSWORD_COMPARED,
     PASSWORD_XML,
 )
