@@ -28,12 +28,15 @@ from graphtap.inspection.keywords import (
     KeywordHits,
     KeywordIndex,
     quantity_follows,
+    spellings,
     windows_around,
+    word_edge,
 )
 from graphtap.inspection.rules import Evidence, Rule
 from graphtap.inspection.rules.base import (
     HYPERSCAN_NUMBER_AFTER,
     HYPERSCAN_NUMBER_BEFORE,
+    INSIDE_IBAN,
     NUMBER_AFTER,
     NUMBER_BEFORE,
 )
@@ -91,9 +94,10 @@ class Engine:
             regex.compile(rule.extra_evidence, regex.ASCII) if rule.extra_evidence else None
             for rule in self.rules
         ]
+        # No number is read out of an IBAN's digits, unless a rule says otherwise.
+        befores = [rule.not_after or (INSIDE_IBAN if rule.numeric else "") for rule in self.rules]
         self._not_after = [
-            regex.compile(f"(?:{rule.not_after})\\Z", regex.ASCII) if rule.not_after else None
-            for rule in self.rules
+            regex.compile(f"(?:{before})\\Z", regex.ASCII) if before else None for before in befores
         ]
 
     def find(self, text: str) -> list[Candidate]:
@@ -346,11 +350,10 @@ class HyperscanEngine(Engine):
             windowed = [index for index in gated if self.rules[index].numeric]
             anywhere = [index for index in gated if not self.rules[index].numeric]
             matches = self._matches(text, runnable + anywhere, ends)
-            size = len(text)
             for index in windowed:
                 word, other = gates[index]
                 # A keyword ending in a letter or digit ends a word ("sin" in "using" is none).
-                keyword_ends = [e for e in ends.get(word, ()) if e == size or not text[e].isalnum()]
+                keyword_ends = [e for e in ends.get(word, ()) if word_edge(text, e)]
                 keyword_ends += ends.get(other, ())
                 if keyword_ends:
                     windows = _keyword_windows(text, sorted(keyword_ends))
@@ -413,11 +416,13 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
     for index, rule in enumerate(rules):
         if not rule.requires_keyword:
             continue
-        word = [keyword for keyword in rule.keywords if keyword[-1].isalnum()]
-        other = [keyword for keyword in rule.keywords if not keyword[-1].isalnum()]
-        for gate, keywords in ((len(rules) + index, word), (2 * len(rules) + index, other)):
-            if keywords:
-                literals = sorted({spelling for k in keywords for spelling in _spellings(k)})
+        # (Keywords counting only as written are in a gate in any case: a superset.)
+        keywords = rule.keywords + rule.cased_keywords
+        word = [keyword for keyword in keywords if keyword[-1].isalnum()]
+        other = [keyword for keyword in keywords if not keyword[-1].isalnum()]
+        for gate, group in ((len(rules) + index, word), (2 * len(rules) + index, other)):
+            if group:
+                literals = sorted({s for k in group for w in spellings(k) for s in _cased(w)})
                 expressions.append("|".join(map(re.escape, literals)).encode())
                 flags.append(hyperscan.HS_FLAG_CASELESS)
                 ids.append(gate)
@@ -433,12 +438,12 @@ _PREFILTER_FLAGS = (
 )
 
 
-def _spellings(keyword: str) -> tuple[str, ...]:
-    """A keyword as a gate's literals: Hyperscan folds the case of ASCII letters only, so a
-    keyword with others (`dowód osobisty`) is also given in lower and upper case."""
+def _cased(keyword: str) -> tuple[str, ...]:
+    """A lower-case keyword as a gate's literals: Hyperscan folds the case of ASCII letters
+    only, so a keyword with others (`dowód osobisty`) is also given in upper case."""
     if keyword.isascii():
         return (keyword,)
-    return (keyword, keyword.lower(), keyword.upper())
+    return (keyword, keyword.upper())
 
 
 # The longest match of a rule that needs a keyword (a bank account number, 17 digits and

@@ -100,13 +100,20 @@ class KeywordIndex:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         keyword_rules: dict[str, set[int]] = {}
+        # Keywords that count only as written (`NAS`, not Portuguese "nas"): spelling -> rules
+        cased_rules: dict[str, dict[str, set[int]]] = {}
         atom_rules: dict[str, set[int]] = {}
         for index, rule in enumerate(rules):
             for keyword in rule.keywords:
-                keyword_rules.setdefault(keyword.lower(), set()).add(index)
+                for spelling in spellings(keyword):
+                    keyword_rules.setdefault(spelling, set()).add(index)
+            for keyword in rule.cased_keywords:
+                as_written = cased_rules.setdefault(keyword.lower(), {})
+                as_written.setdefault(keyword, set()).add(index)
             for atom in rule.atoms:
                 atom_rules.setdefault(atom.lower(), set()).add(index)
-        words = {*keyword_rules, *atom_rules, *UNRELATED_LABELS}
+        labels = {spelling for label in UNRELATED_LABELS for spelling in spellings(label)}
+        words = {*keyword_rules, *cased_rules, *atom_rules, *labels}
         too_long = sorted(word for word in words if len(word) > LONGEST_KEYWORD)
         if too_long:
             raise ValueError(f"keywords longer than {LONGEST_KEYWORD} characters: {too_long}")
@@ -116,12 +123,17 @@ class KeywordIndex:
         self._words = ahocorasick.Automaton()
         for word in words:
             # (length, starts at a word boundary, ends at one, keyword of rules, is a label
-            # (of those rules, or unrelated), atom of rules)
+            # (of those rules, or unrelated), atom of rules, (spelling, rules) counting only
+            # as written, an unrelated label)
             owners = frozenset(keyword_rules.get(word, ()))
-            is_label = bool(owners) or word in UNRELATED_LABELS
+            cased = tuple(
+                (spelling, frozenset(of)) for spelling, of in cased_rules.get(word, {}).items()
+            )
+            unrelated = word in labels
+            is_label = bool(owners) or bool(cased) or unrelated
             atoms = tuple(atom_rules.get(word, ()))
             left, right = _bounded(word)
-            entry = (len(word), left, right, owners, is_label, atoms)
+            entry = (len(word), left, right, owners, is_label, atoms, cased, unrelated)
             self._automaton.add_word(word, entry)
             if is_label:
                 self._words.add_word(word, entry)
@@ -141,7 +153,7 @@ class KeywordIndex:
         for low, high in windows if windows is not None else ((0, size),):
             lowered = lower_same_length(text[low:high])
             for last, found in automaton.iter(lowered):
-                length, left, right, owners, is_label, atom_rules = found
+                length, left, right, owners, is_label, atom_rules, cased, unrelated = found
                 if atom_rules:
                     found_atoms.update(atom_rules)
                 if not is_label:
@@ -149,10 +161,14 @@ class KeywordIndex:
                 end = low + last + 1
                 start = end - length
                 # Whole words only: "aba" is not in "database", "exp" not in "expense".
-                if (left and start > 0 and text[start - 1].isalnum()) or (
-                    right and end < size and text[end].isalnum()
-                ):
+                if (left and not word_edge(text, start)) or (right and not word_edge(text, end)):
                     continue
+                if cased:
+                    written = text[start:end]
+                    as_written = [rules for spelling, rules in cased if written == spelling]
+                    if not (as_written or owners or unrelated):
+                        continue  # only a keyword as written, and not written so
+                    owners = owners.union(*as_written)
                 for rule in owners:
                     starts, ends = keywords.setdefault(rule, ([], []))
                     starts.append(start)
@@ -178,6 +194,32 @@ def windows_around(spans: Sequence[tuple[int, int]], size: int) -> list[tuple[in
         else:
             merged.append((low, high))
     return merged
+
+
+# Words (of letters) written with `_` or `-` between them, as in code and settings.
+_WORD_GAP = re.compile(r"(?<=[^\W\d_])[ _-](?=[^\W\d_])")
+
+
+def spellings(keyword: str) -> tuple[str, ...]:
+    """A keyword in lower case as it is also written: its words joined by `_` and by `-`
+    (`account key`, `account_key`, `account-key`), and with `'` or the typographic
+    apostrophe U+2019 that mail editors put in its place (`d'assurance`)."""
+    lowered = keyword.lower()
+    forms = [lowered]
+    if "'" in lowered or "\u2019" in lowered:
+        forms = [lowered.replace("\u2019", "'"), lowered.replace("'", "\u2019")]
+    if _WORD_GAP.search(lowered):
+        forms = [_WORD_GAP.sub(gap, form) for form in forms for gap in (" ", "_", "-")]
+    return tuple(dict.fromkeys(forms))
+
+
+def word_edge(text: str, index: int) -> bool:
+    """Whether a word may start or end at `index`: not between two letters or digits, unless
+    the case turns there as in camelCase (`storageAccountKey`, `getSsn`)."""
+    if index <= 0 or index >= len(text):
+        return True
+    before, after = text[index - 1], text[index]
+    return not (before.isalnum() and after.isalnum()) or (before.islower() and after.isupper())
 
 
 def lower_same_length(text: str) -> str:

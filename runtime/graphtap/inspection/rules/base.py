@@ -19,6 +19,10 @@ NUMBER_AFTER = r"(?![0-9A-Za-z_]|[\-./:,@][0-9A-Za-z])"
 # approximates lookarounds): a numeric rule then fires only when it truly has a match.
 HYPERSCAN_NUMBER_BEFORE = r"(?:^|[^0-9A-Za-z_+\-./:$]|[A-Za-z]:)"
 HYPERSCAN_NUMBER_AFTER = r"(?:$|[^0-9A-Za-z_\-./:,@]|[\-./:,@](?:$|[^0-9A-Za-z]))"
+# The start of an IBAN (country, check digits, groups) right before a number: the number is
+# the IBAN's digits (`FR76 3000 6000 0112 3456 ...` holds a Luhn-valid Diners run), whether
+# the IBAN's own check passes or not.
+INSIDE_IBAN = r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]{4}){0,7}[ \-]?"
 
 
 @dataclass(slots=True)
@@ -62,6 +66,8 @@ class Rule:
     validate: Callable[[str], bool]
     score: Callable[[Evidence], int | None]  # None: not reported at any confidence
     keywords: tuple[str, ...] = ()
+    # Keywords that count only in the case written (`NAS`: "nas" is a Portuguese word).
+    cased_keywords: tuple[str, ...] = ()
     # Lower-case literals of which every match contains one: the pure-Python prefilter.
     # Empty means the rule always runs there (digit formats have no literal to look for).
     atoms: tuple[str, ...] = ()
@@ -89,7 +95,8 @@ class Rule:
     # A secondary pattern searched in the proximity window (Purview's expiry-date function).
     extra_evidence: str | None = None
     # A pattern that, ending right where a match starts, says the match is part of something
-    # else (a card number's digits inside an IBAN): the match is then not reported.
+    # else: the match is then not reported. None: INSIDE_IBAN for a numeric rule (no number
+    # is read out of an IBAN's digits), nothing for the others.
     not_after: str | None = None
     # Keywords count only this close (characters either side); None: Purview's 300.
     proximity: int | None = None

@@ -8,7 +8,7 @@ source holds no secret-shaped literal for scanners and push protection to flag.
 from __future__ import annotations
 
 from graphtap.inspection import validators
-from graphtap.inspection.rules.base import Evidence, Rule
+from graphtap.inspection.rules.base import Evidence, Rule, joined
 
 
 def _assembled(*pieces: str) -> str:
@@ -49,7 +49,7 @@ AZURE_SAS_TOKEN = Rule(
     validate=validators.azure_sas_signature,
     score=_high,
     atoms=("sig=",),
-    keywords=("sas", "sas token", "sas url", "shared access signature", "blob", "storage"),
+    keywords=joined("sas", "sas token", "sas url", "shared access signature", "blob", "storage"),
     placeholders=True,
     context_matters=True,
     true_examples=(
@@ -155,7 +155,7 @@ AZURE_CONNECTION_STRING = Rule(
     score=_high,
     normalise=validators.connection_secret,
     atoms=("sharedaccesskey", "accountkey", ".azconfig."),
-    keywords=("connection string", "connectionstring", "servicebus", "event hubs", "cosmos"),
+    keywords=joined("connection string", "service bus", "event hubs", "cosmos"),
     placeholders=True,
     context_matters=True,
     true_examples=(
@@ -244,7 +244,7 @@ AZURE_SQL_CONNECTION_STRING = Rule(
     score=_high,
     normalise=validators.connection_secret,
     atoms=(".database.",),
-    keywords=("connection string", "connectionstring", "sql", "azure sql"),
+    keywords=joined("connection string", "sql", "azure sql"),
     placeholders=True,
     context_matters=True,
     preview_chars=2,
@@ -282,7 +282,7 @@ OPENAI_API_KEY = Rule(
     validate=_after_prefix("T3BlbkFJ", validators.token_like),
     score=_high,
     atoms=("t3blbkfj",),
-    keywords=("openai", "api key", "gpt", "chatgpt"),
+    keywords=joined("openai", "api key", "gpt", "chatgpt"),
     placeholders=True,
     true_examples=(
         "OPENAI_API_KEY="
@@ -401,7 +401,7 @@ SENDGRID_API_KEY = Rule(
     validate=_after_prefix(".", lambda rest: all(map(validators.token_like, rest.split(".")))),
     score=_high,
     atoms=("sg.",),
-    keywords=("sendgrid", "api key", "smtp"),
+    keywords=joined("sendgrid", "api key", "smtp"),
     placeholders=True,
     true_examples=(
         "SENDGRID_API_KEY="
@@ -422,7 +422,7 @@ TWILIO_API_KEY = Rule(
     validate=lambda value: validators.hex_token(value[2:]),
     score=lambda evidence: 85 if evidence.keyword else 75,
     atoms=("sk",),
-    keywords=("twilio", "api key", "api_key", "sid", "auth token"),
+    keywords=joined("twilio", "api key", "sid", "auth token"),
     placeholders=True,
     true_examples=(
         "TWILIO_API_KEY=" + _assembled("SK", "bb2737f6a6f0fb23c6f5da2cec255404"),

@@ -18,11 +18,6 @@ def _compact_upper(value: str) -> str:
     return value.replace(" ", "").replace("-", "").upper()
 
 
-# The start of an IBAN (country, check digits, groups) right before a number: the number is
-# the IBAN's digits (`FR76 3000 6000 0112 3456 ...` holds a Luhn-valid Diners run).
-INSIDE_IBAN = r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]{4}){0,7}[ \-]?"
-
-
 # --- credit card: Luhn alone is low, with a card keyword or an expiry date high -----------
 
 
@@ -85,7 +80,6 @@ CREDIT_CARD = Rule(
         "valid through",
     ),
     extra_evidence=r"(?<![0-9])(?:0[1-9]|1[0-2]) ?/ ?(?:20)?[0-9]{2}(?![0-9/])",
-    not_after=INSIDE_IBAN,
     true_examples=(
         "4111 1111 1111 1111",
         "card number 5500-0000-0000-0004 exp 12/27",
@@ -196,7 +190,7 @@ IBAN = Rule(
     score=lambda evidence: 85,
     normalise=_compact_upper,
     trims=_iban_trims,
-    keywords=("iban", "international bank account number", "bic", "swift"),
+    keywords=joined("iban", "international bank account number", "bic", "swift"),
     true_examples=(
         "IBAN DE89 3704 0044 0532 0130 00",
         "wire to GB82WEST12345698765432",

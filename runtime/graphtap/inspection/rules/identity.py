@@ -140,10 +140,16 @@ CANADA_SIN = Rule(
         "social insurance no",
         "numero d'assurance sociale",
         "numero d'assurance social",
+        "numéro d'assurance sociale",
+        "numéro d'assurance social",
+        "carte d'assurance sociale",
+        "assurance sociale",
         "national identification number",
         "national id",
         "soc ins",
     ),
+    # French for SIN; in capitals only, as "nas" is a Portuguese word ("nas contas").
+    cased_keywords=("NAS",),
     requires_keyword=True,
     numeric=True,
     number_length=(9, 11),
@@ -152,12 +158,15 @@ CANADA_SIN = Rule(
         "SIN: 590 668 828",
         "social insurance number 738-560-739",
         "sin#381953918",
+        "mon NAS: 419 487 574",
+        "Numéro d\u2019assurance sociale : 565-632-122",  # the apostrophe mail editors type
     ),
     false_examples=(
         "SIN 046 454 286",  # Service Canada's example: Luhn-valid, but 0 is never issued
         "SIN 590 668 829",  # Luhn
         "590 668 828",  # no keyword
         "SIN 812 345 676",  # Luhn-valid, but 8 is not issued
+        "nas contas 430 792 440",  # Portuguese "nas", not the French NAS
     ),
 )
 
@@ -263,6 +272,8 @@ INDIA_AADHAAR = Rule(
         "Aadhaar 1234 5678 9012",  # never starts with 0 or 1
         "570108752623",  # unformatted, no keyword
         "order 5701 0875 2623",
+        # Digits of an IBAN (here with a wrong check), not an Aadhaar number read out of them
+        "AL47 6166 3049 4032 6991 0237 4095",
     ),
 )
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from graphtap.inspection import validators
-from graphtap.inspection.rules.base import Evidence, Rule
+from graphtap.inspection.rules.base import Evidence, Rule, joined
 
 
 def _assembled(*pieces: str) -> str:
@@ -51,13 +51,14 @@ AZURE_STORAGE_KEY = Rule(
     validate=validators.azure_storage_key,
     score=_storage_key_score,
     atoms=("==",),
-    keywords=(
-        "accountkey",
+    keywords=joined(
         "account key",
         "storage key",
         "storage account",
         "storage account key",
+        "azure storage account key",
         "access key",
+        "storage access key",
         "primary key",
         "secondary key",
         "azure storage",
@@ -67,6 +68,15 @@ AZURE_STORAGE_KEY = Rule(
     true_examples=(
         f"AccountName=stfinance7;AccountKey={_KEY}",
         f"storage key: {_KEY}",
+        # As written in code and settings: joined by `_`, together, in camelCase.
+        f"'account_key' => '{_KEY}',",
+        f"<account_key>{_KEY}</account_key>",
+        f'STORAGE_DEFAULT_ACCOUNT_KEY = "{_KEY}"',
+        f"storageAccountKey: {_KEY}",
+        f"azurestorageaccountkey={_KEY}",
+        f'-AzureDefaultAccountKey="{_KEY}"',
+        f"-storagekey {_KEY}",
+        f"azureStorageAccessKey:{_KEY}",
     ),
     false_examples=(
         "AccountName=devstoreaccount1;AccountKey=" + validators.EMULATOR_STORAGE_KEY,
@@ -87,7 +97,7 @@ AZURE_AD_CLIENT_SECRET = Rule(
     validate=validators.token_like,
     score=_high,
     atoms=("q~",),
-    keywords=("client secret", "clientsecret", "client_secret", "secret", "app registration"),
+    keywords=joined("client secret", "secret", "app registration"),
     placeholders=True,
     true_examples=(
         "AZURE_CLIENT_SECRET=" + _assembled("zGw9Q", "~T6IaX-qA2h9Uz.0_T1SaQ6dDwxlGejkc5b"),
@@ -108,7 +118,7 @@ AWS_ACCESS_KEY_ID = Rule(
     validate=validators.token_like,
     score=_high,
     atoms=("akia", "asia", "abia", "acca"),
-    keywords=("aws", "access key", "aws_access_key_id"),
+    keywords=joined("aws", "access key", "aws access key id"),
     placeholders=True,
     true_examples=(
         "aws_access_key_id = " + _assembled("AK", "IAJ57XMQ7573CSU5G4"),
@@ -431,7 +441,7 @@ GOOGLE_API_KEY = Rule(
     validate=validators.token_like,
     score=_high,
     atoms=("aiza",),
-    keywords=("google", "api key", "maps", "gcp", "firebase"),
+    keywords=joined("google", "api key", "maps", "gcp", "firebase"),
     placeholders=True,
     true_examples=("key=" + _assembled("AI", "zaSyD3hF7kL9mN2pQ4rS6tU8vW0xY1zA3bC5d"),),
     false_examples=(
@@ -447,7 +457,7 @@ STRIPE_SECRET_KEY = Rule(
     validate=validators.stripe_key,
     score=_high,
     atoms=("k_live_", "k_test_"),
-    keywords=("stripe", "secret key", "api key", "restricted key"),
+    keywords=joined("stripe", "secret key", "api key", "restricted key"),
     placeholders=True,
     true_examples=(
         "STRIPE_SECRET_KEY=" + _assembled("sk", "_live_51HqLyjWDarjtT1zdp7dcX4Dk"),
