@@ -476,9 +476,10 @@ STRIPE_SECRET_KEY = Rule(
 # --- passwords in credential forms, code and configuration ----------------------------------
 
 # A quoted value followed by `+` is a piece of a concatenation, not the whole value.
+# JSON inside a string (a log line, a quoted payload) escapes its quotes: `\"value\"`.
 _CREDENTIAL_VALUE = (
-    r"(?:(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\"|`(?P<v>[^`\r\n]{1,128})`)"
-    r"(?![ \t]*\+)|(?P<v>[^\s;'\"<>`]{1,128}))"
+    r"(?:(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\"|`(?P<v>[^`\r\n]{1,128})`"
+    r"|\\\"(?P<v>[^\"\\\r\n]{1,128})\\\")(?![ \t]*\+)|(?P<v>[^\s;'\"<>`]{1,128}))"
 )
 _QUOTED_VALUE = r"(?:'(?P<v>[^'\r\n]{1,128})'|\"(?P<v>[^\"\r\n]{1,128})\")"
 _PASSWORD_WORD = r"(?:passw(?:or)?d|passphrase|passcode|pwd)"  # noqa: S105 (a pattern)
@@ -495,7 +496,7 @@ _PASSWORD_KEY = (
 # type (Go's `var dbPassword string =`, Kotlin's and TypeScript's `dbPassword: String =`);
 # never across a line break, but for a YAML block scalar's (`password: |`, then indented).
 _ASSIGN = (
-    r"[\"']?\]?[ \t]*(?:(?::[ \t]*)?(?:&(?:'static[ \t]+)?)?str(?:ing)?\??[ \t]*="
+    r"\\?[\"']?\]?[ \t]*(?:(?::[ \t]*)?(?:&(?:'static[ \t]+)?)?str(?:ing)?\??[ \t]*="
     r"|:=|=>|[!=]==?|=|:[ \t]*[|>][+\-]?[ \t]*\r?\n(?=[ \t])|:)[ \t]*"
 )
 
@@ -549,7 +550,7 @@ PASSWORD = Rule(
     # flag): there the dashes are consumed, which matches wherever the pattern does. Up to
     # the value only, and unbounded (bounded repeats take Hyperscan long to compile): a
     # superset of the matches, `regex` decides.
-    hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*[\"']?\]?[ \t]*"
+    hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*\\?[\"']?\]?[ \t]*"
     rf"(?:[:=!]|is|str)|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
     ignore_case=True,
     validate=validators.assigned_password,
@@ -597,11 +598,13 @@ PASSWORD = Rule(
         "smtp_password: >-\n    Bx4%nQ7tLz",
         'if smtp_password != "Fz2&kR7mQv":',
         'password: "$Harbor2231"',  # not a variable's name
+        'payload="{\\"user\\": \\"svc\\", \\"db_password\\": \\"Rv8!kT2wQz\\"}"',  # escaped JSON
     ),
     false_examples=(
         "password=********",
         "Password: <your password here>",
         "password=${DB_PASSWORD}",
+        'log: {\\"password\\": \\"${DB_PASSWORD}\\"}',  # escaped JSON, a template
         "-Password $env:ADMIN_PASSWORD",
         "password: [REDACTED]",
         "Password: expired, I requested a new one",
