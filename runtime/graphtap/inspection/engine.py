@@ -74,6 +74,9 @@ _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 # A standalone number (see `Rule.numeric`): where number rules can match at all.
 _NUMBER_RUN = re.compile(NUMBER_BEFORE + r"[0-9A-Z][0-9 \-]{4,}[0-9]", re.ASCII)
 _CONTEXT_REACH = 200
+# How far before a match its `not_after` context may start: an IBAN's country code lies at
+# most 40 characters before the digits read after it (every number match looks back).
+_NOT_AFTER_REACH = 48
 # A number run longer than this holds many numbers: searched rule by rule (`_numeric_matches`).
 _LONG_RUN = 64
 
@@ -230,7 +233,7 @@ class Engine:
             ):
                 continue
             before = self._not_after[index]
-            if before is not None and before.search(text, max(0, start - _CONTEXT_REACH), start):
+            if before is not None and before.search(text, max(0, start - _NOT_AFTER_REACH), start):
                 continue
             distance = hits.near(index, start, end)
             if distance is not None and rule.proximity is not None and distance > rule.proximity:

@@ -160,8 +160,19 @@ class KeywordIndex:
                     continue
                 end = low + last + 1
                 start = end - length
-                # Whole words only: "aba" is not in "database", "exp" not in "expense".
-                if (left and not word_edge(text, start)) or (right and not word_edge(text, end)):
+                # Whole words only: "aba" is not in "database", "exp" not in "expense"
+                # (`word_edge`, written out: this runs for every occurrence).
+                if (
+                    left
+                    and start > 0
+                    and text[start - 1].isalnum()
+                    and not (text[start - 1].islower() and text[start].isupper())
+                ) or (
+                    right
+                    and end < size
+                    and text[end].isalnum()
+                    and not (text[end - 1].islower() and text[end].isupper())
+                ):
                     continue
                 if cased:
                     written = text[start:end]

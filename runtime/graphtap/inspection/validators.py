@@ -41,12 +41,19 @@ def luhn(number: str) -> bool:
 _LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")  # 2d, less 9 when over 9
 
 
+_MAESTRO = frozenset({5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763})
+
+
 def _card_lengths(number: str) -> range | tuple[int, ...]:
     """Card lengths the issuer range at the start of `number` allows (empty: no issuer)."""
     first2, first4 = int(number[:2]), int(number[:4])
     first3, first6 = int(number[:3]), int(number[:6])
     if number[0] == "4":
         return (13, 16, 19)  # Visa
+    if first4 in _MAESTRO:
+        return range(12, 20)
+    if first4 == 5019:
+        return (16,)  # Dankort
     if 51 <= first2 <= 55 or 2221 <= first4 <= 2720:
         return (16,)  # Mastercard
     if first2 in (34, 37):

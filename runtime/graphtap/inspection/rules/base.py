@@ -94,9 +94,9 @@ class Rule:
     labelled_elsewhere_excludes: bool = False
     # A secondary pattern searched in the proximity window (Purview's expiry-date function).
     extra_evidence: str | None = None
-    # A pattern that, ending right where a match starts, says the match is part of something
-    # else: the match is then not reported. None: INSIDE_IBAN for a numeric rule (no number
-    # is read out of an IBAN's digits), nothing for the others.
+    # A pattern that, ending right where a match starts (within 48 characters before it),
+    # says the match is part of something else: the match is then not reported. None:
+    # INSIDE_IBAN for a numeric rule (no number is read out of an IBAN's digits).
     not_after: str | None = None
     # Keywords count only this close (characters either side); None: Purview's 300.
     proximity: int | None = None

@@ -22,11 +22,13 @@ def _compact_upper(value: str) -> str:
 
 
 # The first four digits of Visa, Mastercard (51-55, 2221-2720), Amex (34, 37), Diners (300-305,
-# 309, 36, 38, 39), JCB (3528-3589), Discover (6011, 644-649, 65) and UnionPay (62).
+# 309, 36, 38, 39), JCB (3528-3589), Discover (6011, 644-649, 65), UnionPay (62), Maestro
+# (5018, 5020, 5038, 5893, 6304, 6759, 6761-6763) and Dankort (5019).
+_MAESTRO = r"50(?:1[89]|20|38)|5893|6304|6759|676[1-3]"
 _ISSUER = (
     r"(?:4[0-9]{3}|5[1-5][0-9]{2}|222[1-9]|22[3-9][0-9]|2[3-6][0-9]{2}|27[01][0-9]|2720"
     r"|3[47][0-9]{2}|3(?:0[0-5]|09|[689][0-9])[0-9]|35(?:2[89]|[3-8][0-9])"
-    r"|6011|6[25][0-9]{2}|64[4-9][0-9])"
+    rf"|6011|6[25][0-9]{{2}}|64[4-9][0-9]|{_MAESTRO})"
 )
 
 
@@ -36,14 +38,16 @@ def _card_score(evidence: Evidence) -> int:
 
 CREDIT_CARD = Rule(
     type="credit_card_number",
-    # An issuer's first four digits, then 4-4-4(-3), 6-5 / 6-4 (Amex, Diners) or 10-15 more.
+    # An issuer's first four digits, then 4-4-4(-3), 6-5 / 6-4 (Amex, Diners) or 10-15 more;
+    # Maestro's shortest numbers, 12 or 13 digits, unformatted.
     pattern=NUMBER_BEFORE
     + rf"(?P<v>{_ISSUER}(?:[ \-][0-9]{{4}}[ \-][0-9]{{4}}[ \-][0-9]{{4}}(?:[ \-][0-9]{{3}})?"
-    r"|[ \-][0-9]{6}[ \-][0-9]{4,5}|[0-9]{10,15}))" + NUMBER_AFTER,
+    rf"|[ \-][0-9]{{6}}[ \-][0-9]{{4,5}}|[0-9]{{10,15}})|(?:{_MAESTRO})[0-9]{{8,9}})"
+    + NUMBER_AFTER,
     validate=validators.credit_card,
     score=_card_score,
     numeric=True,
-    number_length=(14, 23),
+    number_length=(12, 23),
     normalise=_digits,
     keywords=joined(
         "card",
@@ -65,6 +69,8 @@ CREDIT_CARD = Rule(
         "discover",
         "jcb",
         "diners club",
+        "maestro",
+        "dankort",
         "cvv",
         "cvv2",
         "cvc",
@@ -86,6 +92,10 @@ CREDIT_CARD = Rule(
         "amex 3782 822463 10005",
         "pay with 6011000990139424 please",
         "visa " + "4111111111111111".translate(_FULL_WIDTH),
+        "maestro 675921299722",  # Maestro runs from 12 to 19 digits
+        "Maestro card 5018 0033 2245 3832 364",
+        "paid by 6304 2915 0615 9982",
+        "Dankort 5019 8013 4110 5616",
     ),
     false_examples=(
         "order id 4111 1111 1111 1112",
@@ -95,6 +105,8 @@ CREDIT_CARD = Rule(
         "timestamp 20260114093015",
         # An IBAN whose check digits are wrong holds a Luhn-valid Diners run: no card.
         "IBAN FR75 3000 6000 0112 3456 7890 189",
+        "dankort 5019 2193 0816 1409 916",  # Luhn-valid, but a Dankort has 16 digits
+        "maestro 675921299723",  # Luhn
     ),
 )
 

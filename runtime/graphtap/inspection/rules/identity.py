@@ -39,36 +39,44 @@ def _formatted(evidence: Evidence) -> bool:
 
 # --- United Kingdom -----------------------------------------------------------------------
 
+# HMRC's prefix letters (see `validators.uk_nino`), six digits, suffix A-D; written together,
+# in pairs separated by spaces or dashes, or with the six digits set apart by spaces
+# (`PR 123612C`).
+_NINO = (
+    r"(?<![A-Za-z0-9])(?P<v>[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+    r"(?: ?[0-9]{6} ?| [0-9]{2} [0-9]{2} [0-9]{2} |-[0-9]{2}-[0-9]{2}-[0-9]{2}-)[A-D])"
+    r"(?![A-Za-z0-9])"
+)
+_NINO_KEYWORDS = joined(
+    "national insurance number",
+    "national insurance no",
+    "national insurance",
+    "national insurance contributions",
+    "nino",
+    "ni number",
+    "ni no",
+    "ni #",
+    "ni#",
+    "insurance#",
+    "nationalinsurance#",
+    "social insurance",
+    "insurance application",
+)
+
 UK_NINO = Rule(
     type="uk_national_insurance_number",
-    # HMRC's prefix letters (see `validators.uk_nino`), six digits, suffix A-D; written
-    # together or in pairs separated by spaces or dashes.
-    pattern=r"(?<![A-Za-z0-9])(?P<v>[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
-    r"(?:[0-9]{6}| [0-9]{2} [0-9]{2} [0-9]{2} |-[0-9]{2}-[0-9]{2}-[0-9]{2}-)[A-D])"
-    r"(?![A-Za-z0-9])",
+    pattern=_NINO,
     validate=validators.uk_nino,
     score=_keyword_or(75),
     normalise=_compact,
-    keywords=joined(
-        "national insurance number",
-        "national insurance no",
-        "national insurance",
-        "national insurance contributions",
-        "nino",
-        "ni number",
-        "ni no",
-        "ni #",
-        "ni#",
-        "insurance#",
-        "nationalinsurance#",
-        "social insurance",
-        "insurance application",
-    ),
+    keywords=_NINO_KEYWORDS,
     true_examples=(
         "National Insurance number: AB 12 34 56 C",
         "nino=JG103759A",
         "her NI no. is PE-65-43-21-D",
         "CE123456B on the payroll form",
+        "NI no: PR 640215C",
+        "PR 640215 C",
     ),
     false_examples=(
         "QQ 12 34 56 C",  # HMRC's own specimen uses the never-issued prefix QQ
@@ -76,6 +84,32 @@ UK_NINO = Rule(
         "NI number AB123456E",  # the suffix is A-D
         "DA123456A",  # D is never a first letter
         "AB 12 34 56C",  # pairs are separated throughout or not at all
+        "AB 1234 56 C",
+        "jt 40 71 88 b",  # in lower case, only with a keyword (below)
+    ),
+)
+
+UK_NINO_ANY_CASE = Rule(
+    type="uk_national_insurance_number",
+    # Typed in lower case in chats (`hh 01 02 03 d`): with a keyword only, as lower-case
+    # letters around six digits are common in ids and logs ("request 714629ac-...").
+    pattern=_NINO,
+    ignore_case=True,
+    validate=validators.uk_nino,
+    score=_keyword_or(None),
+    normalise=_compact,
+    # Fewer than the rule above: its keywords are Hyperscan literals, and short ones that
+    # prose is full of (`ni no`) would slow the scan of every message.
+    keywords=joined("national insurance", "ni number", "social insurance", "nino"),
+    requires_keyword=True,
+    true_examples=(
+        "my ni number is jt 40 71 88 b",
+        "nino: wk 583920 c",
+        "Nino: Ep 73 19 04 a",
+    ),
+    false_examples=(
+        "nino: tn 31 26 48 a",  # TN is never allocated, in any case
+        "nino: wk 583920 e",  # the suffix is A-D
     ),
 )
 
@@ -653,6 +687,7 @@ GERMANY_ID_CARD = Rule(
 
 RULES: tuple[Rule, ...] = (
     UK_NINO,
+    UK_NINO_ANY_CASE,
     ITALY_FISCAL_CODE,
     INDIA_PAN,
     FRANCE_NIR,
