@@ -350,8 +350,8 @@ class HyperscanEngine(Engine):
             # Number rules are searched near their keywords only (their length is bounded);
             # any other rule with a keyword gate, over the whole text, as the Python engine
             # does: a custom type's match may be longer than any window would allow.
-            windowed = [index for index in gated if self.rules[index].numeric]
-            anywhere = [index for index in gated if not self.rules[index].numeric]
+            windowed = [index for index in gated if _bounded(self.rules[index])]
+            anywhere = [index for index in gated if not _bounded(self.rules[index])]
             matches = self._matches(text, runnable + anywhere, ends)
             for index in windowed:
                 word, other = gates[index]
@@ -394,7 +394,9 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
     expressions, flags, ids = [], [], []
     for index, rule in enumerate(rules):
         if rule.requires_keyword:
-            if rule.numeric and rule.number_length[1] > _GATED_REACH:
+            if rule.numeric and rule.number_length[1] > _GATED_REACH or (
+                rule.longest is not None and rule.longest > _GATED_REACH
+            ):
                 raise ValueError(f"{rule.type}: matches longer than {_GATED_REACH} characters")
             continue  # runs only where its keyword gate fires (below): no digit scan for it
         ids.append(index)
@@ -447,6 +449,11 @@ def _cased(keyword: str) -> tuple[str, ...]:
     if keyword.isascii():
         return (keyword,)
     return (keyword, keyword.upper())
+
+
+def _bounded(rule: Rule) -> bool:
+    """Whether every match of the rule is short: then it is searched near its keywords."""
+    return rule.numeric or rule.longest is not None
 
 
 # The longest match of a rule that needs a keyword (a bank account number, 17 digits and

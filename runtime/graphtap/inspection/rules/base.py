@@ -86,6 +86,10 @@ class Rule:
     # tries it only on number runs instead of scanning the whole text for it.
     numeric: bool = False
     number_length: tuple[int, int] = (6, 17)  # shortest and longest match of a numeric rule
+    # The longest match of a rule that is not numeric, where that is bounded (an identifier
+    # with letters): a rule that needs a keyword is then searched only near its keywords, as
+    # a number rule is, instead of over the whole text.
+    longest: int | None = None
     # Never reported without one of `keywords` nearby (SSN, bank account, passport): the
     # engine skips the rule outright for text that has none of them anywhere.
     requires_keyword: bool = False

@@ -95,6 +95,7 @@ UK_NINO_ANY_CASE = Rule(
     # letters around six digits are common in ids and logs ("request 714629ac-...").
     pattern=_NINO,
     ignore_case=True,
+    longest=15,
     validate=validators.uk_nino,
     score=_keyword_or(None),
     normalise=_compact,
@@ -649,6 +650,7 @@ GERMANY_ID_CARD = Rule(
     pattern=r"(?<![A-Za-z0-9])(?P<v>[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{8}[0-9]?|[0-9]{10})"
     r"(?:(?<=[0-9])D)?(?![A-Za-z0-9])",
     ignore_case=True,
+    longest=11,
     validate=validators.germany_identity_card,
     # Printed without its check digit a number has no check at all: medium, not high.
     score=lambda evidence: (85 if len(evidence.value) == 10 else 75) if evidence.keyword else None,
