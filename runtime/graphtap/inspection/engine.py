@@ -394,7 +394,7 @@ def _hyperscan_database(rules: Sequence[Rule]) -> Any:
     expressions, flags, ids = [], [], []
     for index, rule in enumerate(rules):
         if rule.requires_keyword:
-            if rule.numeric and rule.number_length[1] > _GATED_REACH or (
+            if (rule.numeric and rule.number_length[1] > _GATED_REACH) or (
                 rule.longest is not None and rule.longest > _GATED_REACH
             ):
                 raise ValueError(f"{rule.type}: matches longer than {_GATED_REACH} characters")
