@@ -491,13 +491,14 @@ _PASSWORD_KEY = (
     rf"(?:{_PASSWORD_WORD}[A-Za-z0-9_.\-]{{0,30}}"
     r"|(?<![A-Za-z0-9])(?:pass|pw|pswd|psw)(?:[_.\-][A-Za-z0-9_.\-]{0,30})?(?![A-Za-z0-9]))"
 )
-# `=` and `:` (.env, .properties, YAML, JSON, Python, JS), Go's `:=`, Ruby's `=>`, the
-# comparisons `==`, `===`, `!=`, `!==`, after a subscript (`creds['password'] =`) or a string
-# type (Go's `var dbPassword string =`, Kotlin's and TypeScript's `dbPassword: String =`);
-# never across a line break, but for a YAML block scalar's (`password: |`, then indented).
+# `=` and `:` (.env, .properties, YAML, JSON, Python, JS), Go's `:=`, make's `?=`, `+=` and
+# `::=`, Ruby's `=>`, the comparisons `==`, `===`, `!=`, `!==`, after a subscript
+# (`creds['password'] =`) or a string type (Go's `var dbPassword string =`, Kotlin's and
+# TypeScript's `dbPassword: String =`); never across a line break, but for a YAML block
+# scalar's (`password: |`, then indented).
 _ASSIGN = (
     r"\\?[\"']?\]?[ \t]*(?:(?::[ \t]*)?(?:&(?:'static[ \t]+)?)?str(?:ing)?\??[ \t]*="
-    r"|:=|=>|[!=]==?|=|:[ \t]*[|>][+\-]?[ \t]*\r?\n(?=[ \t])|:)[ \t]*"
+    r"|::?=|[?+]=|=>|[!=]==?|=|:[ \t]*[|>][+\-]?[ \t]*\r?\n(?=[ \t])|:)[ \t]*"
 )
 
 # A command-line flag up to the password word: `--password`, `--db-password`, `-Password`.
@@ -551,7 +552,7 @@ PASSWORD = Rule(
     # the value only, and unbounded (bounded repeats take Hyperscan long to compile): a
     # superset of the matches, `regex` decides.
     hyperscan_pattern=rf"(?:{_PASSWORD_WORD}|pass|pw|pswd|psw)[A-Za-z0-9_.\-]*\\?[\"']?\]?[ \t]*"
-    rf"(?:[:=!]|is|str)|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
+    rf"(?:[:=!?+]|is|str)|-[A-Za-z\-]*(?:{_PASSWORD_WORD}|pass)[ \t]",
     ignore_case=True,
     validate=validators.assigned_password,
     score=_password_score,
@@ -599,6 +600,8 @@ PASSWORD = Rule(
         'if smtp_password != "Fz2&kR7mQv":',
         'password: "$Harbor2231"',  # not a variable's name
         'payload="{\\"user\\": \\"svc\\", \\"db_password\\": \\"Rv8!kT2wQz\\"}"',  # escaped JSON
+        "SMTP_PASSWORD ?= Wd7#pLx3Vq",  # make: set unless set
+        'DB_PASSWORD ::= "Wd7#pLx3Vq"',
     ),
     false_examples=(
         "password=********",
