@@ -729,6 +729,38 @@ PASSWORD_CURL_KEY = Rule(
     ),
 )
 
+# A password passed by position to what takes a user name and a password: .NET's
+# `NetworkCredential`, Python requests' `HTTPBasicAuth` / `HTTPDigestAuth` and `auth=(...)`,
+# and the standard library's `login(user, password)` (SMTP, IMAP, FTP). The user is a string
+# or a name; the password only a string written out.
+PASSWORD_CREDENTIAL_CALL = Rule(
+    type="password",
+    pattern=r"(?:NetworkCredential|HTTP(?:Basic|Digest)Auth|\bauth ?= ?|\.login)"
+    r"\([ \t]*(?:\"[^\"\r\n]{0,128}\"|'[^'\r\n]{0,128}'|[A-Za-z_][\w.]{0,64})[ \t]*,[ \t]*"
+    r"(?:\"(?P<v>[^\"\r\n]{1,128})\"|'(?P<v>[^'\r\n]{1,128})')",
+    hyperscan_pattern=r"(?:NetworkCredential|HTTP(?:Basic|Digest)Auth|auth ?= ?|\.login)\(",
+    validate=validators.assigned_password,
+    score=_command_score,
+    preview_chars=2,
+    atoms=("networkcredential", "basicauth", "digestauth", ".login(")
+    + ("auth=(", "auth =(", "auth= (", "auth = ("),
+    keywords=_PASSWORD_KEYWORDS,
+    placeholders=True,
+    context_matters=True,
+    true_examples=(
+        'client.Credentials = new NetworkCredential("svc-reports", "Vb7#qLm2Xz");',
+        "requests.get(url, auth=('svc_export', 'Tq6!mZ3rKp'))",
+        'session.auth = HTTPBasicAuth(user, "Hn4$wP8vLc")',
+        "smtp.login('alerts@corp.local', 'Jw2&nR7tQx')",
+    ),
+    false_examples=(
+        'new NetworkCredential("svc-reports", password)',  # a name, not a value
+        "requests.get(url, auth=('user', 'password'))",
+        "smtp.login(user, os.environ['SMTP_PASSWORD'])",
+        'new NetworkCredential("svc-reports", "")',
+    ),
+)
+
 # A comparison written value first: `if "..." == password`, `"..." !== password`.
 PASSWORD_COMPARED = Rule(
     type="password",
@@ -811,6 +843,7 @@ RULES: tuple[Rule, ...] = (
     PASSWORD,
     PASSWORD_COMMAND,
     PASSWORD_CURL_KEY,
+    PASSWORD_CREDENTIAL_CALL,
     PASSWORD_COMPARED,
     PASSWORD_XML,
 )
