@@ -733,6 +733,9 @@ PASSWORD_CURL_KEY = Rule(
 # `NetworkCredential`, Python requests' `HTTPBasicAuth` / `HTTPDigestAuth` and `auth=(...)`,
 # and the standard library's `login(user, password)` (SMTP, IMAP, FTP). The user is a string
 # or a name; the password only a string written out.
+_CREDENTIAL_CALL_ATOMS = ("networkcredential", "basicauth", "digestauth", ".login(",
+                          "auth=(", "auth =(", "auth= (", "auth = (")  # fmt: skip
+
 PASSWORD_CREDENTIAL_CALL = Rule(
     type="password",
     pattern=r"(?:NetworkCredential|HTTP(?:Basic|Digest)Auth|\bauth ?= ?|\.login)"
@@ -742,8 +745,7 @@ PASSWORD_CREDENTIAL_CALL = Rule(
     validate=validators.assigned_password,
     score=_command_score,
     preview_chars=2,
-    atoms=("networkcredential", "basicauth", "digestauth", ".login(")
-    + ("auth=(", "auth =(", "auth= (", "auth = ("),
+    atoms=_CREDENTIAL_CALL_ATOMS,
     keywords=_PASSWORD_KEYWORDS,
     placeholders=True,
     context_matters=True,
