@@ -93,6 +93,15 @@ _APPCONFIG_ENDPOINT = (
     r"(?i:endpoint)=https://[A-Za-z0-9.\-]{1,100}\.azconfig\.(?:io|azure\.cn|azure\.us)"
 )
 _APPCONFIG_SECRET = r"(?i:secret)=[A-Za-z0-9+/]{43}="  # noqa: S105 (a pattern)
+
+
+def _either_order(where: str, secret: str, *, end: str = "", settings: str = _SETTINGS) -> str:
+    """The setting naming the host and the one holding the secret, in either order, other
+    settings between: the portal writes one order, people and tools also the other. `end`:
+    what may close the host's setting when the secret follows it (a port, a slash)."""
+    return f"{where}{end};{settings}{secret}|{secret};{settings}{where}"
+
+
 _IOT_KEY = _assembled("LnEFW9ia6Z8D43EPuOA+Lsy/", "TYC03o74Zfhxh0qFjPo=")
 _DEVICE_KEY = _assembled("eVyipn3UwE40OL4nUw3tJ6+P", "dVzLpaHcvc9faq9mCho=")
 _APPCONFIG_KEY = _assembled("hou7lpk2ZaDXKB28cAP27DDf", "rzPKwgPk+rZH798vkhQ=")
@@ -105,48 +114,15 @@ AZURE_CONNECTION_STRING = Rule(
     # AccountKey=) and storage (DefaultEndpointsProtocol=...;AccountKey=), settings in any
     # order and any case.
     pattern=r"(?P<v>"
-    + _SB_ENDPOINT
-    + r"/?;"
-    + _SETTINGS
-    + _SB_SECRET
-    + "|"
-    + _SB_SECRET
-    + ";"
-    + _SETTINGS
-    + _SB_ENDPOINT
-    + "|"
-    + _IOT_HOST
-    + ";"
-    + _SETTINGS
-    + _SB_SECRET
-    + "|"
-    + _SB_SECRET
-    + ";"
-    + _SETTINGS
-    + _IOT_HOST
-    + "|"
-    + _APPCONFIG_ENDPOINT
-    + r"/?;"
-    + _SETTINGS
-    + _APPCONFIG_SECRET
-    + "|"
-    + _APPCONFIG_SECRET
-    + ";"
-    + _SETTINGS
-    + _APPCONFIG_ENDPOINT
-    + "|"
-    + _COSMOS_ENDPOINT
-    + r"(?::443)?/?;"
-    + _SETTINGS
-    + _ACCOUNT_SECRET
-    + "|"
-    + _ACCOUNT_SECRET
-    + ";"
-    + _SETTINGS
-    + _COSMOS_ENDPOINT
-    + r"|(?i:defaultendpointsprotocol)=https?;"
-    + _SETTINGS
-    + _ACCOUNT_SECRET
+    + "|".join(
+        (
+            _either_order(_SB_ENDPOINT, _SB_SECRET, end="/?"),
+            _either_order(_IOT_HOST, _SB_SECRET),
+            _either_order(_APPCONFIG_ENDPOINT, _APPCONFIG_SECRET, end="/?"),
+            _either_order(_COSMOS_ENDPOINT, _ACCOUNT_SECRET, end="(?::443)?/?"),
+            r"(?i:defaultendpointsprotocol)=https?;" + _SETTINGS + _ACCOUNT_SECRET,
+        )
+    )
     + ")",
     # The key (or App Configuration's host) every match holds: the full pattern is slow for
     # Hyperscan to compile.
@@ -227,17 +203,7 @@ AZURE_SQL_CONNECTION_STRING = Rule(
     type="azure_connection_string",
     # Azure SQL (ADO.NET, ODBC or JDBC): a server in database.windows.net and a password, in
     # either order; keys in any case.
-    pattern=r"(?P<v>"
-    + _SQL_SERVER
-    + ";"
-    + _SQL_SETTINGS
-    + _SQL_PASSWORD
-    + "|"
-    + _SQL_PASSWORD
-    + ";"
-    + _SQL_SETTINGS
-    + _SQL_SERVER
-    + ")",
+    pattern=r"(?P<v>" + _either_order(_SQL_SERVER, _SQL_PASSWORD, settings=_SQL_SETTINGS) + ")",
     hyperscan_pattern=r"\.database\." + _CLOUD,  # in every match; quick to compile
     ignore_case=True,
     validate=validators.azure_connection_string,

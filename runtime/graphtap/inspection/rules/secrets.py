@@ -740,7 +740,7 @@ PASSWORD_CREDENTIAL_CALL = Rule(
     type="password",
     pattern=r"(?:NetworkCredential|HTTP(?:Basic|Digest)Auth|\bauth ?= ?|\.login)"
     r"\([ \t]*(?:\"[^\"\r\n]{0,128}\"|'[^'\r\n]{0,128}'|[A-Za-z_][\w.]{0,64})[ \t]*,[ \t]*"
-    r"(?:\"(?P<v>[^\"\r\n]{1,128})\"|'(?P<v>[^'\r\n]{1,128})')",
+    + _QUOTED_VALUE,
     hyperscan_pattern=r"(?:NetworkCredential|HTTP(?:Basic|Digest)Auth|auth ?= ?|\.login)\(",
     validate=validators.assigned_password,
     score=_command_score,
