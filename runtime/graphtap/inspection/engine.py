@@ -347,9 +347,9 @@ class HyperscanEngine(Engine):
         if not text.isascii():
             matches = self._matches(text, runnable + gated, None)
         else:
-            # Number rules are searched near their keywords only (their length is bounded);
-            # any other rule with a keyword gate, over the whole text, as the Python engine
-            # does: a custom type's match may be longer than any window would allow.
+            # Number rules and other short ones (`Rule.longest`) are searched near their
+            # keywords only; any other rule with a keyword gate, over the whole text, as the
+            # Python engine does: a custom type's match may be longer than a window allows.
             windowed = [index for index in gated if _bounded(self.rules[index])]
             anywhere = [index for index in gated if not _bounded(self.rules[index])]
             matches = self._matches(text, runnable + anywhere, ends)
